@@ -1,0 +1,134 @@
+/* mer.h - the public C API of mer, an engine for open-vocabulary multimodal emotion recognition.
+ *
+ * Conventions (see DESIGN.md): every fallible call returns a mer_status (MER_OK = 0, negative codes on
+ * failure) and, when given a non-NULL `mer_err *`, leaves a one-line message there that names the file
+ * and the line or byte offset at fault. Handles are opaque; `open`/`close` for readers, `init`/`free`
+ * for objects; `*_default_params()` returns a struct by value. Nothing in this library calls exit() or
+ * abort() on bad input, and there is no global mutable state. */
+#ifndef MER_H
+#define MER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MER_VERSION "0.1.0"
+
+// --- status and errors -------------------------------------------------------------------------------
+
+typedef enum mer_status {
+    MER_OK = 0,
+    MER_E_NOMEM = -1,       /* allocation failed */
+    MER_E_IO = -2,          /* open/read/write/mmap failed */
+    MER_E_FORMAT = -3,      /* the file is not what it claims: bad header, truncated, corrupt */
+    MER_E_SHAPE = -4,       /* shapes disagree */
+    MER_E_UNSUPPORTED = -5, /* valid input we do not handle (a dtype, an opcode, a codec) */
+    MER_E_ARG = -6,         /* bad argument from the caller */
+    MER_E_NOTFOUND = -7,    /* a named thing (tensor, key, column, sample) is missing */
+    MER_E_RANGE = -8,       /* a value or size out of range */
+    MER_E_DEVICE = -9,      /* accelerator failure */
+    MER_E_INTERNAL = -10,   /* a bug in mer */
+} mer_status;
+
+#define MER_ERRMSG_MAX 512
+
+/* Error record filled by fallible calls. `msg` is a NUL-terminated single line. */
+typedef struct mer_err {
+    mer_status status;
+    char msg[MER_ERRMSG_MAX];
+} mer_err;
+
+/* Short constant name of a status code ("format error", ...). Never NULL. */
+const char *mer_status_str(mer_status st);
+
+// --- Track2 evaluation (the MER2025 emotion-wheel metric) --------------------------------------------
+
+/* Loaded emotion wheels, synonym table and word-form table. Immutable after load; shareable
+ * between threads. */
+typedef struct mer_wheels mer_wheels;
+
+#define MER_N_WHEELS 5
+#define MER_N_LEVELS 2
+
+/* Loads wheel1..5.csv, synonym.csv and format.csv from `dir` (the layout of mer's data/wheels/).
+ * Returns MER_OK and sets *out (caller frees with mer_wheels_free), or an error and *out = NULL. */
+mer_status mer_wheels_load(const char *dir, mer_wheels **out, mer_err *err);
+void mer_wheels_free(mer_wheels *w);
+
+/* Maps one label (any case, surrounding spaces ignored) to its cluster on (wheel 0..4, level 0..1)
+ * exactly as the reference's func_backward_case3. Returns the cluster name, or "" when the label is
+ * unknown or not on that wheel. The pointer is valid until mer_wheels_free. */
+const char *mer_wheels_map(const mer_wheels *w, const char *label, int wheel, int level);
+
+/* Number of distinct known spellings (keys of the word-form table). */
+size_t mer_wheels_n_spellings(const mer_wheels *w);
+
+/* One sample: a name and its label string (a Python-list string or a plain comma list). */
+typedef struct mer_labeled {
+    const char *name;
+    const char *labels;
+} mer_labeled;
+
+typedef struct mer_eval_params {
+    int allow_missing; /* score a GT name without prediction as empty instead of failing */
+} mer_eval_params;
+
+mer_eval_params mer_eval_default_params(void);
+
+typedef struct mer_eval_result {
+    double f[MER_N_WHEELS][MER_N_LEVELS]; /* F of averaged P and R, per wheel and level */
+    double p[MER_N_WHEELS][MER_N_LEVELS];
+    double r[MER_N_WHEELS][MER_N_LEVELS];
+    double level_f[MER_N_LEVELS]; /* mean over wheels of f: the reference's level1/level2 score */
+    double level_p[MER_N_LEVELS];
+    double level_r[MER_N_LEVELS];
+    double mean;          /* (level_f[0] + level_f[1]) / 2: the headline score */
+    size_t n_gt;          /* ground-truth rows */
+    size_t n_scored[MER_N_WHEELS][MER_N_LEVELS]; /* samples whose GT maps to something */
+    size_t n_missing;     /* GT names with no prediction (only with allow_missing) */
+} mer_eval_result;
+
+/* Scores predictions against ground truth. Names are matched exactly; predictions for names not in
+ * the ground truth are ignored. A GT name without prediction is MER_E_NOTFOUND (naming the first few
+ * missing names in err) unless params->allow_missing. Thread-safe for distinct outputs. */
+mer_status mer_eval_score(const mer_wheels *w, const mer_labeled *gt, size_t n_gt,
+                          const mer_labeled *pred, size_t n_pred, const mer_eval_params *params,
+                          mer_eval_result *out, mer_err *err);
+
+/* Splits a label string exactly as the reference's string_to_list: drop one leading '[' and one
+ * trailing ']', split on every ', " and ',', strip ASCII whitespace, drop empties. Calls cb for each
+ * item (item is not NUL-terminated; len bytes). Returns the number of items. */
+size_t mer_labels_split(const char *s, void (*cb)(const char *item, size_t len, void *ud), void *ud);
+
+// --- label tables: (name, labels) rows read from CSV or npz, written as npz ------------------------
+
+/* Rows of (name, text). Every string is owned by the table. */
+typedef struct mer_label_table {
+    mer_labeled *rows;
+    size_t n;
+} mer_label_table;
+
+/* Reads a label table from `path`, detected by content:
+ *  - CSV (RFC 4180, UTF-8, header row): columns `name` and `column` (e.g. "openset" or "reason");
+ *  - a zip npz with 1-D unicode arrays `filenames` and `fileitems` (an *-openset.npz submission);
+ *  - a zip npz whose `name2reason` is a 0-d object array holding a pickled dict {str: str}
+ *    (read by a safe pickle subset that never executes anything).
+ * Duplicate names are an error. Caller frees with mer_label_table_free. */
+mer_status mer_label_table_read(const char *path, const char *column, mer_label_table *out, mer_err *err);
+void mer_label_table_free(mer_label_table *t);
+
+/* Writes an *-openset.npz submission exactly as np.savez_compressed(path, filenames=..., fileitems=...)
+ * would: two 1-D '<U{maxlen}' arrays, deflated. Atomic (temporary file + rename). */
+mer_status mer_openset_npz_write(const char *path, const mer_labeled *rows, size_t n, mer_err *err);
+
+/* Writes a raw result npz: key `name2reason`, a 0-d object array holding a pickled (protocol 2) dict
+ * {name: text} in row order, as np.savez_compressed(path, name2reason=dict) writes it. Atomic. */
+mer_status mer_result_npz_write(const char *path, const mer_labeled *rows, size_t n, mer_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MER_H */

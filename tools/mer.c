@@ -1,0 +1,33 @@
+/* mer.c - the `mer` command-line tool: one binary, one subcommand per job, `--help` on each. */
+#include "cli.h"
+
+#include <string.h>
+
+static const mer_cmd COMMANDS[] = {
+    {"eval", "score Track2 open-vocabulary predictions with the emotion-wheel metric", mer_cmd_eval},
+    {"pack", "write a Codalab submission NAME-openset.npz from a CSV of predictions", mer_cmd_pack},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "mer %s - open-vocabulary multimodal emotion recognition\n\nusage: mer <command> [options]\n\n",
+            MER_VERSION);
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(f, "\n`mer <command> --help` describes each command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return argc < 2 ? MER_EXIT_ERR : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("mer %s\n", MER_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "mer: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return MER_EXIT_ERR;
+}
