@@ -47,4 +47,19 @@ size_t mer_dtype_block_bytes(mer_dtype t);
  * the caller's to check with the sizes it trusts. */
 size_t mer_dtype_row_bytes(mer_dtype t, size_t n);
 
+// --- scalar conversions and row (de)quantisation (implemented in src/core/dtype.c) -------------------
+
+float mer_fp16_to_fp32(uint16_t h);
+uint16_t mer_fp32_to_fp16(float f);   /* round to nearest even, like numpy/torch */
+float mer_bf16_to_fp32(uint16_t h);
+uint16_t mer_fp32_to_bf16(float f);   /* round to nearest even, NaN kept NaN, like torch */
+
+/* Converts n elements of src (type t) to f32. n must be a multiple of the block size. */
+void mer_dequantize_row(mer_dtype t, const void *src, float *dst, size_t n);
+/* Converts n f32 to type t (f32, f16, bf16, q8_0, q4_0) with the rounding llama.cpp's reference
+ * quantisers use (q8_0: d = amax/127, q = round(x/d); q4_0: d = max/-8 by signed max-magnitude,
+ * q = min(15, (int8)(x/d + 8.5))). n must be a multiple of the block size. Returns 0, or -1 if t
+ * cannot be a quantisation target. */
+int mer_quantize_row(mer_dtype t, const float *src, void *dst, size_t n);
+
 #endif
