@@ -120,6 +120,11 @@ typedef struct mer_label_table {
 mer_status mer_label_table_read(const char *path, const char *column, mer_label_table *out, mer_err *err);
 void mer_label_table_free(mer_label_table *t);
 
+/* For each rows[i].name, sets rows[i].labels to the text of the row of `t` with that name (a pointer
+ * into t, valid until t is freed), or NULL when t has none; *n_missing counts the NULLs. */
+mer_status mer_label_table_lookup(const mer_label_table *t, mer_labeled *rows, size_t n, size_t *n_missing,
+                                  mer_err *err);
+
 /* Writes an *-openset.npz submission exactly as np.savez_compressed(path, filenames=..., fileitems=...)
  * would: two 1-D '<U{maxlen}' arrays, deflated. Atomic (temporary file + rename). */
 mer_status mer_openset_npz_write(const char *path, const mer_labeled *rows, size_t n, mer_err *err);

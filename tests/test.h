@@ -19,9 +19,11 @@ static int t_pass, t_fail;
 /* Directory of committed fixtures, relative to the repository root where tests run. */
 #define FIXTURES "tests/fixtures"
 static void run(void);
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc;
     run();
-    printf("%s: %d passed, %d failed\n", __FILE__, t_pass, t_fail);
+    const char *name = strrchr(argv[0], '/');
+    printf("%s: %d passed, %d failed\n", name ? name + 1 : argv[0], t_pass, t_fail);
     return t_fail != 0;
 }
 #endif

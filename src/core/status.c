@@ -51,7 +51,14 @@ mer_status mer__err_prefix(mer_err *err, mer_status st, const char *fmt, ...) {
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     if (err->status == MER_OK) err->status = st;
-    snprintf(err->msg, sizeof err->msg, "%s: %s", pre, old);
+    size_t np = strlen(pre);
+    if (np > sizeof err->msg - 3) np = sizeof err->msg - 3;
+    memcpy(err->msg, pre, np);
+    memcpy(err->msg + np, ": ", 2);
+    size_t room = sizeof err->msg - np - 3, no = strlen(old);
+    if (no > room) no = room;
+    memcpy(err->msg + np + 2, old, no);
+    err->msg[np + 2 + no] = 0;
     one_line(err->msg);
     return err->status;
 }
