@@ -29,6 +29,9 @@ int cli_parse_double(const char *s, double *out);
 /* True if argv has -h or --help. */
 int cli_wants_help(int argc, char **argv);
 
+/* Finds data/<sub> shipped with mer ($MER_DATA, beside the binary, ./data). 0 if found. */
+int cli_data_path(const char *sub, char *out, size_t cap);
+
 int mer_cmd_eval(int argc, char **argv);
 int mer_cmd_pack(int argc, char **argv);
 #endif

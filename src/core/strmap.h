@@ -8,6 +8,7 @@
 typedef struct mer_strmap {
     char **keys;      /* slot -> key (NULL = empty) */
     size_t *key_lens;
+    uint64_t *hashes;
     int64_t *vals;
     size_t cap;       /* power of two */
     size_t n;

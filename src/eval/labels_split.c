@@ -8,6 +8,12 @@
 void mer__py_strip_bounds(const char *s, size_t len, size_t *start, size_t *end) {
     const uint8_t *u = (const uint8_t *)s;
     size_t a = 0, b = len;
+    /* fast path: ASCII non-space at both ends */
+    if (len && u[0] < 0x80 && u[len - 1] < 0x80 && u[0] > ' ' && u[len - 1] > ' ' && u[0] != 0x7f) {
+        *start = 0;
+        *end = len;
+        return;
+    }
     while (a < b) {
         uint32_t cp;
         int k = mer__utf8_decode(u + a, b - a, &cp);
@@ -34,10 +40,15 @@ mer_status mer__py_lower_strip(const char *s, size_t len, mer_buf *b) {
     mer_status st = mer__buf_reserve(b, e - a + 8);
     if (st) return st;
     for (size_t i = a; i < e;) {
-        if (u[i] < 0x80) {
-            char c = (char)u[i++];
-            if (c >= 'A' && c <= 'Z') c = (char)(c + 32);
-            if ((st = mer__buf_putc(b, c))) return st;
+        if (u[i] < 0x80) { /* ASCII run: lower in place */
+            size_t j = i;
+            while (j < e && u[j] < 0x80) j++;
+            if ((st = mer__buf_reserve(b, j - i))) return st;
+            char *d = b->data + b->len;
+            for (size_t k = i; k < j; k++) d[k - i] = (char)(u[k] >= 'A' && u[k] <= 'Z' ? u[k] + 32 : u[k]);
+            b->len += j - i;
+            b->data[b->len] = 0;
+            i = j;
             continue;
         }
         uint32_t cp;

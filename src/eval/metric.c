@@ -21,8 +21,18 @@ typedef struct map_ctx {
 
 static void map_cb(const char *item, size_t len, void *ud) {
     map_ctx *c = ud;
-    if (mer__py_lower_strip(item, len, &c->tmp)) { c->fail = 1; return; }
-    int64_t *i = mer__strmap_get(&c->w->spell, c->tmp.data, c->tmp.len);
+    char low[128];
+    const char *key = low;
+    size_t klen = len, k;
+    /* fast path: short ASCII items (items come stripped from the splitter) */
+    for (k = 0; k < len && len <= sizeof low && (unsigned char)item[k] < 0x80; k++)
+        low[k] = (char)(item[k] >= 'A' && item[k] <= 'Z' ? item[k] + 32 : item[k]);
+    if (k < len || len > sizeof low) {
+        if (mer__py_lower_strip(item, len, &c->tmp)) { c->fail = 1; return; }
+        key = c->tmp.data;
+        klen = c->tmp.len;
+    }
+    int64_t *i = mer__strmap_get(&c->w->spell, key, klen);
     if (!i) return; /* unknown word: dropped */
     for (int m = 0; m < MER_N_METRICS; m++) {
         int id = c->w->cluster[*i][m];
@@ -38,7 +48,12 @@ static int to_set(const mer_wheels *w, const char *labels, cset *out, mer_buf *t
     return c.fail ? -1 : 0;
 }
 
-static int popc(const uint64_t b[2]) { return __builtin_popcountll(b[0]) + __builtin_popcountll(b[1]); }
+static int popc(const uint64_t b[2]) { /* sets hold a handful of bits: clear them one by one */
+    int n = 0;
+    for (uint64_t x = b[0]; x; x &= x - 1) n++;
+    for (uint64_t x = b[1]; x; x &= x - 1) n++;
+    return n;
+}
 
 mer_eval_params mer_eval_default_params(void) {
     mer_eval_params p = {0};
@@ -55,6 +70,7 @@ mer_status mer_eval_score(const mer_wheels *w, const mer_labeled *gt, size_t n_g
     mer_strmap idx = {0};
     mer_buf tmp = {0}, missing = {0};
     size_t n_missing = 0;
+    int64_t *pred_of = NULL;
     double sp[MER_N_METRICS] = {0}, sr[MER_N_METRICS] = {0};
     size_t cnt[MER_N_METRICS] = {0};
 
@@ -62,8 +78,11 @@ mer_status mer_eval_score(const mer_wheels *w, const mer_labeled *gt, size_t n_g
         int ins;
         if (mer__strmap_put(&idx, pred[i].name, strlen(pred[i].name), (int64_t)i, NULL, &ins)) goto nomem;
     }
+    pred_of = malloc((n_gt ? n_gt : 1) * sizeof *pred_of);
+    if (!pred_of) goto nomem;
     for (size_t i = 0; i < n_gt; i++) {
         int64_t *pi = mer__strmap_get(&idx, gt[i].name, strlen(gt[i].name));
+        pred_of[i] = pi ? *pi : -1;
         if (!pi) {
             if (n_missing < 5 && mer__buf_printf(&missing, "%s%s", n_missing ? ", " : "", gt[i].name)) goto nomem;
             n_missing++;
@@ -79,8 +98,7 @@ mer_status mer_eval_score(const mer_wheels *w, const mer_labeled *gt, size_t n_g
     for (size_t i = 0; i < n_gt; i++) {
         cset g, p;
         if (to_set(w, gt[i].labels, &g, &tmp)) goto nomem;
-        int64_t *pi = mer__strmap_get(&idx, gt[i].name, strlen(gt[i].name));
-        if (to_set(w, pi ? pred[*pi].labels : "", &p, &tmp)) goto nomem;
+        if (to_set(w, pred_of[i] >= 0 ? pred[pred_of[i]].labels : "", &p, &tmp)) goto nomem;
         for (int m = 0; m < MER_N_METRICS; m++) {
             int ng = popc(g.b[m]);
             if (!ng) continue; /* ground truth maps to nothing: sample skipped */
@@ -119,6 +137,7 @@ nomem:
 fail:
 done:
     mer__strmap_free(&idx);
+    free(pred_of);
     mer__buf_free(&tmp);
     mer__buf_free(&missing);
     return st;

@@ -71,10 +71,12 @@ mer_status mer__csv_parse(const char *path, const uint8_t *data, size_t n, mer_c
                     if (data[i] == '"') {
                         if (i + 1 < n && data[i + 1] == '"') { st = mer__buf_putc(&field, '"'); i += 2; }
                         else { i++; break; }
-                    } else {
-                        if (data[i] == '\n') line++;
-                        st = mer__buf_putc(&field, (char)data[i]);
-                        i++;
+                    } else { /* copy the run up to the next quote in one piece */
+                        const uint8_t *q = memchr(data + i, '"', n - i);
+                        size_t j = q ? (size_t)(q - data) : n;
+                        for (size_t k = i; k < j; k++) line += data[k] == '\n';
+                        st = mer__buf_append(&field, data + i, j - i);
+                        i = j;
                     }
                     if (st) goto nomem;
                 }
