@@ -3,6 +3,7 @@
 # "N passed, N failed" over all of them. Exit status is non-zero when any check failed or a test crashed.
 set -u
 build=${1:-build}
+export MER_BUILD="$build"
 pass=0; fail=0
 for t in "$build"/tests/test_*; do
     [ -x "$t" ] || continue
