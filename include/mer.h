@@ -133,6 +133,114 @@ mer_status mer_openset_npz_write(const char *path, const mer_labeled *rows, size
  * {name: text} in row order, as np.savez_compressed(path, name2reason=dict) writes it. Atomic. */
 mer_status mer_result_npz_write(const char *path, const mer_labeled *rows, size_t n, mer_err *err);
 
+// --- tokenizer: Qwen2's byte-level BPE, and the Qwen2.5 chat template -------------------------------
+
+/* A byte-level BPE tokenizer (GPT-2 style, as Hugging Face `tokenizers` runs Qwen2's): added tokens are
+ * matched first, the rest is NFC-normalised (when the tokenizer asks for it), split by Qwen2's
+ * pre-tokenizer regex and merged by rank. Immutable after load except for an internal, mutex-guarded
+ * word cache: one tokenizer may be shared by threads. */
+typedef struct mer_tokenizer mer_tokenizer;
+
+/* The last added token of Qwen2.5 (<|file_sep|>). The Qwen3 tokenizer data mer installs has four more
+ * (<tool_response>, </tool_response>, <think>, </think>) that a Qwen2.5 run must not match. */
+#define MER_QWEN25_MAX_SPECIAL_ID 151664
+
+typedef struct mer_tokenizer_params {
+    /* Added (special) tokens with an id above this are not loaded: not matched in text, and their ids
+     * are out of range for decoding. Default MER_QWEN25_MAX_SPECIAL_ID (the Qwen2.5 profile); a negative
+     * value keeps every added token. Ordinary vocabulary tokens are never dropped. */
+    int64_t max_special_id;
+} mer_tokenizer_params;
+
+mer_tokenizer_params mer_tokenizer_default_params(void);
+
+/* Loads a Hugging Face tokenizer.json whose model is byte-level BPE with Qwen2's pre-tokenizer (merges
+ * as "a b" strings or [a, b] arrays; normalizer null or NFC). params may be NULL (defaults). Returns
+ * MER_OK and *out (free with mer_tokenizer_free); MER_E_IO/MER_E_FORMAT/MER_E_UNSUPPORTED naming the
+ * file and the JSON field at fault otherwise, with *out = NULL. */
+mer_status mer_tokenizer_load(const char *path, const mer_tokenizer_params *params, mer_tokenizer **out,
+                              mer_err *err);
+
+/* A tokenizer given as plain arrays, as GGUF stores it (tokenizer.ggml.tokens, .merges, .token_type). */
+typedef struct mer_tokenizer_arrays {
+    const char *const *tokens; /* [n_tokens], token i has id i; byte-level text for normal tokens */
+    const size_t *token_lens;  /* [n_tokens] byte lengths, or NULL for NUL-terminated tokens */
+    size_t n_tokens;
+    const char *const *merges; /* [n_merges] "a b" (byte-level text), rank = index */
+    const size_t *merge_lens;  /* or NULL for NUL-terminated merges */
+    size_t n_merges;
+    /* [n_tokens] GGUF token types or NULL (all normal): 1 normal, 2 unknown and 6 byte are vocabulary
+     * tokens; 3 control is a special added token, 4 user-defined a non-special added token (both
+     * matched in text before BPE, raw UTF-8 text); 5 unused and 0 undefined are never produced. */
+    const int32_t *token_types;
+    int nfc; /* normalise text to NFC before splitting (Qwen2's tokenizer.json does) */
+} mer_tokenizer_arrays;
+
+/* Builds a tokenizer from arrays (copied: the caller keeps ownership of a). Same contract as
+ * mer_tokenizer_load; messages name the array index at fault. */
+mer_status mer_tokenizer_from_arrays(const mer_tokenizer_arrays *a, const mer_tokenizer_params *params,
+                                     mer_tokenizer **out, mer_err *err);
+
+void mer_tokenizer_free(mer_tokenizer *t);
+
+/* One more than the largest id that decodes to something (vocabulary and loaded added tokens). */
+size_t mer_tokenizer_n_vocab(const mer_tokenizer *t);
+
+/* The id of a token given by its text: an added token's content ("<|im_end|>") or a vocabulary token's
+ * decoded bytes (" the"). Returns -1 when there is none. */
+int32_t mer_tokenizer_token_id(const mer_tokenizer *t, const char *text, size_t len);
+
+/* Whether id is a special added token (<|im_start|>, <|endoftext|>, ...). */
+int mer_tokenizer_is_special(const mer_tokenizer *t, int32_t id);
+
+/* Encodes len bytes of UTF-8 text (special tokens in the text are matched, as Hugging Face does by
+ * default). Returns MER_OK with *ids (caller frees with free(); non-NULL even when *n_ids is 0) and
+ * *n_ids; MER_E_ARG naming the byte offset when text is not valid UTF-8. Thread-safe. */
+mer_status mer_tokenizer_encode(const mer_tokenizer *t, const char *text, size_t len, int32_t **ids,
+                                size_t *n_ids, mer_err *err);
+
+/* Decodes ids into UTF-8 text, invalid byte sequences replaced by U+FFFD as Hugging Face does. With
+ * skip_special, special added tokens produce nothing. Returns MER_OK with *text (NUL-terminated, caller
+ * frees with free()) and *len (may be NULL); MER_E_RANGE naming the index of an id outside
+ * [0, n_vocab). Ids inside the range without a token decode to nothing, as in Hugging Face. */
+mer_status mer_tokenizer_decode(const mer_tokenizer *t, const int32_t *ids, size_t n_ids, int skip_special,
+                                char **text, size_t *len, mer_err *err);
+
+/* Streaming decoder: feed ids one at a time as they are generated; only complete UTF-8 characters come
+ * out, a character split across tokens comes out with the token that completes it. */
+typedef struct mer_tokenizer_stream mer_tokenizer_stream;
+
+/* t must outlive the stream. Caller frees with mer_tokenizer_stream_free. */
+mer_status mer_tokenizer_stream_init(const mer_tokenizer *t, int skip_special, mer_tokenizer_stream **out,
+                                     mer_err *err);
+/* Feeds one id; *text and *len receive the text completed by it (possibly empty), valid until the next call
+ * on this stream. MER_E_RANGE for an id outside [0, n_vocab). */
+mer_status mer_tokenizer_stream_push(mer_tokenizer_stream *s, int32_t id, const char **text, size_t *len,
+                                     mer_err *err);
+/* Ends the stream: bytes still waiting for the rest of a character come out as U+FFFD. The stream can
+ * then be reused from scratch. */
+void mer_tokenizer_stream_flush(mer_tokenizer_stream *s, const char **text, size_t *len);
+void mer_tokenizer_stream_free(mer_tokenizer_stream *s);
+
+/* One chat message. role: "system", "user", "assistant" or "tool"; content: UTF-8 text. */
+typedef struct mer_chat_msg {
+    const char *role;
+    const char *content;
+} mer_chat_msg;
+
+/* The default system prompt Qwen2.5's template inserts when the conversation has none. */
+#define MER_QWEN25_DEFAULT_SYSTEM "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+/* Renders messages exactly as Hugging Face apply_chat_template(messages, tokenize=False,
+ * add_generation_prompt=...) renders them with Qwen2.5-Instruct's template (no tools, no tool calls):
+ * a first "system" message or the default system prompt, then "<|im_start|>ROLE\nCONTENT<|im_end|>\n"
+ * per message (consecutive "tool" messages grouped in one user turn), messages with other roles
+ * dropped as the template drops them, and "<|im_start|>assistant\n" when add_generation_prompt.
+ * Returns MER_OK with *text (NUL-terminated, caller frees with free()) and *len (may be NULL);
+ * MER_E_ARG for no messages or a NULL role/content. */
+mer_status mer_chat_render(const mer_chat_msg *msgs, size_t n_msgs, int add_generation_prompt, char **text,
+                           size_t *len, mer_err *err);
+
 #ifdef __cplusplus
 }
 #endif
