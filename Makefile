@@ -12,7 +12,7 @@ DEPS    ?= 1
 WARN     = -Wall -Wextra -Wpedantic -Werror -Wshadow -Wno-unused-parameter
 CPPFLAGS = -Iinclude -Isrc -D_GNU_SOURCE -DMER_MEDIA=$(MEDIA) -DMER_CUDA=$(CUDA)
 CFLAGS  += -std=c11 $(OPT) -g -pthread -fno-math-errno $(WARN) $(EXTRA_CFLAGS)
-LDLIBS   = -lz -lcjson -lutf8proc -lm -lpthread $(EXTRA_LDLIBS)
+LDLIBS   = -lz -lcjson -lutf8proc -lsqlite3 -lm -lpthread $(EXTRA_LDLIBS)
 
 AVX2_FLAGS   = -mavx2 -mfma -mf16c
 AVX512_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c
