@@ -14,7 +14,7 @@ static char mer[512];
 /* Runs cmd through sh; captures stdout+stderr (up to cap) and returns the exit status. */
 static int sh(const char *cmd, char *out, size_t cap) {
     char full[4096];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    snprintf(full, sizeof full, "( %s ) 2>&1", cmd);
     FILE *p = popen(full, "r");
     if (!p) return -1;
     size_t n = fread(out, 1, cap - 1, p);
@@ -51,7 +51,7 @@ static void test_errors(void) {
     char out[8192], cmd[2048];
     struct { const char *file, *content, *want; } cases[] = {
         {TMP "/nocol.csv", "name,labels\\na,x\\n", "missing column"},
-        {TMP "/quote.csv", "name,openset\\na,\\\"[x\\n", "unbalanced quote"},
+        {TMP "/quote.csv", "name,openset\\na,\"[x\\n", "unbalanced quote"},
         {TMP "/utf8.csv", "name,openset\\na,\\377\\n", "invalid UTF-8"},
         {TMP "/empty.csv", "", "empty file"},
         {TMP "/trunc.npz", "PK\\003\\004\\024\\000", ""},
