@@ -154,10 +154,12 @@ typedef struct mer_tokenizer_params {
 
 mer_tokenizer_params mer_tokenizer_default_params(void);
 
-/* Loads a Hugging Face tokenizer.json whose model is byte-level BPE with Qwen2's pre-tokenizer (merges
- * as "a b" strings or [a, b] arrays; normalizer null or NFC). params may be NULL (defaults). Returns
- * MER_OK and *out (free with mer_tokenizer_free); MER_E_IO/MER_E_FORMAT/MER_E_UNSUPPORTED naming the
- * file and the JSON field at fault otherwise, with *out = NULL. */
+/* Loads a tokenizer, detected by content: a Hugging Face tokenizer.json whose model is byte-level BPE
+ * with Qwen2's pre-tokenizer (merges as "a b" strings or [a, b] arrays; normalizer null or NFC), or a
+ * GGUF file's tokenizer.ggml.* metadata (model "gpt2", pre "qwen2"; read as mer_tokenizer_from_arrays
+ * with NFC on, as Hugging Face does). params may be NULL (defaults). Returns MER_OK and *out (free with
+ * mer_tokenizer_free); MER_E_IO/MER_E_FORMAT/MER_E_UNSUPPORTED/MER_E_NOTFOUND naming the file and the
+ * JSON field or GGUF key at fault otherwise, with *out = NULL. */
 mer_status mer_tokenizer_load(const char *path, const mer_tokenizer_params *params, mer_tokenizer **out,
                               mer_err *err);
 

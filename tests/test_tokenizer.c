@@ -10,6 +10,7 @@
  * The tokenizer data itself is models/qwen2-tokenizer/tokenizer.json (scripts/deps.d/tokenizer.sh). */
 #include "test.h"
 
+#include "io/gguf.h"
 #include "mer.h"
 
 #include <cjson/cJSON.h>
@@ -250,71 +251,106 @@ static void check_extra(const mer_tokenizer *tok, const mer_tokenizer *tok_all) 
 
 // --- the array constructor (GGUF metadata) -----------------------------------------------------------
 
-/* Builds the arrays GGUF would hold straight from tokenizer.json (read here with cJSON, not through
- * mer's loader): tokens by id, merges "a b", types 1 normal / 3 control / 4 user-defined. */
-static mer_tokenizer *tokenizer_from_json_arrays(const char *path, int64_t max_special) {
+/* The arrays GGUF would hold, built straight from tokenizer.json (read here with cJSON, not through
+ * mer's loader): tokens by id, merges "a b", types 1 normal / 3 control / 4 user-defined, and seven
+ * [PAD] tokens of type 5 (unused) at the end as llama.cpp's converter pads the vocabulary. */
+typedef struct json_arrays {
+    cJSON *root;
+    const char **toks;
+    int32_t *types;
+    char **merges;
+    size_t n_tok, n_merges;
+    char pad[7][16];
+} json_arrays;
+
+static int json_arrays_build(const char *path, json_arrays *ja) {
+    memset(ja, 0, sizeof *ja);
     size_t n;
     FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
+    if (!f) return -1;
     fseek(f, 0, SEEK_END);
     n = (size_t)ftell(f);
     fseek(f, 0, SEEK_SET);
     char *buf = malloc(n + 1);
     if (fread(buf, 1, n, f) != n) n = 0;
     fclose(f);
-    cJSON *root = cJSON_ParseWithLength(buf, n);
+    ja->root = cJSON_ParseWithLength(buf, n);
     free(buf);
-    cJSON *model = cJSON_GetObjectItem(root, "model"), *e;
+    cJSON *model = cJSON_GetObjectItem(ja->root, "model"), *e;
     size_t n_tok = 0;
     cJSON_ArrayForEach(e, cJSON_GetObjectItem(model, "vocab")) if ((size_t)e->valueint + 1 > n_tok) n_tok = (size_t)e->valueint + 1;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItem(root, "added_tokens")) {
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(ja->root, "added_tokens")) {
         int id = cJSON_GetObjectItem(e, "id")->valueint;
         if ((size_t)id + 1 > n_tok) n_tok = (size_t)id + 1;
     }
-    n_tok += 7; /* GGUF pads the vocabulary: [PAD...] tokens of type 5 (unused) */
-    const char **toks = calloc(n_tok, sizeof *toks);
-    int32_t *types = calloc(n_tok, sizeof *types);
-    char pad[7][16];
+    n_tok += 7;
+    ja->n_tok = n_tok;
+    ja->toks = calloc(n_tok, sizeof *ja->toks);
+    ja->types = calloc(n_tok, sizeof *ja->types);
     for (int k = 0; k < 7; k++) {
-        snprintf(pad[k], sizeof pad[k], "[PAD%zu]", n_tok - 7 + (size_t)k);
-        toks[n_tok - 7 + (size_t)k] = pad[k];
-        types[n_tok - 7 + (size_t)k] = 5;
+        snprintf(ja->pad[k], sizeof ja->pad[k], "[PAD%zu]", n_tok - 7 + (size_t)k);
+        ja->toks[n_tok - 7 + (size_t)k] = ja->pad[k];
+        ja->types[n_tok - 7 + (size_t)k] = 5;
     }
     cJSON_ArrayForEach(e, cJSON_GetObjectItem(model, "vocab")) {
-        toks[e->valueint] = e->string;
-        types[e->valueint] = 1;
+        ja->toks[e->valueint] = e->string;
+        ja->types[e->valueint] = 1;
     }
-    cJSON_ArrayForEach(e, cJSON_GetObjectItem(root, "added_tokens")) {
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(ja->root, "added_tokens")) {
         int id = cJSON_GetObjectItem(e, "id")->valueint;
-        toks[id] = cJSON_GetObjectItem(e, "content")->valuestring;
-        types[id] = cJSON_IsTrue(cJSON_GetObjectItem(e, "special")) ? 3 : 4;
+        ja->toks[id] = cJSON_GetObjectItem(e, "content")->valuestring;
+        ja->types[id] = cJSON_IsTrue(cJSON_GetObjectItem(e, "special")) ? 3 : 4;
     }
     cJSON *merges = cJSON_GetObjectItem(model, "merges");
-    size_t n_m = (size_t)cJSON_GetArraySize(merges), k = 0;
-    char **ms = calloc(n_m, sizeof *ms);
+    ja->n_merges = (size_t)cJSON_GetArraySize(merges);
+    ja->merges = calloc(ja->n_merges, sizeof *ja->merges);
+    size_t k = 0;
     cJSON_ArrayForEach(e, merges) {
         const char *a = cJSON_IsArray(e) ? e->child->valuestring : NULL, *b = a ? e->child->next->valuestring : NULL;
         if (a) {
-            ms[k] = malloc(strlen(a) + strlen(b) + 2);
-            sprintf(ms[k], "%s %s", a, b);
+            ja->merges[k] = malloc(strlen(a) + strlen(b) + 2);
+            sprintf(ja->merges[k], "%s %s", a, b);
         } else {
-            ms[k] = strdup(e->valuestring);
+            ja->merges[k] = strdup(e->valuestring);
         }
         k++;
     }
-    mer_tokenizer_arrays arr = {.tokens = toks, .n_tokens = n_tok, .merges = (const char *const *)ms, .n_merges = n_m,
-                                .token_types = types, .nfc = 1};
+    return 0;
+}
+
+static void json_arrays_free(json_arrays *ja) {
+    for (size_t i = 0; i < ja->n_merges; i++) free(ja->merges[i]);
+    free(ja->merges);
+    free(ja->toks);
+    free(ja->types);
+    cJSON_Delete(ja->root);
+}
+
+static mer_tokenizer *tokenizer_from_json_arrays(const json_arrays *ja, int64_t max_special) {
+    mer_tokenizer_arrays arr = {.tokens = ja->toks, .n_tokens = ja->n_tok, .merges = (const char *const *)ja->merges,
+                                .n_merges = ja->n_merges, .token_types = ja->types, .nfc = 1};
     mer_tokenizer_params p = mer_tokenizer_default_params();
     p.max_special_id = max_special;
     mer_tokenizer *t = NULL;
     mer_err err = {0};
     if (mer_tokenizer_from_arrays(&arr, &p, &t, &err)) printf("from_arrays: %s\n", err.msg);
-    for (size_t i = 0; i < n_m; i++) free(ms[i]);
-    free(ms);
-    free(toks);
-    free(types);
-    cJSON_Delete(root);
     return t;
+}
+
+/* Writes the arrays as a GGUF's tokenizer metadata with mer's GGUF writer (src/io/gguf.c). */
+static int write_tokenizer_gguf(const json_arrays *ja, const char *path, const char *pre) {
+    mer_gguf_writer *g = NULL;
+    mer_err err = {0};
+    int rc = mer__gguf_writer_new(&g, &err) || mer__gguf_add_str(g, "general.architecture", "qwen2", &err) ||
+             mer__gguf_add_str(g, "tokenizer.ggml.model", "gpt2", &err) ||
+             mer__gguf_add_str(g, "tokenizer.ggml.pre", pre, &err) ||
+             mer__gguf_add_str_array(g, "tokenizer.ggml.tokens", ja->toks, ja->n_tok, &err) ||
+             mer__gguf_add_array(g, "tokenizer.ggml.token_type", MER_KV_I32, ja->types, ja->n_tok, &err) ||
+             mer__gguf_add_str_array(g, "tokenizer.ggml.merges", (const char *const *)ja->merges, ja->n_merges, &err) ||
+             mer__gguf_write(g, path, NULL, NULL, &err);
+    if (rc) printf("gguf write: %s\n", err.msg);
+    mer__gguf_writer_free(g);
+    return rc;
 }
 
 // --- small checks: API contracts and errors ----------------------------------------------------------
@@ -449,13 +485,34 @@ static void run(void) {
     /* a second pass hits the word cache everywhere: same answers */
     check_parity(tok, cs, n_cases, "tokenizer.json, cached");
 
-    mer_tokenizer *tok_arr = tokenizer_from_json_arrays(TOKENIZER_JSON, MER_QWEN25_MAX_SPECIAL_ID);
+    json_arrays ja;
+    CHECK(json_arrays_build(TOKENIZER_JSON, &ja) == 0);
+    mer_tokenizer *tok_arr = tokenizer_from_json_arrays(&ja, MER_QWEN25_MAX_SPECIAL_ID);
     CHECK(tok_arr != NULL);
     if (tok_arr) {
         CHECK_EQ_INT(mer_tokenizer_n_vocab(tok_arr), 151665);
         check_parity(tok_arr, cs, n_cases, "arrays");
     }
     mer_tokenizer_free(tok_arr);
+    /* the same arrays through a GGUF file written by mer's writer, loaded by content */
+    char gguf[64];
+    snprintf(gguf, sizeof gguf, "/tmp/mer_test_tok_%d.gguf", (int)getpid());
+    mer_tokenizer *tok_gguf = NULL;
+    CHECK(write_tokenizer_gguf(&ja, gguf, "qwen2") == 0);
+    s = mer_tokenizer_load(gguf, NULL, &tok_gguf, &err);
+    CHECK_MSG(s == MER_OK, "%s", err.msg);
+    if (tok_gguf) {
+        CHECK_EQ_INT(mer_tokenizer_n_vocab(tok_gguf), 151665);
+        CHECK_EQ_INT(mer_tokenizer_token_id(tok_gguf, "<|im_start|>", 12), 151644);
+        check_parity(tok_gguf, cs, n_cases, "gguf");
+    }
+    mer_tokenizer_free(tok_gguf);
+    /* a GGUF whose pre-tokenizer is not Qwen2's is refused, naming the key */
+    CHECK(write_tokenizer_gguf(&ja, gguf, "llama-bpe") == 0);
+    CHECK_EQ_INT(mer_tokenizer_load(gguf, NULL, &tok_gguf, &err), MER_E_UNSUPPORTED);
+    CHECK(strstr(err.msg, "tokenizer.ggml.pre") != NULL);
+    remove(gguf);
+    json_arrays_free(&ja);
     free_cases(cs, n_cases);
     printf("tokenizer parity: %zu reference cases checked (encode, decode, streamed decode)\n", n_cases);
 

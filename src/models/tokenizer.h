@@ -91,4 +91,15 @@ mer_status mer__tok_add_merge(mer_tokenizer *t, uint32_t rank, const char *a, si
 /* Completes the tokenizer (added-token matcher, cache). */
 mer_status mer__tok_finish(mer_tokenizer *t, mer_err *err);
 
+// --- GGUF (tokenizer_gguf.c) ------------------------------------------------------------------------
+
+struct mer_weights;
+/* The tokenizer in the metadata of an open GGUF (tokenizer.ggml.* keys, pre-tokenizer "qwen2"), for a
+ * model loader that has the file open already. Same contract as mer_tokenizer_load. */
+mer_status mer__tokenizer_from_weights(const struct mer_weights *w, const mer_tokenizer_params *params,
+                                       mer_tokenizer **out, mer_err *err);
+/* Opens the GGUF at path and reads its tokenizer. */
+mer_status mer__tokenizer_load_gguf(const char *path, const mer_tokenizer_params *params, mer_tokenizer **out,
+                                    mer_err *err);
+
 #endif /* MER_MODELS_TOKENIZER_H */

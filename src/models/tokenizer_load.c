@@ -4,7 +4,8 @@
  * pre-tokenizer Sequence[Split(Qwen2's regex, Isolated), ByteLevel(use_regex false)]; a ByteLevel (or
  * no) decoder and post-processor. Anything else is MER_E_UNSUPPORTED naming the field, so a tokenizer
  * that would encode differently is refused instead of silently mis-encoded. Added tokens with ids
- * above params->max_special_id are left out (Qwen2.5 profile: the Qwen3 data's extra four). */
+ * above params->max_special_id are left out (Qwen2.5 profile: the Qwen3 data's extra four). A file that
+ * starts with the GGUF magic goes to tokenizer_gguf.c instead. */
 #include "models/tokenizer.h"
 
 #include <cjson/cJSON.h>
@@ -223,12 +224,15 @@ mer_status mer_tokenizer_load(const char *path, const mer_tokenizer_params *para
     cJSON *root = NULL;
     mer_status st = mer__map_open(path, &m, err);
     if (st) return st;
+    if (m.size >= 4 && !memcmp(m.data, "GGUF", 4)) {
+        mer__map_close(&m);
+        return mer__tokenizer_load_gguf(path, &p, out, err);
+    }
     const char *end = NULL;
     root = cJSON_ParseWithLengthOpts((const char *)m.data, m.size, &end, 0);
     if (!root) {
         size_t off = end ? (size_t)(end - (const char *)m.data) : 0;
-        st = mer__errf(err, m.size ? MER_E_FORMAT : MER_E_FORMAT, "%s: not JSON (syntax error at byte offset %zu)", path,
-                       off);
+        st = mer__errf(err, MER_E_FORMAT, "%s: neither JSON nor GGUF (JSON syntax error at byte offset %zu)", path, off);
         goto done;
     }
     if (!cJSON_IsObject(root)) {
