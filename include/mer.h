@@ -243,6 +243,70 @@ typedef struct mer_chat_msg {
 mer_status mer_chat_render(const mer_chat_msg *msgs, size_t n_msgs, int add_generation_prompt, char **text,
                            size_t *len, mer_err *err);
 
+// --- model files: open, describe, convert to GGUF -----------------------------------------------------
+
+/* A checkpoint opened read-only (mmapped): safetensors (single or sharded), GGUF, PyTorch zip, or a
+ * Hugging Face model folder. Immutable; shareable between threads. */
+typedef struct mer_weights mer_weights;
+
+/* Opens `path` by content: a .safetensors file, a model.safetensors.index.json, a GGUF file, a PyTorch
+ * zip checkpoint, or a folder with config.json + model.safetensors[.index.json] / pytorch_model.bin.
+ * Every size and offset is checked against the file. Caller frees with mer_weights_close. */
+mer_status mer_weights_open(const char *path, mer_weights **out, mer_err *err);
+void mer_weights_close(mer_weights *w);
+
+/* "safetensors", "gguf" or "pytorch". */
+const char *mer_weights_format_name(const mer_weights *w);
+
+typedef struct mer_tensor_desc {
+    const char *name;  /* valid until mer_weights_close */
+    const char *dtype; /* "f32", "bf16", "q8_0", "q4_K", "i64", "bool", ... */
+    int n_dims;
+    int64_t shape[8];  /* PyTorch order: outermost first */
+    uint64_t n_elems;
+    size_t n_bytes;
+} mer_tensor_desc;
+
+/* Tensors in file order. */
+size_t mer_weights_n_tensors(const mer_weights *w);
+mer_tensor_desc mer_weights_tensor_desc(const mer_weights *w, size_t i);
+
+/* Metadata entries (GGUF key/values; safetensors __metadata__ strings), in file order: the key, its type
+ * ("u32", "f32", "string", "array[string]", ...) and its value as text in buf (strings as they are,
+ * arrays as "[n items: a, b, ...]" with at most max_items items; cut to cap-1 bytes). Returns the key. */
+size_t mer_weights_n_meta(const mer_weights *w);
+const char *mer_weights_meta(const mer_weights *w, size_t i, const char **type, char *buf, size_t cap,
+                             int max_items);
+
+/* The config.json of a model folder (or beside a sharded index): top-level entries in file order, the
+ * value as compact text in buf. Zero entries when there is none. Returns the key. */
+size_t mer_weights_n_config(const mer_weights *w);
+const char *mer_weights_config_entry(const mer_weights *w, size_t i, char *buf, size_t cap);
+
+typedef struct mer_quantize_params {
+    const char *type; /* "q8_0", "q4_0", "f16", "bf16" or "f32": the type of 2-D+ float tensors */
+    int n_threads;    /* <= 0: one per online CPU (at most 64) */
+} mer_quantize_params;
+
+mer_quantize_params mer_quantize_default_params(void); /* q8_0, all CPUs */
+
+typedef struct mer_quantize_stats {
+    size_t n_tensors;
+    size_t n_converted; /* written in the requested type */
+    size_t n_kept_f32;  /* 1-D tensors and rows not a multiple of the block size, kept in f32 */
+    size_t n_renamed;   /* names mapped to llama.cpp's GGUF names */
+    uint64_t bytes_in, bytes_out; /* tensor data only */
+    const char *arch;   /* general.architecture written, or NULL (static string) */
+} mer_quantize_stats;
+
+/* Converts any checkpoint mer_weights_open reads into a GGUF v3 file at out_path (atomically): names
+ * mapped to llama.cpp's names where the architecture has a table (Qwen2), its hyper-parameters from
+ * config.json (or the metadata of a GGUF input) written as <arch>.* keys, 2-D+ float tensors converted
+ * to params->type (1-D ones and rows not a multiple of 32 stay f32, integer tensors keep their type).
+ * Tensors stream through one at a time. stats may be NULL. */
+mer_status mer_quantize_file(const char *in_path, const char *out_path, const mer_quantize_params *params,
+                             mer_quantize_stats *stats, mer_err *err);
+
 #ifdef __cplusplus
 }
 #endif

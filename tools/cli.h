@@ -34,5 +34,6 @@ int cli_data_path(const char *sub, char *out, size_t cap);
 
 int mer_cmd_eval(int argc, char **argv);
 int mer_cmd_pack(int argc, char **argv);
+int mer_cmd_inspect(int argc, char **argv);
 int mer_cmd_tokenize(int argc, char **argv);
 #endif

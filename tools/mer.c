@@ -6,6 +6,7 @@
 static const mer_cmd COMMANDS[] = {
     {"eval", "score Track2 open-vocabulary predictions with the emotion-wheel metric", mer_cmd_eval},
     {"pack", "write a Codalab submission NAME-openset.npz from a CSV of predictions", mer_cmd_pack},
+    {"inspect", "list a model file's format, metadata and tensors (safetensors, GGUF, .pth, HF folder)", mer_cmd_inspect},
     {"tokenize", "text to Qwen2 token ids and back (tokenizer.json or GGUF), Qwen2.5 chat template", mer_cmd_tokenize},
 };
 

@@ -73,9 +73,16 @@ void mer__config_free(mer_config *c) {
 
 const char *mer__config_name(const mer_config *c) { return c->name; }
 
-/* Walks a dotted key; NULL when any part is missing. A key that itself contains a dot is found when the
- * whole remainder matches first. */
+/* Walks a dotted key through objects (and arrays, by decimal index: "architectures.0"); NULL when any
+ * part is missing. A key that itself contains a dot is found when the whole remainder matches first. */
 static const cJSON *lookup(const cJSON *obj, const char *key) {
+    if (cJSON_IsArray(obj)) {
+        char *end;
+        long i = strtol(key, &end, 10);
+        if (end == key || i < 0 || (*end && *end != '.')) return NULL;
+        const cJSON *it = cJSON_GetArrayItem(obj, (int)i);
+        return !it ? NULL : *end ? lookup(it, end + 1) : it;
+    }
     if (!cJSON_IsObject(obj)) return NULL;
     for (const cJSON *it = obj->child; it; it = it->next)
         if (it->string && !strcmp(it->string, key)) return it;

@@ -1,5 +1,6 @@
 /* hfconfig.h - a Hugging Face config.json read into key/values the models can query by (dotted) key:
- * mer__config_get_int(cfg, "hidden_size", &v), mer__config_get_int(cfg, "vision_config.hidden_size", &v).
+ * mer__config_get_int(cfg, "hidden_size", &v), mer__config_get_int(cfg, "vision_config.hidden_size", &v),
+ * mer__config_get_str(cfg, "architectures.0", &s) (a number indexes an array).
  * Errors name the file and the key (or the line and column of a JSON syntax error). */
 #ifndef MER_IO_HFCONFIG_H
 #define MER_IO_HFCONFIG_H

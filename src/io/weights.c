@@ -449,3 +449,138 @@ void mer__ofile_abort(mer_ofile *o) {
     free(o->path);
     memset(o, 0, sizeof *o);
 }
+
+// --- description (the public calls behind `mer inspect`) ---------------------------------------------
+
+const char *mer_weights_format_name(const mer_weights *w) {
+    switch (w->format) {
+    case MER_WFORMAT_SAFETENSORS: return "safetensors";
+    case MER_WFORMAT_GGUF: return "gguf";
+    case MER_WFORMAT_TORCH: return "pytorch";
+    }
+    return "?";
+}
+
+size_t mer_weights_n_tensors(const mer_weights *w) { return w->n_tensors; }
+
+mer_tensor_desc mer_weights_tensor_desc(const mer_weights *w, size_t i) {
+    mer_tensor_desc d;
+    memset(&d, 0, sizeof d);
+    if (i >= w->n_tensors) return d;
+    const mer_wtensor *t = &w->tensors[i];
+    d.name = t->name;
+    d.dtype = mer__wtype_name(t->dtype);
+    if (!d.dtype) d.dtype = "?";
+    d.n_dims = t->n_dims;
+    d.n_elems = 1;
+    for (int k = 0; k < t->n_dims && k < 8; k++) {
+        d.shape[k] = t->shape[k];
+        d.n_elems *= (uint64_t)t->shape[k];
+    }
+    d.n_bytes = t->n_bytes;
+    return d;
+}
+
+size_t mer_weights_n_meta(const mer_weights *w) { return w->n_kv; }
+
+static const char *kvtype_name(mer_kvtype t) {
+    static const char *const N[] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array",
+                                    "u64", "i64", "f64"};
+    return (unsigned)t < MER_ARRAY_LEN(N) ? N[t] : "?";
+}
+
+/* Appends to buf (NUL-terminated, cap bytes) without overflowing. */
+static void cat(char *buf, size_t cap, size_t *n, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void cat(char *buf, size_t cap, size_t *n, const char *fmt, ...) {
+    if (*n + 1 >= cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf + *n, cap - *n, fmt, ap);
+    va_end(ap);
+    if (k > 0) *n = *n + (size_t)k < cap ? *n + (size_t)k : cap - 1;
+}
+
+static uint64_t rd_le(const uint8_t *p, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+/* One scalar element of a numeric array as text. */
+static void cat_elem(char *buf, size_t cap, size_t *n, mer_kvtype t, const uint8_t *p) {
+    switch (t) {
+    case MER_KV_U8: cat(buf, cap, n, "%u", p[0]); break;
+    case MER_KV_I8: cat(buf, cap, n, "%d", (int8_t)p[0]); break;
+    case MER_KV_U16: cat(buf, cap, n, "%u", (unsigned)rd_le(p, 2)); break;
+    case MER_KV_I16: cat(buf, cap, n, "%d", (int16_t)rd_le(p, 2)); break;
+    case MER_KV_U32: cat(buf, cap, n, "%u", (unsigned)rd_le(p, 4)); break;
+    case MER_KV_I32: cat(buf, cap, n, "%d", (int32_t)(uint32_t)rd_le(p, 4)); break;
+    case MER_KV_F32: {
+        uint32_t b = (uint32_t)rd_le(p, 4);
+        float f;
+        memcpy(&f, &b, 4);
+        cat(buf, cap, n, "%.9g", f);
+        break;
+    }
+    case MER_KV_BOOL: cat(buf, cap, n, "%s", p[0] ? "true" : "false"); break;
+    case MER_KV_U64: cat(buf, cap, n, "%llu", (unsigned long long)rd_le(p, 8)); break;
+    case MER_KV_I64: cat(buf, cap, n, "%lld", (long long)rd_le(p, 8)); break;
+    case MER_KV_F64: {
+        uint64_t b = rd_le(p, 8);
+        double f;
+        memcpy(&f, &b, 8);
+        cat(buf, cap, n, "%.17g", f);
+        break;
+    }
+    default: cat(buf, cap, n, "?"); break;
+    }
+}
+
+const char *mer_weights_meta(const mer_weights *w, size_t i, const char **type, char *buf, size_t cap,
+                             int max_items) {
+    static const char *const ARR[] = {"array[u8]", "array[i8]", "array[u16]", "array[i16]", "array[u32]",
+                                      "array[i32]", "array[f32]", "array[bool]", "array[string]", "array[array]",
+                                      "array[u64]", "array[i64]", "array[f64]"};
+    if (cap) buf[0] = 0;
+    if (i >= w->n_kv) return NULL;
+    const mer_kv *kv = &w->kv[i];
+    size_t n = 0;
+    if (type) *type = kv->type == MER_KV_ARRAY && (unsigned)kv->arr_type < MER_ARRAY_LEN(ARR) ? ARR[kv->arr_type]
+                                                                                         : kvtype_name(kv->type);
+    switch (kv->type) {
+    case MER_KV_STRING: cat(buf, cap, &n, "%s", kv->v.s.p ? kv->v.s.p : ""); break;
+    case MER_KV_U8: case MER_KV_U16: case MER_KV_U32: case MER_KV_U64:
+        cat(buf, cap, &n, "%llu", (unsigned long long)kv->v.u);
+        break;
+    case MER_KV_I8: case MER_KV_I16: case MER_KV_I32: case MER_KV_I64: cat(buf, cap, &n, "%lld", (long long)kv->v.i); break;
+    case MER_KV_F32: cat(buf, cap, &n, "%.9g", kv->v.f); break;
+    case MER_KV_F64: cat(buf, cap, &n, "%.17g", kv->v.f); break;
+    case MER_KV_BOOL: cat(buf, cap, &n, "%s", kv->v.b ? "true" : "false"); break;
+    case MER_KV_ARRAY: {
+        cat(buf, cap, &n, "[%llu items", (unsigned long long)kv->arr_n);
+        uint64_t show = kv->arr_n < (uint64_t)(max_items > 0 ? max_items : 0) ? kv->arr_n : (uint64_t)(max_items > 0 ? max_items : 0);
+        if (kv->arr_type == MER_KV_STRING && kv->arr_str) {
+            for (uint64_t k = 0; k < show; k++) cat(buf, cap, &n, "%s\"%s\"", k ? ", " : ": ", kv->arr_str[k]);
+        } else if (kv->arr_type != MER_KV_ARRAY && kv->arr_type != MER_KV_STRING) {
+            static const int SZ[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+            int sz = (unsigned)kv->arr_type < MER_ARRAY_LEN(SZ) ? SZ[kv->arr_type] : 0;
+            for (uint64_t k = 0; sz && k < show; k++) {
+                cat(buf, cap, &n, "%s", k ? ", " : ": ");
+                cat_elem(buf, cap, &n, kv->arr_type, (const uint8_t *)kv->arr_data + k * (uint64_t)sz);
+            }
+        } else show = 0;
+        cat(buf, cap, &n, "%s]", show < kv->arr_n ? (show ? ", ..." : "") : "");
+        break;
+    }
+    }
+    return kv->key;
+}
+
+size_t mer_weights_n_config(const mer_weights *w) { return w->config ? mer__config_count(w->config) : 0; }
+
+const char *mer_weights_config_entry(const mer_weights *w, size_t i, char *buf, size_t cap) {
+    if (cap) buf[0] = 0;
+    if (!w->config || i >= mer__config_count(w->config)) return NULL;
+    mer__config_value_text(w->config, i, buf, cap);
+    return mer__config_key(w->config, i);
+}
