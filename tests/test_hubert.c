@@ -1,0 +1,217 @@
+/* test_hubert.c - the HuBERT encoder against HF transformers: the tiny stable-layer-norm HubertModel of
+ * tests/fixtures/models/hubert_tiny (scripts/gpu/gen_fixtures.py) on two 0.5 s clips. The joint
+ * input normalisation, extract_features, every hidden state, last_hidden_state and the AffectGPT
+ * feature must match to 1e-4 relative (max-abs-err / max-abs-ref), loading model.safetensors (weight
+ * norm as parametrizations.weight.original0/1) and pytorch_model.bin (weight_g / weight_v). A checkpoint
+ * with a missing or mis-shaped tensor fails naming it. */
+#include "test.h"
+
+#include "io/safetensors.h"
+#include "models/hubert.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DIR FIXTURES "/models/hubert_tiny"
+
+static double rel_err(const float *a, const float *ref, size_t n) {
+    double m = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]);
+        if (d > m || d != d) m = d;
+        if (fabs(ref[i]) > r) r = fabs(ref[i]);
+    }
+    return r > 0 ? m / r : m;
+}
+
+static const float *get(const mer_weights *w, const char *name, size_t n) {
+    const mer_wtensor *t = mer_weights_find(w, name);
+    CHECK_MSG(t && t->dtype == MER_DTYPE_F32 && t->n_bytes == n * 4, "expected tensor %s of %zu floats", name, n);
+    return t && t->n_bytes == n * 4 ? (const float *)t->data : NULL;
+}
+
+static double check_model(const mer_hubert *m, const mer_weights *ex, int n_threads, const char *what) {
+    mer_err err = {0};
+    mer_threadpool *pool = NULL;
+    mer_cpu_ctx *c = NULL;
+    mer_hubert_ctx *x = NULL;
+    double worst = 0;
+    const mer_hubert_hparams *hp = &m->hp;
+    const int N = 2, S = 8000, L = hp->n_layer, D = hp->n_embd, C = hp->conv_dim[hp->n_conv - 1];
+    const int T = mer_hubert_n_frames(hp, S);
+    CHECK_EQ_INT(T, 24);
+    const float *raw = get(ex, "raw", (size_t)N * S), *iv = get(ex, "input_values", (size_t)N * S);
+    const float *ef = get(ex, "extract_features", (size_t)N * T * C);
+    const float *lh = get(ex, "last_hidden_state", (size_t)N * T * D);
+    const float *ag = get(ex, "affectgpt_feature", (size_t)N * D);
+    if (!raw || !iv || !ef || !lh || !ag) return 1;
+    CHECK(mer_threadpool_init(n_threads, &pool, &err) == MER_OK);
+    CHECK(mer_cpu_ctx_init(pool, MER_ISA_AUTO, &c, &err) == MER_OK);
+    CHECK(mer_hubert_ctx_init(m, c, S, &x, &err) == MER_OK);
+    if (!x) goto done;
+
+    /* AffectGPT's joint normalisation of the raw clips */
+    float *in = malloc((size_t)N * S * sizeof(float));
+    memcpy(in, raw, (size_t)N * S * sizeof(float));
+    mer_hubert_normalize(in, N, S, 1);
+    double en = rel_err(in, iv, (size_t)N * S);
+    CHECK_MSG(en <= 1e-5, "%s: joint normalisation rel err %.3g", what, en);
+
+    size_t TD = (size_t)T * D;
+    float *hs = malloc((size_t)(L + 1) * TD * sizeof(float)), *ptrs[64], *last = malloc(TD * sizeof(float));
+    float *feat = malloc((size_t)T * C * sizeof(float));
+    for (int i = 0; i <= L; i++) ptrs[i] = hs + (size_t)i * TD;
+    for (int b = 0; b < N; b++) {
+        mer_hubert_out o = {.extract_features = feat, .hidden = ptrs, .last_hidden = last};
+        int nf = 0;
+        CHECK(mer_hubert_encode(x, iv + (size_t)b * S, S, &o, &nf, &err) == MER_OK);
+        CHECK_EQ_INT(nf, T);
+        double e = rel_err(feat, ef + (size_t)b * T * C, (size_t)T * C);
+        CHECK_MSG(e <= 1e-4, "%s: clip %d extract_features rel err %.3g", what, b, e);
+        if (e > worst) worst = e;
+        for (int i = 0; i <= L; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "hidden_states.%d", i);
+            const float *ref = get(ex, name, (size_t)N * TD);
+            if (!ref) continue;
+            e = rel_err(ptrs[i], ref + (size_t)b * TD, TD);
+            CHECK_MSG(e <= 1e-4, "%s: clip %d %s rel err %.3g", what, b, name, e);
+            if (e > worst) worst = e;
+        }
+        e = rel_err(last, lh + (size_t)b * TD, TD);
+        CHECK_MSG(e <= 1e-4, "%s: clip %d last_hidden_state rel err %.3g", what, b, e);
+        if (e > worst) worst = e;
+    }
+    /* the AffectGPT feature from the normalised clips */
+    float *af = malloc((size_t)N * D * sizeof(float));
+    CHECK(mer_hubert_pool(x, in, N, S, -1, 1, af, &err) == MER_OK); /* transformers 5 hidden states */
+    double e = rel_err(af, ag, (size_t)N * D);
+    CHECK_MSG(e <= 1e-4, "%s: affectgpt_feature (transformers 5) rel err %.3g", what, e);
+    if (e > worst) worst = e;
+    /* transformers 4 (AffectGPT): hidden_states[-4:] ends with last_hidden_state; here all of
+       [hidden_states.0, hidden_states.1, last_hidden_state], averaged, then over time */
+    CHECK(mer_hubert_pool(x, in, N, S, -1, 0, af, &err) == MER_OK);
+    {
+        const float *h0 = get(ex, "hidden_states.0", (size_t)N * TD), *h1 = get(ex, "hidden_states.1", (size_t)N * TD);
+        float ref[2 * 64];
+        for (int b = 0; b < N && h0 && h1; b++)
+            for (int d = 0; d < D; d++) {
+                double s = 0;
+                for (int t = 0; t < T; t++) {
+                    size_t i = (size_t)b * TD + (size_t)t * D + d;
+                    s += ((double)h0[i] + h1[i] + lh[i]) / 3;
+                }
+                ref[b * D + d] = (float)(s / T);
+            }
+        e = rel_err(af, ref, (size_t)N * D);
+        CHECK_MSG(e <= 1e-4, "%s: AffectGPT feature (transformers 4) rel err %.3g", what, e);
+        if (e > worst) worst = e;
+    }
+    /* --layer 1: mean over time of hidden state 1 */
+    CHECK(mer_hubert_pool(x, iv, N, S, 1, 0, af, &err) == MER_OK);
+    const float *h1 = get(ex, "hidden_states.1", (size_t)N * TD);
+    if (h1) {
+        float ref[64];
+        for (int d = 0; d < D; d++) {
+            double s = 0;
+            for (int t = 0; t < T; t++) s += h1[(size_t)1 * TD + (size_t)t * D + d];
+            ref[d] = (float)(s / T);
+        }
+        e = rel_err(af + D, ref, (size_t)D);
+        CHECK_MSG(e <= 1e-4, "%s: time mean of hidden_states.1 rel err %.3g", what, e);
+    }
+    CHECK(mer_hubert_pool(x, iv, N, S, L + 1, 0, af, &err) == MER_E_ARG);
+    CHECK(mer_hubert_encode(x, iv, 300, &(mer_hubert_out){0}, NULL, &err) == MER_E_ARG); /* too short */
+    CHECK(mer_hubert_encode(x, iv, S + 1, &(mer_hubert_out){0}, NULL, &err) == MER_E_ARG); /* over max */
+    free(af);
+    free(in);
+    free(hs);
+    free(last);
+    free(feat);
+done:
+    mer_hubert_ctx_free(x);
+    mer_cpu_ctx_free(c);
+    mer_threadpool_free(pool);
+    return worst;
+}
+
+static void check_broken(void) {
+    mer_err err = {0};
+    mer_weights *w = NULL;
+    CHECK(mer_weights_open(DIR "/model.safetensors", &w, &err) == MER_OK);
+    if (!w) return;
+    char tmp[] = "/tmp/mer_test_hubert_XXXXXX", cmd[1024], path[600];
+    CHECK(mkdtemp(tmp) != NULL);
+    snprintf(cmd, sizeof cmd, "cp " DIR "/config.json %s/", tmp);
+    CHECK(system(cmd) == 0);
+    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+    const char *drop = "encoder.pos_conv_embed.conv.parametrizations.weight.original1";
+    const char *bad = "feature_extractor.conv_layers.3.conv.weight";
+    for (int pass = 0; pass < 2; pass++) {
+        mer_st_tensor *t = calloc(w->n_tensors, sizeof *t);
+        int64_t shape[3] = {16, 16, 4};
+        float *zeros = calloc(16 * 16 * 4, sizeof(float));
+        size_t n = 0;
+        for (size_t i = 0; i < w->n_tensors; i++) {
+            const mer_wtensor *s = &w->tensors[i];
+            if (pass == 0 && !strcmp(s->name, drop)) continue;
+            t[n] = (mer_st_tensor){s->name, s->dtype, s->n_dims, s->shape, s->data, s->n_bytes};
+            if (pass == 1 && !strcmp(s->name, bad)) t[n] = (mer_st_tensor){s->name, s->dtype, 3, shape, zeros, 16 * 16 * 4 * 4};
+            n++;
+        }
+        CHECK(mer__safetensors_write(path, t, n, NULL, 0, &err) == MER_OK);
+        free(t);
+        free(zeros);
+        mer_hubert *m = NULL;
+        mer_status st = mer_hubert_open(tmp, &m, &err);
+        CHECK_EQ_INT(st, pass == 0 ? MER_E_NOTFOUND : MER_E_SHAPE);
+        CHECK_MSG(strstr(err.msg, pass == 0 ? drop : bad) != NULL, "message names the tensor: %s", err.msg);
+        CHECK(m == NULL);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    CHECK(system(cmd) == 0);
+    mer_weights_close(w);
+}
+
+static void run(void) {
+    mer_err err = {0};
+    mer_weights *ex = NULL;
+    CHECK(mer_weights_open(DIR "/expected.safetensors", &ex, &err) == MER_OK);
+    if (!ex) {
+        printf("FAIL cannot open expected outputs: %s\n", err.msg);
+        return;
+    }
+    mer_hubert *m = NULL;
+    CHECK(mer_hubert_open(DIR, &m, &err) == MER_OK);
+    if (m) {
+        CHECK_EQ_INT(m->hp.n_conv, 7);
+        CHECK_EQ_INT(m->hp.conv_kernel[0], 10);
+        CHECK_EQ_INT(m->hp.conv_stride[6], 2);
+        CHECK_EQ_INT(m->hp.pos_k, 16);
+        CHECK_EQ_INT(m->hp.pos_groups, 4);
+        CHECK_EQ_INT(m->hp.conv_bias, 1);
+        double e1 = check_model(m, ex, 1, "safetensors 1 thread");
+        double e2 = check_model(m, ex, 2, "safetensors 2 threads");
+        printf("hubert_tiny safetensors: worst rel err %.3g (1 thread), %.3g (2 threads)\n", e1, e2);
+        CHECK(e1 == e2);
+        mer_hubert_free(m);
+    } else {
+        printf("FAIL %s\n", err.msg);
+    }
+    m = NULL;
+    mer_status st = mer_hubert_open(DIR "/pytorch_model.bin", &m, &err);
+    if (st == MER_E_UNSUPPORTED && strstr(err.msg, "not built")) {
+        printf("SKIP hubert pytorch_model.bin: %s\n", err.msg);
+    } else {
+        CHECK_MSG(st == MER_OK, "open pytorch_model.bin: %s", err.msg);
+        if (m) {
+            CHECK(mer_weights_find(m->owned_w, "encoder.pos_conv_embed.conv.weight_g") != NULL);
+            double e = check_model(m, ex, 2, "pytorch_model.bin");
+            printf("hubert_tiny pytorch_model.bin: worst rel err %.3g\n", e);
+        }
+        mer_hubert_free(m);
+    }
+    check_broken();
+    mer_weights_close(ex);
+}
