@@ -71,7 +71,7 @@ mer_status mer__store_open(const char *path, const char *config, mer_store **out
         }
         sqlite3_finalize(ins);
     }
-    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM results WHERE name=?", -1, &s->has, NULL) != SQLITE_OK ||
+    if (sqlite3_prepare_v2(s->db, "SELECT ok FROM results WHERE name=?", -1, &s->has, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db,
                            "INSERT INTO results(name, ok, text, error, seconds) VALUES(?,?,?,?,?) "
                            "ON CONFLICT(name) DO UPDATE SET ok=excluded.ok, text=excluded.text, error=excluded.error,"
@@ -89,13 +89,15 @@ fail:
     return st;
 }
 
-int mer__store_has(mer_store *s, const char *name) {
+int mer__store_status(mer_store *s, const char *name) {
     sqlite3_reset(s->has);
     sqlite3_bind_text(s->has, 1, name, -1, SQLITE_TRANSIENT);
-    int r = sqlite3_step(s->has) == SQLITE_ROW;
+    int r = sqlite3_step(s->has) == SQLITE_ROW ? sqlite3_column_int(s->has, 0) : -1;
     sqlite3_reset(s->has);
     return r;
 }
+
+int mer__store_has(mer_store *s, const char *name) { return mer__store_status(s, name) >= 0; }
 
 mer_status mer__store_put(mer_store *s, const char *name, int ok, const char *text, const char *error,
                           double seconds, mer_err *err) {

@@ -18,6 +18,8 @@ void mer__store_close(mer_store *s);
 
 /* 1 if `name` already has a row (success or recorded failure), else 0. */
 int mer__store_has(mer_store *s, const char *name);
+/* -1 when `name` has no row, 0 when its row is a recorded failure, 1 when it succeeded. */
+int mer__store_status(mer_store *s, const char *name);
 
 /* Records one sample durably: ok=1 with its text, or ok=0 with its error message. Replaces an
  * earlier row of the same name. */
