@@ -307,6 +307,292 @@ typedef struct mer_quantize_stats {
 mer_status mer_quantize_file(const char *in_path, const char *out_path, const mer_quantize_params *params,
                              mer_quantize_stats *stats, mer_err *err);
 
+// --- Qwen2 decoder (Qwen2.5 and any Qwen2-architecture checkpoint), sampling, generation -----------
+
+/* A loaded Qwen2 causal LM: hyper-parameters, weights (mmapped where they are used as stored, converted
+ * copies otherwise) and an optional LoRA adapter. Immutable after load: one model may serve several
+ * contexts on several threads. */
+typedef struct mer_qwen2 mer_qwen2;
+/* Per-sequence state: KV cache (preallocated for n_ctx tokens), activation arena, thread pool, logits.
+ * Used by one thread at a time. */
+typedef struct mer_qwen2_ctx mer_qwen2_ctx;
+
+typedef struct mer_qwen2_params {
+    /* NULL: matrices keep their checkpoint dtype. "f32", "f16", "bf16", "q8_0" or "q4_0": every 2-D
+     * matrix (embedding, projections, lm_head) is converted to it at load (q8_0/q4_0 quantised as
+     * llama.cpp's reference quantisers do). Norm weights and biases are always f32. */
+    const char *wtype;
+    /* NULL: no adapter. A PEFT LoRA adapter: adapter_model.safetensors, a .pth/.bin state dict with
+     * PEFT key names (...layers.{i}.self_attn.q_proj.lora_A[.default].weight; other keys are ignored),
+     * or a directory holding adapter_model.safetensors. */
+    const char *lora_path;
+    /* > 0: the LoRA scale. 0: lora_alpha / r (lora_alpha / sqrt(r) with use_rslora) from the
+     * adapter_config.json beside the adapter; its absence is then an error. */
+    double lora_scale;
+    /* 1 (default): W += scale * B @ A at load, in f32, before any conversion to wtype; the merged
+     * matrix is stored in wtype, or in the checkpoint dtype (re-quantised for q8_0/q4_0). 0: the adapter
+     * runs beside the weights: y += scale * (x @ A^T) @ B^T. */
+    int lora_merge;
+    /* Threads used for conversion and merging at load (0: one per CPU). */
+    int n_threads;
+} mer_qwen2_params;
+
+mer_qwen2_params mer_qwen2_default_params(void);
+
+/* Loads a Qwen2 model from `path`: a Hugging Face model directory (config.json + model.safetensors or
+ * a sharded index), a .safetensors file with config.json beside it, or a llama.cpp GGUF with
+ * general.architecture "qwen2" (tensor names token_embd, blk.N.attn_q ..., metadata qwen2.*). Both
+ * give the same model. Every tensor's shape is checked against the configuration (MER_E_SHAPE naming
+ * the tensor); unsupported element types or configuration features (sliding window, rope scaling,
+ * another activation) are MER_E_UNSUPPORTED. params may be NULL (defaults). Caller frees with
+ * mer_qwen2_free. */
+mer_status mer_qwen2_load(const char *path, const mer_qwen2_params *params, mer_qwen2 **out, mer_err *err);
+void mer_qwen2_free(mer_qwen2 *m);
+
+typedef struct mer_qwen2_info {
+    int n_vocab, n_embd, n_layer, n_head, n_kv_head, head_dim, n_ff, n_ctx_train;
+    double rope_theta, rms_eps;
+    int tied;               /* lm_head is the token embedding */
+    int lora;               /* 0 none, 1 merged, 2 unmerged */
+    size_t weight_bytes;    /* bytes of every weight a decode step reads (matrices, norms, biases,
+                               lm_head; the embedding table only when tied) */
+    const char *wtype;      /* dtype of the projection matrices ("mixed" when they differ) */
+} mer_qwen2_info;
+
+void mer_qwen2_get_info(const mer_qwen2 *m, mer_qwen2_info *info);
+
+/* Looks up token embeddings: out[i][:] = row ids[i] of model.embed_tokens as f32 (out is
+ * [n][n_embd]). MER_E_RANGE naming the index of an id outside [0, n_vocab). For splicing other
+ * embeddings into a prompt (see mer_qwen2_prefill_embd). */
+mer_status mer_qwen2_embed(const mer_qwen2 *m, const int32_t *ids, size_t n, float *out, mer_err *err);
+
+typedef struct mer_qwen2_ctx_params {
+    int n_ctx;      /* KV cache length in tokens; 0: min(trained context, 4096) */
+    int n_batch;    /* most tokens per forward chunk (longer inputs run in chunks); 0: 256 */
+    int n_threads;  /* 0: one per CPU */
+    int logits_all; /* keep the logits of every position of a forward (else only the last) */
+} mer_qwen2_ctx_params;
+
+mer_qwen2_ctx_params mer_qwen2_ctx_default_params(void);
+
+/* Makes a context for m (which must outlive it): allocates the KV cache and sizes the arena once.
+ * Caller frees with mer_qwen2_ctx_free. */
+mer_status mer_qwen2_ctx_init(const mer_qwen2 *m, const mer_qwen2_ctx_params *params, mer_qwen2_ctx **out,
+                              mer_err *err);
+void mer_qwen2_ctx_free(mer_qwen2_ctx *c);
+/* Empties the KV cache (position 0 again). */
+void mer_qwen2_ctx_reset(mer_qwen2_ctx *c);
+/* Tokens in the KV cache, and its capacity. */
+int mer_qwen2_ctx_n_past(const mer_qwen2_ctx *c);
+int mer_qwen2_ctx_n_ctx(const mer_qwen2_ctx *c);
+
+/* Runs n tokens at positions n_past .. n_past+n-1 through the model (batched: all at once through the
+ * GEMM path, in chunks of n_batch) and appends them to the KV cache. n = 1 is a decode step.
+ * MER_E_RANGE when n_past + n exceeds n_ctx (nothing is run) or an id is outside [0, n_vocab). */
+mer_status mer_qwen2_prefill(mer_qwen2_ctx *c, const int32_t *ids, size_t n, mer_err *err);
+/* The same with input embeddings given directly: embd is [n][n_embd] (e.g. token embeddings from
+ * mer_qwen2_embed with some rows replaced by projected audio/video features). */
+mer_status mer_qwen2_prefill_embd(mer_qwen2_ctx *c, const float *embd, size_t n, mer_err *err);
+/* Logits of the last forward: [*n_rows][n_vocab], the last chunk's rows when logits_all, else the last
+ * position only (*n_rows = 1). NULL before any forward. Valid until the next forward or reset. */
+const float *mer_qwen2_logits(const mer_qwen2_ctx *c, int *n_rows);
+
+/* Sampling with Hugging Face generate() semantics. Processors run in HF's order: repetition penalty
+ * (on every distinct id of the history: logit < 0 ? logit * p : logit / p), then, when sampling,
+ * temperature, top-k (keeps every token >= the k-th largest score), top-p (drops the smallest tokens
+ * whose cumulative probability is <= 1 - top_p, keeping at least one), min-p (drops tokens with
+ * probability < min_p * the largest). temperature <= 0 is greedy: the first index of the largest score
+ * after the repetition penalty. Sampling draws u from the sampler's PRNG (xoshiro256** seeded through
+ * splitmix64 from `seed`; u = (next >> 11) * 2^-53) and returns the first id, in id order, whose
+ * cumulative probability (float64) exceeds u: a seed reproduces the same choices. */
+typedef struct mer_sampler_params {
+    double temperature;    /* default 0 (greedy) */
+    int top_k;             /* 0: off (default) */
+    double top_p;          /* >= 1: off (default 1) */
+    double min_p;          /* <= 0: off (default 0) */
+    double repeat_penalty; /* 1: off (default 1); must be > 0 */
+    uint64_t seed;         /* default 0 */
+} mer_sampler_params;
+
+mer_sampler_params mer_sampler_default_params(void);
+
+typedef struct mer_sampler mer_sampler;
+
+/* A sampler for n_vocab scores with its scratch preallocated (sampling does not call malloc).
+ * MER_E_ARG for invalid parameters. Caller frees with mer_sampler_free. */
+mer_status mer_sampler_init(const mer_sampler_params *p, int n_vocab, mer_sampler **out, mer_err *err);
+void mer_sampler_free(mer_sampler *s);
+/* Applies the processors to scores[n_vocab] in place (removed tokens become -INFINITY). hist holds the
+ * ids seen so far (prompt and output; ids outside the vocabulary are ignored). */
+void mer_sampler_process(mer_sampler *s, float *scores, const int32_t *hist, size_t n_hist);
+/* Processes a copy of logits[n_vocab] and picks the next id. */
+int32_t mer_sampler_sample(mer_sampler *s, const float *logits, const int32_t *hist, size_t n_hist);
+
+typedef struct mer_generate_params {
+    mer_sampler_params sampling;
+    int max_new_tokens;        /* default 256 */
+    int min_new_tokens;        /* stop ids get -inf until this many tokens are out (default 0) */
+    const int32_t *stop_ids;   /* end-of-sequence ids (several allowed): the token ends generation;
+                                  it is in the output ids but not in the text */
+    size_t n_stop_ids;
+    const char *const *stop_strings; /* generation ends when the decoded output contains one (checked
+                                  across token boundaries); the text is cut before it, the ids keep
+                                  the token that completed it (as HF). Needs a tokenizer. */
+    size_t n_stop_strings;
+    int skip_special;          /* special tokens produce no text (default 1) */
+} mer_generate_params;
+
+mer_generate_params mer_generate_default_params(void);
+
+typedef enum mer_stop_reason {
+    MER_STOP_LENGTH = 0,   /* max_new_tokens reached */
+    MER_STOP_TOKEN = 1,    /* a stop id */
+    MER_STOP_STRING = 2,   /* a stop string */
+    MER_STOP_CALLBACK = 3, /* the callback asked to stop */
+    MER_STOP_CONTEXT = 4,  /* the KV cache is full */
+} mer_stop_reason;
+
+/* Receives streamed text: only whole UTF-8 characters, never text that may begin a stop string.
+ * Return non-zero to stop. */
+typedef int (*mer_generate_cb)(const char *text, size_t len, void *ud);
+
+typedef struct mer_generate_result {
+    int32_t *ids;          /* generated ids (caller frees with free()) */
+    size_t n_ids;
+    mer_stop_reason stop;
+    double prefill_seconds; /* wall time of the prompt's forward (0 without a prompt) */
+    double gen_seconds;     /* wall time of sampling and decoding the output */
+} mer_generate_result;
+
+/* Generates from c. With n_prompt > 0 the prompt ids are run first (MER_E_RANGE when they do not fit
+ * the context) and are the start of the repetition-penalty history. With n_prompt == 0 generation
+ * continues from the logits of the last forward (e.g. mer_qwen2_prefill_embd), and the history is the
+ * output alone (as HF generate(inputs_embeds=...)). tok may be NULL when there are no stop strings and
+ * no callback. cb may be NULL. res receives the ids (also on error, what was generated so far). */
+mer_status mer_qwen2_generate(mer_qwen2_ctx *c, const mer_tokenizer *tok, const int32_t *prompt, size_t n_prompt,
+                              const mer_generate_params *p, mer_generate_cb cb, void *ud,
+                              mer_generate_result *res, mer_err *err);
+
+// --- faces: face-api's detector and expression recogniser (tfjs weights) -----------------------------
+
+/* Built-in face models: face-api's TinyFaceDetector and FaceExpressionNet (npm @vladmandic/face-api
+ * 1.7.15, MIT), read from their tfjs weights manifests and run on mer's CPU kernels. A mer_face holds
+ * both networks, a thread pool and scratch memory: use it from one thread at a time. */
+typedef struct mer_face mer_face;
+
+#define MER_FACE_N_EXPR 7
+
+/* Expression i's name, in the models' order: neutral, happy, sad, angry, fearful, disgusted,
+ * surprised. NULL outside [0, 7). */
+const char *mer_face_expr_name(int i);
+
+typedef struct mer_face_params {
+    int n_threads;         /* threads of the pool (0: one per CPU) */
+    int input_size;        /* detector input, a multiple of 32 in [32, 2048] (face-api's default 416) */
+    float score_threshold; /* keep detections scoring above this (0.5) */
+    float iou_threshold;   /* non-maximum suppression IoU (0.4) */
+} mer_face_params;
+
+mer_face_params mer_face_default_params(void);
+
+/* Loads tiny_face_detector_model-weights_manifest.json and face_expression_model-weights_manifest.json
+ * (and their shards) from `dir` (scripts/deps.d/face.sh installs them under models/face-api/). params
+ * may be NULL (defaults). Returns MER_OK and *out (free with mer_face_free), or an error naming the
+ * file at fault and *out = NULL. */
+mer_status mer_face_load(const char *dir, const mer_face_params *params, mer_face **out, mer_err *err);
+void mer_face_free(mer_face *f);
+
+/* A detected face: the box in pixels (top-left x, y, width, height; it may extend past the image), its
+ * score, and the integer crop that the expression net reads (the box clipped to the image, each value
+ * floored, as face-api's extractFaceTensors; crop_w or crop_h is 0 for a box outside the image). */
+typedef struct mer_face_box {
+    double x, y, w, h;
+    double score;
+    int crop_x, crop_y, crop_w, crop_h;
+} mer_face_box;
+
+/* Detects faces in an 8-bit RGB image (w x h pixels, rows `stride` bytes apart, stride >= 3w). Returns
+ * MER_OK with *boxes (caller frees with free(); NULL when *n == 0) in descending score order. */
+mer_status mer_face_detect(mer_face *f, const uint8_t *rgb, int w, int h, size_t stride, mer_face_box **boxes,
+                           size_t *n, mer_err *err);
+
+/* The 7 expression probabilities (summing to 1) of the face at box->crop_* in the same image.
+ * MER_E_ARG when the crop is empty or outside the image. */
+mer_status mer_face_expressions(mer_face *f, const uint8_t *rgb, int w, int h, size_t stride,
+                                const mer_face_box *box, float probs[MER_FACE_N_EXPR], mer_err *err);
+
+/* An OpenFace-style face crop for AffectGPT's face inputs: the square of side 1.2 * max(box w, h) centred
+ * on the box (parts outside the image black), resized bilinearly to size x size and written as BGR (as
+ * OpenFace's aligned faces read with cv2.imread). out is [size][size][3]. */
+mer_status mer_face_crop_bgr(const uint8_t *rgb, int w, int h, size_t stride, const mer_face_box *box, int size,
+                             uint8_t *out, mer_err *err);
+
+// --- video frames (FFmpeg; only in builds with MER_MEDIA=1) -------------------------------------------
+
+/* A video file opened for frame access: any container and codec the FFmpeg libraries read. Frame i is the
+ * i-th frame in presentation order. Used by one thread at a time. */
+typedef struct mer_video mer_video;
+
+typedef struct mer_video_info {
+    int width, height;  /* decoded frame size */
+    int64_t n_frames;   /* frames in the video stream (counted by demuxing the whole file) */
+    double fps;         /* average frame rate (n_frames / duration when the container has none) */
+    double duration;    /* seconds */
+    char codec[32];     /* decoder name, e.g. "h264" */
+    char container[32]; /* demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2" (cut to fit) */
+} mer_video_info;
+
+/* Opens `path` and counts its frames. MER_E_IO (unreadable), MER_E_FORMAT (not a media file, or a corrupt
+ * one), MER_E_NOTFOUND (no video stream), MER_E_UNSUPPORTED (no decoder), each naming the file. Caller
+ * closes with mer_video_close. */
+mer_status mer_video_open(const char *path, mer_video **out, mer_err *err);
+void mer_video_close(mer_video *v);
+const mer_video_info *mer_video_get_info(const mer_video *v);
+
+/* Decodes frames idx[0..n) (any order, repeats allowed; each in [0, n_frames)) into rgb, frame k at
+ * rgb + k * out_w * out_h * 3, packed RGB24. out_w, out_h: the output size (0, 0: the frame's own size);
+ * a different size is a bilinear resize by swscale (aspect not kept). MER_E_RANGE for an index outside
+ * the video, MER_E_FORMAT when decoding fails or a frame cannot be reached. */
+mer_status mer_video_read(mer_video *v, const int64_t *idx, size_t n, int out_w, int out_h, uint8_t *rgb,
+                          mer_err *err);
+
+/* AffectGPT's frame sampling: k = min(n, n_frames) indices np.arange(0, n_frames, n_frames / k) cast to
+ * int (i.e. floor(i * n_frames / k)), padded to n by repeating the last. n_frames >= 1, n >= 1. */
+void mer_video_sample_indices(int64_t n_frames, int n, int64_t *idx);
+
+// --- dataset jobs: OV-label extraction (mer extract) -------------------------------------------------
+
+/* Counts of a resumable dataset job (infer, extract). */
+typedef struct mer_job_summary {
+    size_t n_total, n_skipped, n_ok, n_failed;
+    double seconds;
+} mer_job_summary;
+
+typedef struct mer_extract_params {
+    const char *llm;        /* Qwen2.5-Instruct: HF folder, safetensors or GGUF */
+    const char *tokenizer;  /* NULL: <llm folder>/tokenizer.json, or the GGUF itself */
+    const char *wtype;      /* NULL: as stored; or f32 f16 bf16 q8_0 q4_0 */
+    const char *column;     /* CSV input column holding the descriptions (default "reason") */
+    /* the reference's vLLM SamplingParams (spec §2): temperature 0.7, top_p 0.8, repetition 1.05,
+     * max_tokens 512, top_k off; sample i is drawn with seed + i, so a resumed run is reproducible */
+    double temperature, top_p, repeat_penalty;
+    int top_k, max_new_tokens;
+    uint64_t seed;
+    int n_threads;          /* 0: one per CPU */
+    int progress;           /* progress on stderr */
+    int retry_failed;       /* re-run samples whose earlier attempt failed */
+} mer_extract_params;
+
+mer_extract_params mer_extract_default_params(void);
+
+/* Turns descriptions into OV label lists with the exact prompt, chat framing, sampling and answer
+ * clean-up of the reference (spec §2). Input: a result .npz (name2reason) or a CSV (name + column).
+ * Writes out_npz as an *-openset.npz submission (filenames, fileitems; successful rows, input order)
+ * and <out>.csv/.jsonl beside it; progress is kept in <out_npz>.db so that a killed run continues
+ * where it stopped. */
+mer_status mer_extract_run(const mer_extract_params *p, const char *in_path, const char *out_npz,
+                           mer_job_summary *summary, mer_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -52,7 +52,7 @@ static void run(void) {
     /* uninterrupted reference run */
     CHECK(run_job(T "/ref.db", 0) == MER_OK);
     mer_err err = {0};
-    CHECK(mer__job_write_outputs(T "/ref.db", "{\"test\":1}", T "/ref.npz", names, N, &err) == MER_OK);
+    CHECK(mer__job_write_outputs(T "/ref.db", "{\"test\":1}", T "/ref.npz", 0, names, N, &err) == MER_OK);
 
     /* killed at random points, then resumed */
     srand((unsigned)time(NULL));
@@ -75,7 +75,7 @@ static void run(void) {
     }
     CHECK_MSG(ok + bad < N, "the killed runs should not have finished (%zu rows)", ok + bad);
     CHECK(run_job(T "/k.db", 1) == MER_OK);
-    CHECK(mer__job_write_outputs(T "/k.db", "{\"test\":1}", T "/k.npz", names, N, &err) == MER_OK);
+    CHECK(mer__job_write_outputs(T "/k.db", "{\"test\":1}", T "/k.npz", 0, names, N, &err) == MER_OK);
     char *a = slurp(T "/ref.csv"), *b = slurp(T "/k.csv"), *ja = slurp(T "/ref.jsonl"), *jb = slurp(T "/k.jsonl");
     CHECK(a && b && !strcmp(a, b));
     CHECK(ja && jb && !strcmp(ja, jb));

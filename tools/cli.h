@@ -33,7 +33,10 @@ int cli_wants_help(int argc, char **argv);
 int cli_data_path(const char *sub, char *out, size_t cap);
 
 int mer_cmd_eval(int argc, char **argv);
+int mer_cmd_extract(int argc, char **argv);
 int mer_cmd_pack(int argc, char **argv);
+int mer_cmd_generate(int argc, char **argv);
 int mer_cmd_inspect(int argc, char **argv);
+int mer_cmd_quantize(int argc, char **argv);
 int mer_cmd_tokenize(int argc, char **argv);
 #endif

@@ -5,8 +5,11 @@
 
 static const mer_cmd COMMANDS[] = {
     {"eval", "score Track2 open-vocabulary predictions with the emotion-wheel metric", mer_cmd_eval},
+    {"extract", "turn emotion descriptions into open-vocabulary label lists with Qwen2.5 (Track2)", mer_cmd_extract},
     {"pack", "write a Codalab submission NAME-openset.npz from a CSV of predictions", mer_cmd_pack},
+    {"generate", "generate text with a Qwen2 model (HF folder, safetensors or GGUF; LoRA; sampling)", mer_cmd_generate},
     {"inspect", "list a model file's format, metadata and tensors (safetensors, GGUF, .pth, HF folder)", mer_cmd_inspect},
+    {"quantize", "convert a checkpoint to GGUF (q8_0, q4_0, f16, bf16, f32) with llama.cpp's names", mer_cmd_quantize},
     {"tokenize", "text to Qwen2 token ids and back (tokenizer.json or GGUF), Qwen2.5 chat template", mer_cmd_tokenize},
 };
 

@@ -129,7 +129,7 @@ static char *sibling(const char *npz_path, const char *ext) {
     return p;
 }
 
-mer_status mer__job_write_outputs(const char *store_path, const char *config, const char *npz_path,
+mer_status mer__job_write_outputs(const char *store_path, const char *config, const char *npz_path, int openset,
                                   const char *const *names, size_t n, mer_err *err) {
     mer_store *s = NULL;
     mer_status st = mer__store_open(store_path, config, &s, err);
@@ -172,7 +172,7 @@ mer_status mer__job_write_outputs(const char *store_path, const char *config, co
         cJSON_free(js);
         if (bad) goto nomem;
     }
-    if ((st = mer_result_npz_write(npz_path, ok_rows, n_ok, err)) ||
+    if ((st = openset ? mer_openset_npz_write(npz_path, ok_rows, n_ok, err) : mer_result_npz_write(npz_path, ok_rows, n_ok, err)) ||
         (st = mer__write_file_atomic(csv_path, csv.data, csv.len, err)) ||
         (st = mer__write_file_atomic(jl_path, jl.data ? jl.data : "", jl.len, err)))
         goto done;

@@ -34,9 +34,10 @@ mer_status mer__job_run(const mer_job_params *p, const char *const *names, size_
                         mer_job_stats *stats, mer_err *err);
 
 /* Writes the store's rows for names[0..n) (in that order; names without a successful row are left
- * out of the npz) to: `npz_path` (name2reason pickled dict, np.load(..., allow_pickle=True) reads it),
+ * out of the npz) to `npz_path` - a result npz (name2reason pickled dict, np.load(...,
+ * allow_pickle=True) reads it), or with `openset` an *-openset.npz submission (filenames, fileitems) -
  * and beside it <base>.csv (name,ok,text,error) and <base>.jsonl. */
-mer_status mer__job_write_outputs(const char *store_path, const char *config, const char *npz_path,
+mer_status mer__job_write_outputs(const char *store_path, const char *config, const char *npz_path, int openset,
                                   const char *const *names, size_t n, mer_err *err);
 
 #endif
