@@ -593,6 +593,93 @@ mer_extract_params mer_extract_default_params(void);
 mer_status mer_extract_run(const mer_extract_params *p, const char *in_path, const char *out_npz,
                            mer_job_summary *summary, mer_err *err);
 
+// --- faces: face-api's detector and expression recogniser (tfjs weights) -----------------------------
+
+/* Built-in face models: face-api's TinyFaceDetector and FaceExpressionNet (npm @vladmandic/face-api
+ * 1.7.15, MIT), read from their tfjs weights manifests and run on mer's CPU kernels. A mer_face holds
+ * both networks, a thread pool and scratch memory: use it from one thread at a time. */
+typedef struct mer_face mer_face;
+
+#define MER_FACE_N_EXPR 7
+
+/* Expression i's name, in the models' order: neutral, happy, sad, angry, fearful, disgusted,
+ * surprised. NULL outside [0, 7). */
+const char *mer_face_expr_name(int i);
+
+typedef struct mer_face_params {
+    int n_threads;         /* threads of the pool (0: one per CPU) */
+    int input_size;        /* detector input, a multiple of 32 in [32, 2048] (face-api's default 416) */
+    float score_threshold; /* keep detections scoring above this (0.5) */
+    float iou_threshold;   /* non-maximum suppression IoU (0.4) */
+} mer_face_params;
+
+mer_face_params mer_face_default_params(void);
+
+/* Loads tiny_face_detector_model-weights_manifest.json and face_expression_model-weights_manifest.json
+ * (and their shards) from `dir` (scripts/deps.d/face.sh installs them under models/face-api/). params
+ * may be NULL (defaults). Returns MER_OK and *out (free with mer_face_free), or an error naming the
+ * file at fault and *out = NULL. */
+mer_status mer_face_load(const char *dir, const mer_face_params *params, mer_face **out, mer_err *err);
+void mer_face_free(mer_face *f);
+
+/* A detected face: the box in pixels (top-left x, y, width, height; it may extend past the image), its
+ * score, and the integer crop that the expression net reads (the box clipped to the image, each value
+ * floored, as face-api's extractFaceTensors; crop_w or crop_h is 0 for a box outside the image). */
+typedef struct mer_face_box {
+    double x, y, w, h;
+    double score;
+    int crop_x, crop_y, crop_w, crop_h;
+} mer_face_box;
+
+/* Detects faces in an 8-bit RGB image (w x h pixels, rows `stride` bytes apart, stride >= 3w). Returns
+ * MER_OK with *boxes (caller frees with free(); NULL when *n == 0) in descending score order. */
+mer_status mer_face_detect(mer_face *f, const uint8_t *rgb, int w, int h, size_t stride, mer_face_box **boxes,
+                           size_t *n, mer_err *err);
+
+/* The 7 expression probabilities (summing to 1) of the face at box->crop_* in the same image.
+ * MER_E_ARG when the crop is empty or outside the image. */
+mer_status mer_face_expressions(mer_face *f, const uint8_t *rgb, int w, int h, size_t stride,
+                                const mer_face_box *box, float probs[MER_FACE_N_EXPR], mer_err *err);
+
+/* An OpenFace-style face crop for AffectGPT's face inputs: the square of side 1.2 * max(box w, h) centred
+ * on the box (parts outside the image black), resized bilinearly to size x size and written as BGR (as
+ * OpenFace's aligned faces read with cv2.imread). out is [size][size][3]. */
+mer_status mer_face_crop_bgr(const uint8_t *rgb, int w, int h, size_t stride, const mer_face_box *box, int size,
+                             uint8_t *out, mer_err *err);
+
+// --- video frames (FFmpeg; only in builds with MER_MEDIA=1) -------------------------------------------
+
+/* A video file opened for frame access: any container and codec the FFmpeg libraries read. Frame i is the
+ * i-th frame in presentation order. Used by one thread at a time. */
+typedef struct mer_video mer_video;
+
+typedef struct mer_video_info {
+    int width, height;  /* decoded frame size */
+    int64_t n_frames;   /* frames in the video stream (counted by demuxing the whole file) */
+    double fps;         /* average frame rate (n_frames / duration when the container has none) */
+    double duration;    /* seconds */
+    char codec[32];     /* decoder name, e.g. "h264" */
+    char container[32]; /* demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2" (cut to fit) */
+} mer_video_info;
+
+/* Opens `path` and counts its frames. MER_E_IO (unreadable), MER_E_FORMAT (not a media file, or a corrupt
+ * one), MER_E_NOTFOUND (no video stream), MER_E_UNSUPPORTED (no decoder), each naming the file. Caller
+ * closes with mer_video_close. */
+mer_status mer_video_open(const char *path, mer_video **out, mer_err *err);
+void mer_video_close(mer_video *v);
+const mer_video_info *mer_video_get_info(const mer_video *v);
+
+/* Decodes frames idx[0..n) (any order, repeats allowed; each in [0, n_frames)) into rgb, frame k at
+ * rgb + k * out_w * out_h * 3, packed RGB24. out_w, out_h: the output size (0, 0: the frame's own size);
+ * a different size is a bilinear resize by swscale (aspect not kept). MER_E_RANGE for an index outside
+ * the video, MER_E_FORMAT when decoding fails or a frame cannot be reached. */
+mer_status mer_video_read(mer_video *v, const int64_t *idx, size_t n, int out_w, int out_h, uint8_t *rgb,
+                          mer_err *err);
+
+/* AffectGPT's frame sampling: k = min(n, n_frames) indices np.arange(0, n_frames, n_frames / k) cast to
+ * int (i.e. floor(i * n_frames / k)), padded to n by repeating the last. n_frames >= 1, n >= 1. */
+void mer_video_sample_indices(int64_t n_frames, int n, int64_t *idx);
+
 #ifdef __cplusplus
 }
 #endif
