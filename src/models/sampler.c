@@ -1,0 +1,232 @@
+/* sampler.c - next-token selection with Hugging Face generate() semantics: the logits processors in HF's
+ * order (RepetitionPenaltyLogitsProcessor, then when sampling TemperatureLogitsWarper, TopKLogitsWarper,
+ * TopPLogitsWarper, MinPLogitsWarper, each with min_tokens_to_keep = 1), then a draw from the softmax of
+ * what is left. Scores are float32 as in HF; the top-p and min-p probabilities and the draw are computed
+ * in float64. The PRNG is xoshiro256** (Blackman and Vigna) seeded through splitmix64, documented in
+ * mer.h so that a run can be reproduced from its seed. All scratch is allocated at init. */
+#include "core/core.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct sc_pair {
+    float s;
+    int32_t i;
+} sc_pair;
+
+struct mer_sampler {
+    mer_sampler_params p;
+    int n_vocab;
+    float *scores;  /* [n_vocab] */
+    sc_pair *pairs; /* [n_vocab] */
+    float *heap;    /* [n_vocab] */
+    uint8_t *seen;  /* [n_vocab], all 0 between calls */
+    uint64_t rng[4];
+};
+
+mer_sampler_params mer_sampler_default_params(void) {
+    mer_sampler_params p;
+    memset(&p, 0, sizeof p);
+    p.temperature = 0.0;
+    p.top_p = 1.0;
+    p.repeat_penalty = 1.0;
+    return p;
+}
+
+// --- PRNG --------------------------------------------------------------------------------------------
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t xoshiro_next(uint64_t s[4]) {
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+static double uniform01(uint64_t s[4]) { return (double)(xoshiro_next(s) >> 11) * 0x1.0p-53; }
+
+// --- init --------------------------------------------------------------------------------------------
+
+mer_status mer_sampler_init(const mer_sampler_params *p, int n_vocab, mer_sampler **out, mer_err *err) {
+    if (!out) return mer__errf(err, MER_E_ARG, "mer_sampler_init: out is NULL");
+    *out = NULL;
+    mer_sampler_params defp = mer_sampler_default_params();
+    if (!p) p = &defp;
+    if (n_vocab <= 0) return mer__errf(err, MER_E_ARG, "sampler: vocabulary size %d must be positive", n_vocab);
+    if (!isfinite(p->temperature) || p->temperature < 0)
+        return mer__errf(err, MER_E_ARG, "sampler: temperature %g must be >= 0", p->temperature);
+    if (p->top_k < 0) return mer__errf(err, MER_E_ARG, "sampler: top_k %d must be >= 0", p->top_k);
+    if (!(p->top_p > 0) || !isfinite(p->top_p))
+        return mer__errf(err, MER_E_ARG, "sampler: top_p %g must be in (0, 1] (1 turns it off)", p->top_p);
+    if (!(p->min_p >= 0 && p->min_p <= 1))
+        return mer__errf(err, MER_E_ARG, "sampler: min_p %g must be in [0, 1]", p->min_p);
+    if (!(p->repeat_penalty > 0) || !isfinite(p->repeat_penalty))
+        return mer__errf(err, MER_E_ARG, "sampler: repetition penalty %g must be > 0", p->repeat_penalty);
+    mer_sampler *s = calloc(1, sizeof *s);
+    if (!s) return mer__errf(err, MER_E_NOMEM, "out of memory");
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    s->scores = malloc((size_t)n_vocab * sizeof *s->scores);
+    s->pairs = malloc((size_t)n_vocab * sizeof *s->pairs);
+    s->heap = malloc((size_t)n_vocab * sizeof *s->heap);
+    s->seen = calloc((size_t)n_vocab, 1);
+    if (!s->scores || !s->pairs || !s->heap || !s->seen) {
+        mer_sampler_free(s);
+        return mer__errf(err, MER_E_NOMEM, "out of memory for a sampler of %d tokens", n_vocab);
+    }
+    uint64_t x = p->seed;
+    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+    *out = s;
+    return MER_OK;
+}
+
+void mer_sampler_free(mer_sampler *s) {
+    if (!s) return;
+    free(s->scores);
+    free(s->pairs);
+    free(s->heap);
+    free(s->seen);
+    free(s);
+}
+
+// --- processors --------------------------------------------------------------------------------------
+
+static int cmp_asc(const void *a, const void *b) {
+    const sc_pair *x = a, *y = b;
+    if (x->s < y->s) return -1;
+    if (x->s > y->s) return 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+static void repetition_penalty(mer_sampler *s, float *sc, const int32_t *hist, size_t n_hist) {
+    float pen = (float)s->p.repeat_penalty;
+    for (size_t i = 0; i < n_hist; i++) {
+        int32_t id = hist[i];
+        if (id < 0 || id >= s->n_vocab || s->seen[id]) continue;
+        s->seen[id] = 1;
+        sc[id] = sc[id] < 0 ? sc[id] * pen : sc[id] / pen;
+    }
+    for (size_t i = 0; i < n_hist; i++)
+        if (hist[i] >= 0 && hist[i] < s->n_vocab) s->seen[hist[i]] = 0;
+}
+
+/* Sift-down in a min-heap of n floats. */
+static void heap_down(float *h, size_t n, size_t i) {
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && h[l] < h[m]) m = l;
+        if (r < n && h[r] < h[m]) m = r;
+        if (m == i) return;
+        float t = h[i];
+        h[i] = h[m], h[m] = t;
+        i = m;
+    }
+}
+
+static void top_k(mer_sampler *s, float *sc) {
+    int V = s->n_vocab;
+    size_t k = (size_t)(s->p.top_k < V ? s->p.top_k : V);
+    if (k == (size_t)V) return;
+    /* the k-th largest value (duplicates counted, as torch.topk): a min-heap of the k largest */
+    float *h = s->heap;
+    for (size_t i = 0; i < k; i++) h[i] = sc[i];
+    for (size_t i = k / 2; i-- > 0;) heap_down(h, k, i);
+    for (int i = (int)k; i < V; i++)
+        if (sc[i] > h[0]) {
+            h[0] = sc[i];
+            heap_down(h, k, 0);
+        }
+    float kth = h[0];
+    for (int i = 0; i < V; i++)
+        if (sc[i] < kth) sc[i] = -INFINITY;
+}
+
+/* Finite scores into pairs; returns their count and the largest score. */
+static size_t finite_pairs(mer_sampler *s, const float *sc, float *mx) {
+    size_t n = 0;
+    *mx = -INFINITY;
+    for (int i = 0; i < s->n_vocab; i++)
+        if (sc[i] > -INFINITY) {
+            s->pairs[n].s = sc[i], s->pairs[n].i = i, n++;
+            if (sc[i] > *mx) *mx = sc[i];
+        }
+    return n;
+}
+
+static void top_p(mer_sampler *s, float *sc) {
+    float mx;
+    size_t n = finite_pairs(s, sc, &mx);
+    if (n <= 1) return;
+    double z = 0;
+    for (size_t i = 0; i < n; i++) z += exp((double)s->pairs[i].s - (double)mx);
+    qsort(s->pairs, n, sizeof *s->pairs, cmp_asc);
+    double cum = 0, cut = 1.0 - s->p.top_p;
+    for (size_t i = 0; i + 1 < n; i++) { /* the largest is always kept */
+        cum += exp((double)s->pairs[i].s - (double)mx) / z;
+        if (cum <= cut) sc[s->pairs[i].i] = -INFINITY;
+        else break;
+    }
+}
+
+static void min_p(mer_sampler *s, float *sc) {
+    float mx;
+    size_t n = finite_pairs(s, sc, &mx);
+    if (n <= 1) return;
+    /* p_i < min_p * p_max  <=>  exp(s_i - max) < min_p (the normaliser cancels) */
+    for (size_t i = 0; i < n; i++)
+        if (exp((double)s->pairs[i].s - (double)mx) < s->p.min_p) sc[s->pairs[i].i] = -INFINITY;
+}
+
+void mer_sampler_process(mer_sampler *s, float *sc, const int32_t *hist, size_t n_hist) {
+    if (s->p.repeat_penalty != 1.0) repetition_penalty(s, sc, hist, n_hist);
+    if (s->p.temperature <= 0) return; /* greedy: HF applies no warper */
+    if (s->p.temperature != 1.0) {
+        float t = (float)s->p.temperature;
+        for (int i = 0; i < s->n_vocab; i++) sc[i] /= t;
+    }
+    if (s->p.top_k > 0) top_k(s, sc);
+    if (s->p.top_p < 1.0) top_p(s, sc);
+    if (s->p.min_p > 0) min_p(s, sc);
+}
+
+static int32_t argmax(const float *sc, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (sc[i] > sc[best]) best = i;
+    return best;
+}
+
+int32_t mer_sampler_sample(mer_sampler *s, const float *logits, const int32_t *hist, size_t n_hist) {
+    float *sc = s->scores;
+    memcpy(sc, logits, (size_t)s->n_vocab * sizeof *sc);
+    mer_sampler_process(s, sc, hist, n_hist);
+    int32_t best = argmax(sc, s->n_vocab);
+    if (s->p.temperature <= 0) return best;
+    double mx = sc[best], z = 0;
+    for (int i = 0; i < s->n_vocab; i++)
+        if (sc[i] > -INFINITY) z += exp((double)sc[i] - mx);
+    double u = uniform01(s->rng);
+    if (!(z > 0) || !isfinite(z)) return best;
+    double target = u * z, cum = 0;
+    int32_t last = best;
+    for (int i = 0; i < s->n_vocab; i++) {
+        if (!(sc[i] > -INFINITY)) continue;
+        cum += exp((double)sc[i] - mx);
+        last = i;
+        if (cum > target) return i;
+    }
+    return last; /* rounding left target at the very top */
+}
+
