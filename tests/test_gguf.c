@@ -584,9 +584,121 @@ static void test_bad_inputs(void) {
     mer_weights_close(w);
 }
 
+// --- (5) mer quantize against numpy's ggml reference quantisers -------------------------------------
+
+static int hexval(char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; }
+
+static void check_quantized(const char *type, int quant) {
+    char exp_path[256], out_path[128];
+    snprintf(exp_path, sizeof exp_path, FIXTURES "/gguf/hf_tiny/expected_%s.txt", type);
+    snprintf(out_path, sizeof out_path, "build-tmp-test-gguf-q-%s.gguf", type);
+    mer_err err = {0};
+    mer_quantize_params p = mer_quantize_default_params();
+    p.type = type;
+    p.n_threads = 3;
+    mer_quantize_stats s;
+    mer_status st = mer_quantize_file(FIXTURES "/gguf/hf_tiny", out_path, &p, &s, &err);
+    CHECK_MSG(st == MER_OK, "quantize %s: %s", type, err.msg);
+    if (st) return;
+    CHECK_EQ_INT(s.n_tensors, 17);
+    CHECK_EQ_INT(s.n_renamed, 15);
+    CHECK(s.arch && !strcmp(s.arch, "qwen2"));
+    mer_weights *w = NULL;
+    st = mer_weights_open(out_path, &w, &err);
+    CHECK_MSG(st == MER_OK, "reopen %s: %s", type, err.msg);
+    if (st) return;
+    size_t n;
+    char *txt = slurp(exp_path, &n);
+    int lines = 0;
+    for (char *line = strtok(txt, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+        char *name = line, *ty = strchr(name, '\t');
+        *ty++ = 0;
+        char *ne = strchr(ty, '\t');
+        *ne++ = 0;
+        char *hex = strchr(ne, '\t');
+        *hex++ = 0;
+        const mer_wtensor *t = mer_weights_find(w, name);
+        CHECK_MSG(t != NULL, "%s: tensor %s present", type, name);
+        if (!t) continue;
+        CHECK_MSG((int)t->dtype == atoi(ty), "%s: %s type %d, want %s", type, name, (int)t->dtype, ty);
+        char got_ne[64] = "";
+        for (int d = t->n_dims - 1; d >= 0; d--)
+            snprintf(got_ne + strlen(got_ne), sizeof got_ne - strlen(got_ne), "%s%lld", d == t->n_dims - 1 ? "" : ",",
+                     (long long)t->shape[d]);
+        CHECK_MSG(!strcmp(got_ne, ne), "%s: %s ne %s, want %s", type, name, got_ne, ne);
+        size_t nb = strlen(hex) / 2;
+        CHECK_MSG(t->n_bytes == nb, "%s: %s has %zu bytes, want %zu", type, name, t->n_bytes, nb);
+        size_t bad = nb;
+        for (size_t k = 0; k < nb && k < t->n_bytes; k++)
+            if (((const unsigned char *)t->data)[k] != (hexval(hex[2 * k]) << 4 | hexval(hex[2 * k + 1]))) {
+                bad = k;
+                break;
+            }
+        CHECK_MSG(bad == nb, "%s: %s differs from the reference at byte %zu", type, name, bad);
+    }
+    CHECK_EQ_INT(lines, 17);
+    CHECK_EQ_INT(w->n_tensors, 17);
+    free(txt);
+    /* metadata llama.cpp reads */
+    struct { const char *key; uint64_t u; double f; } want[] = {
+        {"qwen2.context_length", 128, 0}, {"qwen2.embedding_length", 32, 0}, {"qwen2.block_count", 1, 0},
+        {"qwen2.feed_forward_length", 64, 0}, {"qwen2.attention.head_count", 2, 0},
+        {"qwen2.attention.head_count_kv", 2, 0}, {"qwen2.rope.freq_base", 0, 1000000.0},
+        {"qwen2.attention.layer_norm_rms_epsilon", 0, (double)1e-6f},
+    };
+    for (size_t i = 0; i < MER_ARRAY_LEN(want); i++) {
+        const mer_kv *kv = mer_weights_find_kv(w, want[i].key);
+        CHECK_MSG(kv != NULL, "%s present", want[i].key);
+        if (!kv) continue;
+        if (want[i].u) CHECK_MSG(kv->type == MER_KV_U32 && kv->v.u == want[i].u, "%s", want[i].key);
+        else CHECK_MSG(kv->type == MER_KV_F32 && kv->v.f == want[i].f, "%s", want[i].key);
+    }
+    const mer_kv *kv = mer_weights_find_kv(w, "general.architecture");
+    CHECK(kv && kv->type == MER_KV_STRING && !strcmp(kv->v.s.p, "qwen2"));
+    kv = mer_weights_find_kv(w, "general.file_type");
+    CHECK(kv && kv->type == MER_KV_U32 && kv->v.u == (uint64_t)(quant == 8 ? 7 : quant == 4 ? 2 : 1));
+    kv = mer_weights_find_kv(w, "general.quantization_version");
+    CHECK(quant ? kv && kv->v.u == 2 : kv == NULL);
+    /* GGUF -> GGUF: the same type again copies every tensor and key. */
+    char again[140];
+    snprintf(again, sizeof again, "%s.again.gguf", out_path);
+    CHECK(mer_quantize_file(out_path, again, &p, NULL, &err) == MER_OK);
+    size_t an, bn;
+    char *a = slurp(out_path, &an), *b = slurp(again, &bn);
+    CHECK_MSG(a && b && an == bn && !memcmp(a, b, an), "%s: requantising a GGUF to its own type is the identity", type);
+    free(a);
+    free(b);
+    remove(again);
+    mer_weights_close(w);
+    remove(out_path);
+}
+
+static void test_quantize(void) {
+    check_quantized("q8_0", 8);
+    check_quantized("q4_0", 4);
+    check_quantized("f16", 0);
+    mer_err err = {0};
+    mer_quantize_params p = mer_quantize_default_params();
+    p.type = "q5_1";
+    CHECK_EQ_INT(mer_quantize_file(FIXTURES "/gguf/hf_tiny", "build-tmp-x.gguf", &p, NULL, &err), MER_E_ARG);
+    CHECK(strstr(err.msg, "q5_1") != NULL);
+    p.type = "q8_0";
+    CHECK_EQ_INT(mer_quantize_file(FIXTURES "/gguf/nope", "build-tmp-x.gguf", &p, NULL, &err), MER_E_IO);
+    /* an HF model written by transformers (rope_theta under rope_parameters) */
+    CHECK(mer_quantize_file(FIXTURES "/models/qwen2_tiny", "build-tmp-x.gguf", &p, NULL, &err) == MER_OK);
+    mer_weights *w = NULL;
+    CHECK(mer_weights_open("build-tmp-x.gguf", &w, &err) == MER_OK);
+    const mer_kv *kv = w ? mer_weights_find_kv(w, "qwen2.rope.freq_base") : NULL;
+    CHECK(kv && kv->v.f == 10000.0);
+    CHECK(w && mer_weights_find(w, "blk.1.ffn_down.weight") && mer_weights_find(w, "output.weight"));
+    mer_weights_close(w);
+    remove("build-tmp-x.gguf");
+}
+
 static void run(void) {
     test_ref_js();
     test_layout_by_hand();
     test_reference_reader();
     test_bad_inputs();
+    test_quantize();
 }

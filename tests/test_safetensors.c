@@ -366,10 +366,52 @@ static void test_bad_inputs(void) {
     CHECK(strstr(err.msg, "offset 0") != NULL);
 }
 
+/* The dispatcher on a PyTorch zip checkpoint: HF wrote the same model as pytorch_model.bin (torch.save)
+ * and model.safetensors (the safetensors library); every tensor must agree in dtype, shape and bytes. */
+static void test_torch_dispatch(void) {
+    static const char *const DIRS[] = {FIXTURES "/models/clip_tiny", FIXTURES "/models/hubert_tiny"};
+    for (size_t d = 0; d < sizeof DIRS / sizeof DIRS[0]; d++) {
+        char a[256], b[256];
+        snprintf(a, sizeof a, "%s/pytorch_model.bin", DIRS[d]);
+        snprintf(b, sizeof b, "%s/model.safetensors", DIRS[d]);
+        mer_err err = {0};
+        mer_weights *wt = NULL, *ws = NULL;
+        mer_status st = mer_weights_open(a, &wt, &err);
+        CHECK_MSG(st == MER_OK, "open %s: %s", a, err.msg);
+        CHECK(mer_weights_open(b, &ws, &err) == MER_OK);
+        if (wt && ws) {
+            CHECK_EQ_INT(wt->format, MER_WFORMAT_TORCH);
+            CHECK_EQ_INT(wt->n_tensors, ws->n_tensors);
+            int same = 1;
+            for (size_t i = 0; i < ws->n_tensors; i++) {
+                const mer_wtensor *x = &ws->tensors[i], *y = mer_weights_find(wt, x->name);
+                /* HF saves weight-norm convs under the legacy names in .bin: weight_g / weight_v */
+                char alias[256];
+                const char *p = strstr(x->name, "parametrizations.weight.original");
+                if (!y && p) {
+                    snprintf(alias, sizeof alias, "%.*sweight_%c", (int)(p - x->name), x->name,
+                             p[strlen("parametrizations.weight.original")] == '0' ? 'g' : 'v');
+                    y = mer_weights_find(wt, alias);
+                }
+                if (!y || y->dtype != x->dtype || y->n_dims != x->n_dims || y->n_bytes != x->n_bytes ||
+                    memcmp(y->shape, x->shape, sizeof x->shape[0] * (size_t)x->n_dims) ||
+                    memcmp(y->data, x->data, x->n_bytes)) {
+                    CHECK_MSG(0, "%s: tensor %s differs between .bin and .safetensors", DIRS[d], x->name);
+                    same = 0;
+                }
+            }
+            CHECK(same);
+        }
+        mer_weights_close(wt);
+        mer_weights_close(ws);
+    }
+}
+
 static void run(void) {
     test_reference_file();
     test_reference_vectors();
     test_sharded();
     test_bad_index();
     test_bad_inputs();
+    test_torch_dispatch();
 }

@@ -6,6 +6,7 @@
 #include "io/weights.h"
 
 #include "io/hfconfig.h"
+#include "io/torch.h"
 
 #include <errno.h>
 #include <string.h>
@@ -239,12 +240,6 @@ const mer_kv *mer_weights_find_kv(const mer_weights *w, const char *key) {
 
 // --- open by content ---------------------------------------------------------------------------------
 
-static mer_status open_torch(const char *path, mer_weights **out, mer_err *err) {
-    *out = NULL;
-    return mer__errf(err, MER_E_UNSUPPORTED,
-                     "%s: PyTorch zip checkpoint: the .pth/.bin reader is not built into this mer yet", path);
-}
-
 char *mer__path_join(const char *dir, const char *name) {
     size_t a = strlen(dir), b = strlen(name);
     char *p = malloc(a + b + 2);
@@ -278,7 +273,7 @@ static mer_status open_file(const char *path, mer_weights **out, mer_err *err) {
     size_t n = fread(head, 1, sizeof head, f);
     fclose(f);
     if (n >= 4 && !memcmp(head, "GGUF", 4)) return mer__gguf_open(path, out, err);
-    if (n >= 4 && !memcmp(head, "PK\x03\x04", 4)) return open_torch(path, out, err);
+    if (n >= 4 && !memcmp(head, "PK\x03\x04", 4)) return mer__torch_open(path, out, err);
     size_t i = 0;
     while (i < n && (head[i] == ' ' || head[i] == '\t' || head[i] == '\n' || head[i] == '\r')) i++;
     if (i < n && head[i] == '{') return mer__safetensors_open_index(path, out, err);
