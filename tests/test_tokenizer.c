@@ -14,6 +14,7 @@
 #include "mer.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -186,6 +187,50 @@ static size_t check_parity(const mer_tokenizer *tok, const ref_case *cs, size_t 
     CHECK_MSG(bad_dec == 0, "%s: %zu of %zu decodes differ", what, bad_dec, n);
     CHECK_MSG(bad_stream == 0, "%s: %zu of %zu streamed decodes differ", what, bad_stream, n);
     return n;
+}
+
+// --- one tokenizer shared by threads ---------------------------------------------------------------
+
+typedef struct thread_job {
+    const mer_tokenizer *tok;
+    const ref_case *cs;
+    size_t n, first, step, bad;
+} thread_job;
+
+static void *encode_some(void *arg) {
+    thread_job *j = arg;
+    for (size_t i = j->first; i < j->n; i += j->step) {
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
+        mer_err err;
+        if (mer_tokenizer_encode(j->tok, j->cs[i].text, j->cs[i].len, &ids, &n_ids, &err) ||
+            !same_ids(ids, n_ids, j->cs[i].ids, j->cs[i].n_ids))
+            j->bad++;
+        free(ids);
+    }
+    return NULL;
+}
+
+/* Four threads encode interleaved cases with one fresh tokenizer (its word cache filling up under
+ * contention): every result must still be the reference's. */
+static void check_threads(const ref_case *cs, size_t n) {
+    mer_tokenizer *tok = NULL;
+    mer_err err = {0};
+    CHECK_EQ_INT(mer_tokenizer_load(TOKENIZER_JSON, NULL, &tok, &err), MER_OK);
+    if (!tok) return;
+    pthread_t th[4];
+    thread_job jobs[4];
+    for (int k = 0; k < 4; k++) {
+        jobs[k] = (thread_job){tok, cs, n, (size_t)k, 4, 0};
+        CHECK(pthread_create(&th[k], NULL, encode_some, &jobs[k]) == 0);
+    }
+    size_t bad = 0;
+    for (int k = 0; k < 4; k++) {
+        pthread_join(th[k], NULL);
+        bad += jobs[k].bad;
+    }
+    CHECK_MSG(bad == 0, "%zu of %zu encodes differ when 4 threads share the tokenizer", bad, n);
+    mer_tokenizer_free(tok);
 }
 
 // --- extra reference cases: lossy decoding, all added tokens -----------------------------------------
@@ -484,6 +529,7 @@ static void run(void) {
     check_parity(tok, cs, n_cases, "tokenizer.json");
     /* a second pass hits the word cache everywhere: same answers */
     check_parity(tok, cs, n_cases, "tokenizer.json, cached");
+    check_threads(cs, n_cases);
 
     json_arrays ja;
     CHECK(json_arrays_build(TOKENIZER_JSON, &ja) == 0);

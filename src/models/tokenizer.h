@@ -98,6 +98,10 @@ struct mer_weights;
  * model loader that has the file open already. Same contract as mer_tokenizer_load. */
 mer_status mer__tokenizer_from_weights(const struct mer_weights *w, const mer_tokenizer_params *params,
                                        mer_tokenizer **out, mer_err *err);
+/* mer_tokenizer_load over memory (tokenizer.json text or GGUF bytes; data must outlive the call only).
+ * `name` stands for the file in messages. For fuzzing and tests. */
+mer_status mer__tokenizer_load_mem(const void *data, size_t size, const char *name, const mer_tokenizer_params *params,
+                                   mer_tokenizer **out, mer_err *err);
 /* Opens the GGUF at path and reads its tokenizer. */
 mer_status mer__tokenizer_load_gguf(const char *path, const mer_tokenizer_params *params, mer_tokenizer **out,
                                     mer_err *err);

@@ -8,6 +8,8 @@
  * starts with the GGUF magic goes to tokenizer_gguf.c instead. */
 #include "models/tokenizer.h"
 
+#include "io/weights.h"
+
 #include <cjson/cJSON.h>
 #include <string.h>
 
@@ -215,33 +217,42 @@ fail:
     return st;
 }
 
+mer_status mer__tokenizer_load_mem(const void *data, size_t size, const char *name, const mer_tokenizer_params *params,
+                                   mer_tokenizer **out, mer_err *err) {
+    *out = NULL;
+    mer_tokenizer_params p = params ? *params : mer_tokenizer_default_params();
+    if (size >= 4 && !memcmp(data, "GGUF", 4)) {
+        struct mer_weights *w = NULL;
+        mer_status st = mer__gguf_open_mem(data, size, name, &w, err);
+        if (!st) st = mer__tokenizer_from_weights(w, &p, out, err);
+        mer_weights_close(w);
+        return st;
+    }
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts((const char *)data, size, &end, 0);
+    if (!root) {
+        size_t off = end ? (size_t)(end - (const char *)data) : 0;
+        return mer__errf(err, MER_E_FORMAT, "%s: neither JSON nor GGUF (JSON syntax error at byte offset %zu)", name, off);
+    }
+    mer_status st;
+    if (!cJSON_IsObject(root)) st = mer__errf(err, MER_E_FORMAT, "%s: not a tokenizer.json (top level is not an object)", name);
+    else st = load_json(root, name, &p, out, err);
+    cJSON_Delete(root);
+    return st;
+}
+
 mer_status mer_tokenizer_load(const char *path, const mer_tokenizer_params *params, mer_tokenizer **out,
                               mer_err *err) {
     if (out) *out = NULL;
     if (!path || !out) return mer__errf(err, MER_E_ARG, "mer_tokenizer_load: NULL argument");
-    mer_tokenizer_params p = params ? *params : mer_tokenizer_default_params();
     mer_map m = {0};
-    cJSON *root = NULL;
     mer_status st = mer__map_open(path, &m, err);
     if (st) return st;
     if (m.size >= 4 && !memcmp(m.data, "GGUF", 4)) {
         mer__map_close(&m);
-        return mer__tokenizer_load_gguf(path, &p, out, err);
+        return mer__tokenizer_load_gguf(path, params, out, err); /* the reader maps the file itself */
     }
-    const char *end = NULL;
-    root = cJSON_ParseWithLengthOpts((const char *)m.data, m.size, &end, 0);
-    if (!root) {
-        size_t off = end ? (size_t)(end - (const char *)m.data) : 0;
-        st = mer__errf(err, MER_E_FORMAT, "%s: neither JSON nor GGUF (JSON syntax error at byte offset %zu)", path, off);
-        goto done;
-    }
-    if (!cJSON_IsObject(root)) {
-        st = mer__errf(err, MER_E_FORMAT, "%s: not a tokenizer.json (top level is not an object)", path);
-        goto done;
-    }
-    st = load_json(root, path, &p, out, err);
-done:
-    cJSON_Delete(root);
+    st = mer__tokenizer_load_mem(m.data, m.size, path, params, out, err);
     mer__map_close(&m);
     return st;
 }
