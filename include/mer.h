@@ -593,92 +593,51 @@ mer_extract_params mer_extract_default_params(void);
 mer_status mer_extract_run(const mer_extract_params *p, const char *in_path, const char *out_npz,
                            mer_job_summary *summary, mer_err *err);
 
-// --- faces: face-api's detector and expression recogniser (tfjs weights) -----------------------------
+// --- AffectGPT inference over a dataset (mer infer) --------------------------------------------------
 
-/* Built-in face models: face-api's TinyFaceDetector and FaceExpressionNet (npm @vladmandic/face-api
- * 1.7.15, MIT), read from their tfjs weights manifests and run on mer's CPU kernels. A mer_face holds
- * both networks, a thread pool and scratch memory: use it from one thread at a time. */
-typedef struct mer_face mer_face;
+typedef enum mer_task {
+    MER_TASK_OV = 0,          /* Track2: "Please recognize all possible emotional states of the character." */
+    MER_TASK_DESCRIPTION = 1, /* Track3: "Please infer the person's emotional state and provide your reasoning process." */
+} mer_task;
 
-#define MER_FACE_N_EXPR 7
+typedef struct mer_infer_params {
+    /* models: HF folders (or files with config.json beside them) */
+    const char *clip;       /* clip-vit-large-patch14 */
+    const char *hubert;     /* chinese-hubert-large */
+    const char *llm;        /* Qwen2.5-7B-Instruct (folder, safetensors or GGUF) */
+    const char *tokenizer;  /* NULL: <llm folder>/tokenizer.json, or the GGUF */
+    const char *affectgpt;  /* the AffectGPT checkpoint .pth (LoRA A/B + fusion + projectors under `model`) */
+    const char *wtype;      /* LLM weights converted at load: NULL (as stored), f32 f16 bf16 q8_0 q4_0 */
+    double lora_scale;      /* lora_alpha / r: 32/16 = 2 for the released checkpoints */
+    /* data: MER2025's layout under data_dir: video/<name>.mp4, audio/<name>.wav,
+     * openface_face/<name>/<name>.npy, subtitle_chieng.csv */
+    const char *data_dir;
+    const char *names;      /* CSV with a `name` column (default <data_dir>/track_all_candidates.csv) */
+    const char *subtitles;  /* default <data_dir>/subtitle_chieng.csv; a missing file means no subtitles */
+    int input_frame;        /* 0: face config (openface crops); 1: frame config (raw video frames) */
+    mer_task task;
+    const char *question;   /* overrides the task's question */
+    /* the reference's generate() (spec §4.8): sampling T=1, top_p 0.9, top_k 20 (Qwen2.5's
+     * generation_config), no repetition penalty, at most 1200 new tokens, stop on eos or "###";
+     * sample i uses seed + i. temperature 0: greedy. */
+    double temperature, top_p, repeat_penalty;
+    int top_k, max_new_tokens;
+    uint64_t seed;
+    /* quirks of the reference, on by default (spec §4.1-4.2) */
+    int rgb_faces;          /* 1: convert the BGR face crops to RGB before CLIP (the reference does not) */
+    int per_clip_norm;      /* 1: normalise each audio clip alone (the reference normalises the 8 jointly) */
+    int hf5_hidden;         /* 1: transformers >= 5's hidden-state list for HuBERT (the reference ran 4.x) */
+    int n_threads, progress, retry_failed;
+} mer_infer_params;
 
-/* Expression i's name, in the models' order: neutral, happy, sad, angry, fearful, disgusted,
- * surprised. NULL outside [0, 7). */
-const char *mer_face_expr_name(int i);
+mer_infer_params mer_infer_default_params(void);
 
-typedef struct mer_face_params {
-    int n_threads;         /* threads of the pool (0: one per CPU) */
-    int input_size;        /* detector input, a multiple of 32 in [32, 2048] (face-api's default 416) */
-    float score_threshold; /* keep detections scoring above this (0.5) */
-    float iou_threshold;   /* non-maximum suppression IoU (0.4) */
-} mer_face_params;
-
-mer_face_params mer_face_default_params(void);
-
-/* Loads tiny_face_detector_model-weights_manifest.json and face_expression_model-weights_manifest.json
- * (and their shards) from `dir` (scripts/deps.d/face.sh installs them under models/face-api/). params
- * may be NULL (defaults). Returns MER_OK and *out (free with mer_face_free), or an error naming the
- * file at fault and *out = NULL. */
-mer_status mer_face_load(const char *dir, const mer_face_params *params, mer_face **out, mer_err *err);
-void mer_face_free(mer_face *f);
-
-/* A detected face: the box in pixels (top-left x, y, width, height; it may extend past the image), its
- * score, and the integer crop that the expression net reads (the box clipped to the image, each value
- * floored, as face-api's extractFaceTensors; crop_w or crop_h is 0 for a box outside the image). */
-typedef struct mer_face_box {
-    double x, y, w, h;
-    double score;
-    int crop_x, crop_y, crop_w, crop_h;
-} mer_face_box;
-
-/* Detects faces in an 8-bit RGB image (w x h pixels, rows `stride` bytes apart, stride >= 3w). Returns
- * MER_OK with *boxes (caller frees with free(); NULL when *n == 0) in descending score order. */
-mer_status mer_face_detect(mer_face *f, const uint8_t *rgb, int w, int h, size_t stride, mer_face_box **boxes,
-                           size_t *n, mer_err *err);
-
-/* The 7 expression probabilities (summing to 1) of the face at box->crop_* in the same image.
- * MER_E_ARG when the crop is empty or outside the image. */
-mer_status mer_face_expressions(mer_face *f, const uint8_t *rgb, int w, int h, size_t stride,
-                                const mer_face_box *box, float probs[MER_FACE_N_EXPR], mer_err *err);
-
-/* An OpenFace-style face crop for AffectGPT's face inputs: the square of side 1.2 * max(box w, h) centred
- * on the box (parts outside the image black), resized bilinearly to size x size and written as BGR (as
- * OpenFace's aligned faces read with cv2.imread). out is [size][size][3]. */
-mer_status mer_face_crop_bgr(const uint8_t *rgb, int w, int h, size_t stride, const mer_face_box *box, int size,
-                             uint8_t *out, mer_err *err);
-
-// --- video frames (FFmpeg; only in builds with MER_MEDIA=1) -------------------------------------------
-
-/* A video file opened for frame access: any container and codec the FFmpeg libraries read. Frame i is the
- * i-th frame in presentation order. Used by one thread at a time. */
-typedef struct mer_video mer_video;
-
-typedef struct mer_video_info {
-    int width, height;  /* decoded frame size */
-    int64_t n_frames;   /* frames in the video stream (counted by demuxing the whole file) */
-    double fps;         /* average frame rate (n_frames / duration when the container has none) */
-    double duration;    /* seconds */
-    char codec[32];     /* decoder name, e.g. "h264" */
-    char container[32]; /* demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2" (cut to fit) */
-} mer_video_info;
-
-/* Opens `path` and counts its frames. MER_E_IO (unreadable), MER_E_FORMAT (not a media file, or a corrupt
- * one), MER_E_NOTFOUND (no video stream), MER_E_UNSUPPORTED (no decoder), each naming the file. Caller
- * closes with mer_video_close. */
-mer_status mer_video_open(const char *path, mer_video **out, mer_err *err);
-void mer_video_close(mer_video *v);
-const mer_video_info *mer_video_get_info(const mer_video *v);
-
-/* Decodes frames idx[0..n) (any order, repeats allowed; each in [0, n_frames)) into rgb, frame k at
- * rgb + k * out_w * out_h * 3, packed RGB24. out_w, out_h: the output size (0, 0: the frame's own size);
- * a different size is a bilinear resize by swscale (aspect not kept). MER_E_RANGE for an index outside
- * the video, MER_E_FORMAT when decoding fails or a frame cannot be reached. */
-mer_status mer_video_read(mer_video *v, const int64_t *idx, size_t n, int out_w, int out_h, uint8_t *rgb,
-                          mer_err *err);
-
-/* AffectGPT's frame sampling: k = min(n, n_frames) indices np.arange(0, n_frames, n_frames / k) cast to
- * int (i.e. floor(i * n_frames / k)), padded to n by repeating the last. n_frames >= 1, n >= 1. */
-void mer_video_sample_indices(int64_t n_frames, int n, int64_t *idx);
+/* Runs AffectGPT over every name: features (CLIP on 8 frames or faces, HuBERT on 8 audio clips),
+ * fusion, the prompt with the three spliced embeddings, generation, the answer clean-up. Each result
+ * is committed to <out_npz>.db as soon as it is produced (a killed run continues where it stopped); a
+ * sample whose media is missing or corrupt is recorded with its error and the run goes on. Writes
+ * out_npz (name2reason, as the reference's evaluation reads it) and <out>.csv/.jsonl beside it. */
+mer_status mer_infer_run(const mer_infer_params *p, const char *out_npz, mer_job_summary *summary, mer_err *err);
 
 #ifdef __cplusplus
 }

@@ -33,7 +33,17 @@ void mer__csv_free(mer_csv *c) {
     memset(c, 0, sizeof *c);
 }
 
+static mer_status parse(const char *path, const uint8_t *data, size_t n, int lenient, mer_csv *out, mer_err *err);
+
 mer_status mer__csv_parse(const char *path, const uint8_t *data, size_t n, mer_csv *out, mer_err *err) {
+    return parse(path, data, n, 0, out, err);
+}
+
+mer_status mer__csv_parse_lenient(const char *path, const uint8_t *data, size_t n, mer_csv *out, mer_err *err) {
+    return parse(path, data, n, 1, out, err);
+}
+
+static mer_status parse(const char *path, const uint8_t *data, size_t n, int lenient, mer_csv *out, mer_err *err) {
     memset(out, 0, sizeof *out);
     cellvec cv = {0};
     size_t *lines = NULL, n_lines_cap = 0, n_rec = 0;
@@ -41,7 +51,7 @@ mer_status mer__csv_parse(const char *path, const uint8_t *data, size_t n, mer_c
     mer_status st = MER_OK;
     size_t i = 0, line = 1;
 
-    size_t bad = mer__utf8_check(data, n);
+    size_t bad = lenient ? n : mer__utf8_check(data, n);
     if (bad < n) {
         size_t l = 1;
         for (size_t k = 0; k < bad; k++) l += data[k] == '\n';

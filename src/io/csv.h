@@ -17,6 +17,9 @@ typedef struct mer_csv {
  * file and line: unbalanced quote, invalid UTF-8, stray quote, no header. Caller frees with
  * mer__csv_free. */
 mer_status mer__csv_parse(const char *path, const uint8_t *data, size_t n, mer_csv *out, mer_err *err);
+/* The same, but invalid UTF-8 does not fail the whole file (cells keep their bytes; the caller checks
+ * the cells it uses with mer__utf8_check). For files where one bad row must not stop a dataset run. */
+mer_status mer__csv_parse_lenient(const char *path, const uint8_t *data, size_t n, mer_csv *out, mer_err *err);
 /* Reads and parses a file. */
 mer_status mer__csv_read(const char *path, mer_csv *out, mer_err *err);
 void mer__csv_free(mer_csv *c);
