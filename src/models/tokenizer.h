@@ -85,6 +85,9 @@ mer_status mer__tok_new(size_t n_vocab, int nfc, mer_tokenizer **out, mer_err *e
 mer_status mer__tok_set(mer_tokenizer *t, int64_t id, const char *text, size_t len, int kind, mer_err *err);
 /* Call after every token is set and before merges: builds the vocabulary hash. */
 mer_status mer__tok_index(mer_tokenizer *t, mer_err *err);
+/* Sizes the merge table for n merges up front (optional; n is a count the caller has seen, not a claim
+ * from a header). */
+mer_status mer__tok_reserve_merges(mer_tokenizer *t, size_t n, mer_err *err);
 /* Adds merge number `rank` of byte-level texts a and b; MER_E_FORMAT if a, b or a+b is not a token. */
 mer_status mer__tok_add_merge(mer_tokenizer *t, uint32_t rank, const char *a, size_t alen, const char *b,
                               size_t blen, mer_err *err);

@@ -175,7 +175,8 @@ static mer_status load_json(const cJSON *root, const char *path, const mer_token
         }
         k++;
     }
-    if ((st = mer__tok_index(t, err))) goto fail;
+    if ((st = mer__tok_index(t, err)) || (st = mer__tok_reserve_merges(t, (size_t)cJSON_GetArraySize(merges), err)))
+        goto fail;
     k = 0;
     cJSON_ArrayForEach(e, merges) {
         const char *a = NULL, *b = NULL;
@@ -292,7 +293,7 @@ mer_status mer_tokenizer_from_arrays(const mer_tokenizer_arrays *a, const mer_to
             goto fail;
         }
     }
-    if ((st = mer__tok_index(t, err))) goto fail;
+    if ((st = mer__tok_index(t, err)) || (st = mer__tok_reserve_merges(t, a->n_merges, err))) goto fail;
     for (size_t i = 0; i < a->n_merges; i++) {
         if (!a->merges[i]) {
             st = mer__errf(err, MER_E_FORMAT, "tokenizer merges[%zu] is NULL", i);
