@@ -34,9 +34,15 @@ int cli_data_path(const char *sub, char *out, size_t cap);
 
 int mer_cmd_eval(int argc, char **argv);
 int mer_cmd_extract(int argc, char **argv);
+int mer_cmd_infer(int argc, char **argv);
 int mer_cmd_pack(int argc, char **argv);
 int mer_cmd_generate(int argc, char **argv);
 int mer_cmd_inspect(int argc, char **argv);
 int mer_cmd_quantize(int argc, char **argv);
 int mer_cmd_tokenize(int argc, char **argv);
+/* The face-api models folder: `opt` if given, else $MER_MODELS/face-api, <exe>/../models/face-api,
+ * ./models/face-api (the first holding the detector's manifest). 0 if found (defined in cmd_run.c). */
+int cli_face_models(const char *opt, char *out, size_t cap);
+int mer_cmd_run(int argc, char **argv);
+int mer_cmd_faces(int argc, char **argv);
 #endif

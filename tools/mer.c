@@ -6,11 +6,14 @@
 static const mer_cmd COMMANDS[] = {
     {"eval", "score Track2 open-vocabulary predictions with the emotion-wheel metric", mer_cmd_eval},
     {"extract", "turn emotion descriptions into open-vocabulary label lists with Qwen2.5 (Track2)", mer_cmd_extract},
+    {"infer", "run AffectGPT over a MER2025 dataset (resumable): Track2 labels or Track3 descriptions", mer_cmd_infer},
     {"pack", "write a Codalab submission NAME-openset.npz from a CSV of predictions", mer_cmd_pack},
     {"generate", "generate text with a Qwen2 model (HF folder, safetensors or GGUF; LoRA; sampling)", mer_cmd_generate},
     {"inspect", "list a model file's format, metadata and tensors (safetensors, GGUF, .pth, HF folder)", mer_cmd_inspect},
     {"quantize", "convert a checkpoint to GGUF (q8_0, q4_0, f16, bf16, f32) with llama.cpp's names", mer_cmd_quantize},
     {"tokenize", "text to Qwen2 token ids and back (tokenizer.json or GGUF), Qwen2.5 chat template", mer_cmd_tokenize},
+    {"run", "recognise facial expressions in a video with the built-in face models (labels + description)", mer_cmd_run},
+    {"faces", "write OpenFace-style face crops of a video as NAME.npy (BGR) for AffectGPT's face inputs", mer_cmd_faces},
 };
 
 static void usage(FILE *f) {
