@@ -156,6 +156,31 @@ static void test_ref_js(void) {
         CHECK(ok);
     }
 
+    /* The public description calls (mer inspect). */
+    CHECK_STR(mer_weights_format_name(w), "gguf");
+    char txt[256];
+    const char *type = NULL;
+    for (size_t i = 0; i < mer_weights_n_meta(w); i++) {
+        const char *key = mer_weights_meta(w, i, &type, txt, sizeof txt, 8);
+        if (!strcmp(key, "tokenizer.ggml.tokens")) {
+            CHECK_STR(type, "array[string]");
+            CHECK_STR(txt, "[4 items: \"a\", \"\", \"\xc3\xa9\xc3\xa9\", \"<|endoftext|>\"]");
+        } else if (!strcmp(key, "test.f32s")) {
+            CHECK_STR(txt, "[2 items: 1.5, -0.25]");
+            mer_weights_meta(w, i, &type, txt, sizeof txt, 1);
+            CHECK_STR(txt, "[2 items: 1.5, ...]");
+        } else if (!strcmp(key, "test.u64")) {
+            CHECK_STR(type, "u64");
+            CHECK_STR(txt, "18446744073709551615");
+        } else if (!strcmp(key, "test.bool")) {
+            CHECK_STR(txt, "true");
+        }
+    }
+    mer_tensor_desc td = mer_weights_tensor_desc(w, 2);
+    CHECK(!strcmp(td.name, "token_embd.weight") && !strcmp(td.dtype, "q8_0") && td.n_dims == 2 && td.shape[0] == 2 &&
+          td.shape[1] == 32 && td.n_elems == 64 && td.n_bytes == 68);
+    CHECK_EQ_INT(mer_weights_n_config(w), 0);
+
     /* Copying every kv and tensor through our writer gives back the same bytes. */
     mer_gguf_writer *g = NULL;
     CHECK(mer__gguf_writer_new(&g, &err) == MER_OK);

@@ -130,6 +130,18 @@ static mer_status skip_values(rd *r, uint32_t t, uint64_t n, int depth, const ch
     return MER_OK;
 }
 
+/* Key offsets are kept beside the kvs so a duplicate can be reported where it is. */
+typedef struct key_at {
+    const char *key;
+    size_t at;
+} key_at;
+
+static int cmp_key_at(const void *a, const void *b) {
+    const key_at *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->at < y->at ? -1 : x->at > y->at);
+}
+
 static mer_status read_kv(rd *r, mer_weights *w) {
     size_t at = r->pos;
     const char *k;
@@ -138,9 +150,6 @@ static mer_status read_kv(rd *r, mer_weights *w) {
     if (st) return st;
     if (!klen || memchr(k, 0, klen))
         return mer__errf(r->err, MER_E_FORMAT, "%s: empty key or key with a NUL byte at offset %zu", r->name, at);
-    for (size_t i = 0; i < w->n_kv; i++)
-        if (strlen(w->kv[i].key) == klen && !memcmp(w->kv[i].key, k, klen))
-            return mer__errf(r->err, MER_E_FORMAT, "%s: duplicate key '%s' at offset %zu", r->name, w->kv[i].key, at);
     uint32_t t;
     st = rd_u32(r, &t, "value type");
     if (st) return st;
@@ -292,10 +301,26 @@ static mer_status parse_gguf(mer_weights *w, gguf_impl *im, const uint8_t *data,
     if (n_tensors > (size - r.pos) / 24)
         return mer__errf(err, MER_E_FORMAT, "%s: tensor count %llu at offset 8 cannot fit in the file (%zu bytes)",
                          name, (unsigned long long)n_tensors, size);
+    key_at *keys = malloc((n_kv ? (size_t)n_kv : 1) * sizeof *keys); /* n_kv <= size / 13 */
+    if (!keys) return mer__errf(err, MER_E_NOMEM, "%s: out of memory", name);
     for (uint64_t i = 0; i < n_kv; i++) {
+        keys[i].at = r.pos;
         st = read_kv(&r, w);
-        if (st) return st;
+        if (st) {
+            free(keys);
+            return st;
+        }
+        keys[i].key = w->kv[i].key;
     }
+    /* Duplicate keys (sorted once rather than compared pairwise: files may hold many keys). */
+    qsort(keys, (size_t)n_kv, sizeof *keys, cmp_key_at);
+    for (uint64_t i = 1; i < n_kv; i++)
+        if (!strcmp(keys[i].key, keys[i - 1].key)) {
+            st = mer__errf(err, MER_E_FORMAT, "%s: duplicate key '%s' at offset %zu", name, keys[i].key, keys[i].at);
+            free(keys);
+            return st;
+        }
+    free(keys);
     im->alignment = MER_GGUF_DEFAULT_ALIGNMENT;
     const mer_kv *al = mer_weights_find_kv(w, "general.alignment");
     if (al) {
