@@ -639,6 +639,61 @@ mer_infer_params mer_infer_default_params(void);
  * out_npz (name2reason, as the reference's evaluation reads it) and <out>.csv/.jsonl beside it. */
 mer_status mer_infer_run(const mer_infer_params *p, const char *out_npz, mer_job_summary *summary, mer_err *err);
 
+// --- encoders: CLIP vision and HuBERT features (mer features) ----------------------------------------
+
+/* AffectGPT's two frozen encoders as a feature extractor: CLIP ViT (e.g. clip-vit-large-patch14) image
+ * features and HuBERT (e.g. chinese-hubert-large) audio features, with the reference's preprocessing
+ * (PIL bicubic / cv2 bilinear resizing, CLIP normalisation, 16 kHz resampling, 8 clips of 2 s,
+ * Wav2Vec2 normalisation). One instance is used by one thread at a time. */
+typedef struct mer_encoders mer_encoders;
+
+typedef struct mer_encoders_params {
+    const char *clip;   /* CLIP checkpoint: HF folder, or a file with config.json beside it; NULL: none */
+    const char *hubert; /* HuBERT checkpoint, likewise; NULL: none */
+    int n_threads;      /* 0: one per CPU */
+    /* -1 (default): the AffectGPT features: CLIP get_image_features (768-d for ViT-L/14); HuBERT the mean
+     * of hidden_states[-4:], then over time (1024-d). >= 0: the mean over tokens (CLIP) / time (HuBERT)
+     * of hidden state `layer` (0 = embeddings, n_layer = last block), n_embd wide. */
+    int layer;
+    /* quirks of the reference, on by default (spec §4.1-4.2) */
+    int rgb_faces;      /* 1: convert BGR face crops to RGB before CLIP (the reference does not) */
+    int per_clip_norm;  /* 1: normalise each audio clip alone (the reference normalises the 8 jointly) */
+    int hf5_hidden;     /* 1: transformers >= 5's HuBERT hidden-state list (the reference ran 4.x, whose last
+                           entry is the layer-normed output) */
+} mer_encoders_params;
+
+mer_encoders_params mer_encoders_default_params(void);
+
+/* Loads the checkpoints named in p (at least one). Caller frees with mer_encoders_free. */
+mer_status mer_encoders_open(const mer_encoders_params *p, mer_encoders **out, mer_err *err);
+void mer_encoders_free(mer_encoders *e);
+/* Width of one visual / audio feature row (0 when that encoder was not loaded). */
+int mer_encoders_visual_dim(const mer_encoders *e);
+int mer_encoders_audio_dim(const mer_encoders *e);
+
+/* Visual features of n image files (JPEG, PNG, BMP, ...), each through HF's CLIP processor (shortest side
+ * to the model's size with PIL bicubic, centre crop): out [n][visual_dim]. */
+mer_status mer_encoders_images(mer_encoders *e, const char *const *paths, int n, float *out, mer_err *err);
+/* Visual features of n uint8 images [h][w][3] given in memory (video frames: RGB), as above. */
+mer_status mer_encoders_frames(mer_encoders *e, const uint8_t *const *imgs, int w, int h, int n, float *out,
+                               mer_err *err);
+/* AffectGPT's face input: an OpenFace .npy of uint8 [n, H, W, 3] BGR crops; 8 of them at
+ * floor(i * n / 8) (repeating the last when n < 8), each cv2.resize'd to the model's size (bilinear),
+ * BGR kept unless rgb_faces: out [8][visual_dim]. */
+mer_status mer_encoders_faces(mer_encoders *e, const char *npy_path, float *out, mer_err *err);
+/* Audio features of a 16 kHz mono waveform: 8 clips of 2 s (start_i = i * max(D - 2, 0) / 7 s,
+ * zero-padded), normalised, through HuBERT: out [8][audio_dim]. */
+mer_status mer_encoders_audio(mer_encoders *e, const float *pcm16k, size_t n, float *out, mer_err *err);
+/* The same from a WAV file (any PCM / float format, rate and channel count: each channel resampled to
+ * 16 kHz as torchaudio does, then averaged). */
+mer_status mer_encoders_wav(mer_encoders *e, const char *wav_path, float *out, mer_err *err);
+
+/* Writes a numpy-readable .npz (as np.savez: stored, float32, C order) with the arrays given: `visual`
+ * [n_visual][dim_visual] when visual is non-NULL and `audio` [n_audio][dim_audio] when audio is non-NULL.
+ * Atomic (temporary file + rename). */
+mer_status mer_features_npz_write(const char *path, const float *visual, int n_visual, int dim_visual,
+                                  const float *audio, int n_audio, int dim_audio, mer_err *err);
+
 #ifdef __cplusplus
 }
 #endif

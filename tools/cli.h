@@ -45,4 +45,5 @@ int mer_cmd_tokenize(int argc, char **argv);
 int cli_face_models(const char *opt, char *out, size_t cap);
 int mer_cmd_run(int argc, char **argv);
 int mer_cmd_faces(int argc, char **argv);
+int mer_cmd_features(int argc, char **argv);
 #endif

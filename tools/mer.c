@@ -14,6 +14,7 @@ static const mer_cmd COMMANDS[] = {
     {"tokenize", "text to Qwen2 token ids and back (tokenizer.json or GGUF), Qwen2.5 chat template", mer_cmd_tokenize},
     {"run", "recognise facial expressions in a video with the built-in face models (labels + description)", mer_cmd_run},
     {"faces", "write OpenFace-style face crops of a video as NAME.npy (BGR) for AffectGPT's face inputs", mer_cmd_faces},
+    {"features", "CLIP / HuBERT features (AffectGPT's encoders) of images, face crops or a WAV file as .npz", mer_cmd_features},
 };
 
 static void usage(FILE *f) {
