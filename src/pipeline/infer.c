@@ -6,6 +6,7 @@
 #include "core/strmap.h"
 #include "io/csv.h"
 #include "io/npy.h"
+#include "io/wav.h"
 #include "pipeline/agpt.h"
 #include "pipeline/clips.h"
 #include "pipeline/job.h"
@@ -101,14 +102,29 @@ static mer_status load_frames(infer_ctx *x, const char *video, mer_err *err) {
     return st;
 }
 
+#endif
+
+/* 16 kHz mono: a .wav through mer's WAV reader (torchaudio's scaling and sinc resampling, as the
+ * reference), anything else (the video's audio stream) through FFmpeg. */
 static mer_status load_audio(infer_ctx *x, const char *name, const char *video, mer_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/audio/%s.wav", x->p->data_dir, name);
-    const char *src = exists(path) ? path : video;
-    if (!exists(src)) return mer__errf(err, MER_E_NOTFOUND, "%s: missing (and no %s)", path, video);
     float *wav = NULL;
     size_t n = 0;
-    mer_status st = mer__audio_decode(src, MER_AGPT_SR, &wav, &n, err);
+    mer_status st;
+    const char *src = path;
+    if (exists(path)) {
+        st = mer_wav_load_16k_mono(path, &wav, &n, err);
+    } else if (exists(video)) {
+        src = video;
+#if MER_MEDIA
+        st = mer__audio_decode(video, MER_AGPT_SR, &wav, &n, err);
+#else
+        st = mer__errf(err, MER_E_UNSUPPORTED, "%s: reading audio from a video needs FFmpeg (this mer was built with MEDIA=0)", video);
+#endif
+    } else {
+        return mer__errf(err, MER_E_NOTFOUND, "%s: missing (and no %s)", path, video);
+    }
     if (st) return st;
     if (n == 0) {
         free(wav);
@@ -118,14 +134,9 @@ static mer_status load_audio(infer_ctx *x, const char *name, const char *video, 
     free(wav);
     return MER_OK;
 }
-#endif
 
 static mer_status one(void *ud, size_t i, const char *name, mer_buf *out, mer_err *err) {
     infer_ctx *x = ud;
-#if !MER_MEDIA
-    (void)x; (void)i; (void)out;
-    return mer__errf(err, MER_E_UNSUPPORTED, "%s: this mer was built without FFmpeg (MEDIA=0): no video or audio decoding", name);
-#else
     const char *subtitle = "";
     if (x->has_subs) {
         int64_t *r = mer__strmap_get(&x->sub_idx, name, strlen(name));
@@ -142,7 +153,11 @@ static mer_status one(void *ud, size_t i, const char *name, mer_buf *out, mer_er
     mer_status st;
     if (x->p->input_frame) {
         if (!exists(video)) return mer__errf(err, MER_E_NOTFOUND, "%s: missing", video);
+#if MER_MEDIA
         st = load_frames(x, video, err);
+#else
+        st = mer__errf(err, MER_E_UNSUPPORTED, "%s: decoding video needs FFmpeg (this mer was built with MEDIA=0)", video);
+#endif
     } else {
         st = load_faces(x, name, err);
     }
@@ -162,7 +177,6 @@ static mer_status one(void *ud, size_t i, const char *name, mer_buf *out, mer_er
     g.max_new_tokens = x->p->max_new_tokens;
     return mer__agpt_answer(x->a, x->p->input_frame ? MER_INPUT_FRAME : MER_INPUT_FACE, subtitle, x->question, x->visual,
                             MER_AGPT_N_FRAMES, x->audio, MER_AGPT_N_CLIPS, &g, out, err);
-#endif
 }
 
 mer_status mer_infer_run(const mer_infer_params *p0, const char *out_npz, mer_job_summary *summary, mer_err *err) {
