@@ -59,7 +59,7 @@ static int cpu_has_avx512bf16(void) {
 
 mer_cpu_isa mer_cpu_detect(void) {
     if (!MER_KERNELS_X86) return MER_ISA_GENERIC;
-    if (cpu_has_avx512()) return MER_ISA_AVX512;
+    if (MER_KERNELS_AVX512 && cpu_has_avx512()) return MER_ISA_AVX512;
     if (cpu_has_avx2()) return MER_ISA_AVX2;
     return MER_ISA_GENERIC;
 }
@@ -69,7 +69,7 @@ int mer_cpu_isa_supported(mer_cpu_isa isa) {
     case MER_ISA_AUTO:
     case MER_ISA_GENERIC: return 1;
     case MER_ISA_AVX2: return MER_KERNELS_X86 && cpu_has_avx2();
-    case MER_ISA_AVX512: return MER_KERNELS_X86 && cpu_has_avx512();
+    case MER_ISA_AVX512: return MER_KERNELS_AVX512 && cpu_has_avx512();
     }
     return 0;
 }
@@ -92,7 +92,9 @@ const mer_kernels *mer_kernels_get(mer_cpu_isa isa) {
     case MER_ISA_GENERIC: return &mer__kernels_generic;
 #if defined(__x86_64__) && MER_KERNELS_X86
     case MER_ISA_AVX2: return &mer__kernels_avx2;
+#if MER_KERNELS_AVX512
     case MER_ISA_AVX512: return cpu_has_avx512bf16() ? &mer__kernels_avx512bf16 : &mer__kernels_avx512;
+#endif
 #endif
     default: return NULL;
     }
