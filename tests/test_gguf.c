@@ -709,6 +709,30 @@ static void test_quantize(void) {
     CHECK(strstr(err.msg, "q5_1") != NULL);
     p.type = "q8_0";
     CHECK_EQ_INT(mer_quantize_file(FIXTURES "/gguf/nope", "build-tmp-x.gguf", &p, NULL, &err), MER_E_IO);
+    /* a PyTorch zip checkpoint in, f32 out: every tensor keeps its name (no table for CLIP) and its bytes,
+     * which must equal HF's model.safetensors of the same model */
+    p.type = "f32";
+    CHECK_MSG(mer_quantize_file(FIXTURES "/models/clip_tiny/pytorch_model.bin", "build-tmp-x.gguf", &p, NULL, &err) ==
+                  MER_OK, "quantize .pth: %s", err.msg);
+    mer_weights *ws = NULL, *wg = NULL;
+    CHECK(mer_weights_open(FIXTURES "/models/clip_tiny/model.safetensors", &ws, &err) == MER_OK);
+    CHECK(mer_weights_open("build-tmp-x.gguf", &wg, &err) == MER_OK);
+    if (ws && wg) {
+        CHECK_EQ_INT(wg->n_tensors, ws->n_tensors);
+        int same = 1;
+        for (size_t i = 0; i < ws->n_tensors; i++) {
+            const mer_wtensor *a = &ws->tensors[i], *b = mer_weights_find(wg, a->name);
+            if (!b || b->dtype != MER_DTYPE_F32 || b->n_bytes != a->n_bytes || memcmp(a->data, b->data, a->n_bytes) ||
+                b->n_dims != a->n_dims || memcmp(a->shape, b->shape, sizeof a->shape[0] * (size_t)a->n_dims)) {
+                CHECK_MSG(0, ".pth -> gguf: tensor %s differs", a->name);
+                same = 0;
+            }
+        }
+        CHECK(same);
+    }
+    mer_weights_close(ws);
+    mer_weights_close(wg);
+    p.type = "q8_0";
     /* an HF model written by transformers (rope_theta under rope_parameters) */
     CHECK(mer_quantize_file(FIXTURES "/models/qwen2_tiny", "build-tmp-x.gguf", &p, NULL, &err) == MER_OK);
     mer_weights *w = NULL;
