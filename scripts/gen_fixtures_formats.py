@@ -36,6 +36,19 @@ def bf16_bits(a):
     return r
 
 
+def check_bf16_against_torch():
+    """When Debian's python3-torch is there, the bf16 rounding above must agree with torch's."""
+    try:
+        import torch
+    except ImportError:
+        print("note: torch not importable; bf16 rounding not cross-checked")
+        return
+    x = np.random.default_rng(3).standard_normal(100000).astype(np.float32) * np.float32(1e3)
+    x[:4] = [1.00390625, 1.01171875, -1.00390625, 3.0e38]  # ties to even, both ways; near max
+    ref = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    assert np.array_equal(bf16_bits(x), ref), "bf16 rounding differs from torch"
+
+
 def serialize(tensors, metadata=None):
     """tensors: {name: (dtype_str, shape, raw_bytes)}"""
     items = sorted(tensors.items(), key=lambda kv: (-ORDER.index(kv[1][0]), kv[0].encode("utf-8")))
@@ -244,5 +257,6 @@ def hf_tiny():
 
 
 if __name__ == "__main__":
+    check_bf16_against_torch()
     main()
     hf_tiny()
