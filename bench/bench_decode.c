@@ -233,7 +233,10 @@ static double bandwidth(mer_threadpool *pool, mer_weights *w, int passes) {
     for (size_t t = 0; t < w->n_tensors; t++)
         for (size_t i = 0; i < bl->n; i++)
             if (w->tensors[t].data == bl->p[i]) j.n[i] = w->tensors[t].n_bytes / 4096 * 4096;
-    for (size_t i = 0; i < bl->n; i++) total += j.n[i];
+    for (size_t i = 0; i < bl->n; i++) { /* at most 2 GiB per pass: enough to leave every cache behind */
+        if (total + j.n[i] > ((size_t)2 << 30)) j.n[i] = 0;
+        total += j.n[i];
+    }
     double best = 0;
     for (int r = 0; r < passes; r++) {
         double t0 = now();
@@ -272,13 +275,13 @@ static int run_one(const mer__qwen2_hp *hp, mer_dtype t, int n_threads, result *
         mer_threadpool_free(pool);
         return -1;
     }
-    double bw = bandwidth(pool, m->w, 3);
-    int32_t prompt[8] = {151644, 872, 198, 9707, 11, 1246, 525, 498};
+    double bw = bandwidth(pool, m->w, 2);
+    int32_t prompt[1] = {151644};
     double best = 1e30;
-    const int rounds = 3, steps = 6;
+    const int rounds = 2, steps = 4;
     for (int r = 0; r < rounds; r++) {
         mer_qwen2_ctx_reset(c);
-        if (mer_qwen2_prefill(c, prompt, 8, &err)) break;
+        if (mer_qwen2_prefill(c, prompt, 1, &err)) break;
         int32_t id = 42;
         for (int s = 0; s < steps; s++) {
             double ts = now();
@@ -289,7 +292,7 @@ static int run_one(const mer__qwen2_hp *hp, mer_dtype t, int n_threads, result *
         }
     }
     /* bandwidth again after decoding (the machine is shared: keep the better of the two) */
-    double bw2 = bandwidth(pool, m->w, 2);
+    double bw2 = bandwidth(pool, m->w, 1);
     if (bw2 > bw) bw = bw2;
     mer_qwen2_info info;
     mer_qwen2_get_info(m, &info);

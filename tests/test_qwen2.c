@@ -430,7 +430,7 @@ static void errors(void) {
         CHECK_EQ_INT(mer_qwen2_load(dir, NULL, &m, &err), MER_E_UNSUPPORTED);
     } else CHECK(0);
     /* transformers 4 style: rope_theta at the top level */
-    if (!contradicting_dir("theta", "\"rope_parameters\": {", "\"rope_theta\": 10000.0, \"rope_parameters\": {", dir,
+    if (!contradicting_dir("theta", "\"rope_parameters\": {", "\"rope_theta\": 10000.0, \"rope_scaling\": null, \"rope_parameters\": {", dir,
                            sizeof dir)) {
         expected e;
         if (!load_expected(QDIR "/expected.safetensors", &e)) {

@@ -12,6 +12,8 @@
 
 #include <math.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 // --- names and shapes --------------------------------------------------------------------------------
 
@@ -365,6 +367,21 @@ static void conv_rows(void *ctx, int ith, int nth) {
     }
 }
 
+/* The source of a converted tensor is not read again: ask the kernel to reclaim its pages (clean pages of
+ * a file mapping leave memory; anonymous memory without swap is left as it is, never lost), so that
+ * converting a large checkpoint at load does not hold the file and the converted copy at once. */
+static void release_pages(const void *p, size_t n) {
+#ifdef MADV_PAGEOUT
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg;
+    uintptr_t e = ((uintptr_t)p + n) / (uintptr_t)pg * (uintptr_t)pg;
+    if (e > a) (void)madvise((void *)a, e - a, MADV_PAGEOUT);
+#else
+    (void)p, (void)n;
+#endif
+}
+
 /* Sets *out to a matrix [n_out, n_in] from tensor t, converting to L->want and merging `lora`. */
 static mer_status load_mat(loader *L, const mer_wtensor *t, const char *name, int n_out, int n_in,
                            const mer__lora_pair *lora, mer__qmat *out, mer_err *err) {
@@ -394,6 +411,7 @@ static mer_status load_mat(loader *L, const mer_wtensor *t, const char *name, in
     conv_job j = {t->data, t->dtype, dt, dst, n_out, n_in, src_row, dst_row, lora, L->m->lora_scale, tmp, raw, L->k};
     mer_threadpool_run(L->pool, conv_rows, &j);
     free(tmp), free(raw);
+    release_pages(t->data, t->n_bytes);
     if ((st = own(L->m, dst, err))) return st;
     out->data = dst, out->dt = dt;
     return MER_OK;
