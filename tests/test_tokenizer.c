@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -505,6 +506,50 @@ static void check_chat(const mer_tokenizer *tok) {
     CHECK(out == NULL);
 }
 
+// --- the `mer tokenize` command -------------------------------------------------------------------
+
+/* Runs cmd through sh with stdout+stderr captured; returns the exit status. */
+static int sh(const char *cmd, char *out, size_t cap) {
+    char full[4096];
+    snprintf(full, sizeof full, "( %s ) 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void check_cli(void) {
+    const char *b = getenv("MER_BUILD");
+    char mer[512], cmd[4096], out[8192];
+    snprintf(mer, sizeof mer, "%s/mer", b ? b : "build");
+    if (access(mer, X_OK) != 0) {
+        printf("SKIP mer tokenize: %s not built\n", mer);
+        return;
+    }
+    /* ids from the reference (ref_ids.txt: "ied 4 \u00bd months"; chat_ref.jsonl: first case) */
+    snprintf(cmd, sizeof cmd, "printf 'ied 4 \302\275 months' | %s tokenize", mer);
+    CHECK_EQ_INT(sh(cmd, out, sizeof out), 0);
+    CHECK_STR(out, "1122 220 19 220 26062 3951\n");
+    snprintf(cmd, sizeof cmd, "printf 'Hello!' | %s tokenize --chat", mer);
+    CHECK_EQ_INT(sh(cmd, out, sizeof out), 0);
+    CHECK_STR(out, "151644 8948 198 2610 525 1207 16948 11 3465 553 54364 14817 13 1446 525 264 10950 17847 13 "
+                   "151645 198 151644 872 198 9707 0 151645 198 151644 77091 198\n");
+    snprintf(cmd, sizeof cmd, "echo '1122 220 19 220 26062 3951' | %s tokenize --decode", mer);
+    CHECK_EQ_INT(sh(cmd, out, sizeof out), 0);
+    CHECK_STR(out, "ied 4 \302\275 months");
+    /* errors: one line, exit 2 */
+    snprintf(cmd, sizeof cmd, "echo hi | %s tokenize --tokenizer build-test-tmp/no-such-tokenizer.json", mer);
+    CHECK_EQ_INT(sh(cmd, out, sizeof out), 2);
+    CHECK(strstr(out, "no-such-tokenizer.json") != NULL && strchr(out, '\n') == out + strlen(out) - 1);
+    snprintf(cmd, sizeof cmd, "echo hi | %s tokenize --tokenizer " FIXTURES "/tokenizer/ref_extra.txt", mer);
+    CHECK_EQ_INT(sh(cmd, out, sizeof out), 2);
+    CHECK(strstr(out, "ref_extra.txt") != NULL && strchr(out, '\n') == out + strlen(out) - 1);
+    snprintf(cmd, sizeof cmd, "echo '12 x' | %s tokenize --decode", mer);
+    CHECK_EQ_INT(sh(cmd, out, sizeof out), 2);
+}
+
 static void run(void) {
     mer_err err = {0};
     mer_tokenizer *tok = NULL, *tok_all = NULL;
@@ -565,6 +610,7 @@ static void run(void) {
     check_extra(tok, tok_all);
     check_errors(tok);
     check_chat(tok);
+    check_cli();
     mer_tokenizer_free(tok);
     mer_tokenizer_free(tok_all);
 }
