@@ -399,6 +399,21 @@ static int write_tokenizer_gguf(const json_arrays *ja, const char *path, const c
     return rc;
 }
 
+/* tokenizer.json with its merges rewritten from [a, b] arrays to the older "a b" strings (with cJSON, in
+ * the test): the loader must read both forms the same. Returns the path written, or NULL. */
+static const char *write_string_merges_json(const json_arrays *ja, char *path, size_t cap) {
+    snprintf(path, cap, "/tmp/mer_test_tok_strmerges_%d.json", (int)getpid());
+    cJSON *model = cJSON_GetObjectItem(ja->root, "model");
+    cJSON *merges = cJSON_CreateStringArray((const char *const *)ja->merges, (int)ja->n_merges);
+    cJSON_ReplaceItemInObject(model, "merges", merges);
+    char *text = cJSON_PrintUnformatted(ja->root);
+    FILE *f = fopen(path, "wb");
+    int ok = f && text && fwrite(text, 1, strlen(text), f) == strlen(text);
+    if (f) fclose(f);
+    free(text);
+    return ok ? path : NULL;
+}
+
 // --- small checks: API contracts and errors ----------------------------------------------------------
 
 static void write_file(const char *path, const char *s) {
@@ -603,6 +618,17 @@ static void run(void) {
     CHECK_EQ_INT(mer_tokenizer_load(gguf, NULL, &tok_gguf, &err), MER_E_UNSUPPORTED);
     CHECK(strstr(err.msg, "tokenizer.ggml.pre") != NULL);
     remove(gguf);
+    char strm[96];
+    const char *strm_path = write_string_merges_json(&ja, strm, sizeof strm);
+    mer_tokenizer *tok_strm = NULL;
+    CHECK(strm_path != NULL);
+    if (strm_path) {
+        s = mer_tokenizer_load(strm_path, NULL, &tok_strm, &err);
+        CHECK_MSG(s == MER_OK, "%s", err.msg);
+        if (tok_strm) check_parity(tok_strm, cs, n_cases, "string merges");
+        mer_tokenizer_free(tok_strm);
+        remove(strm_path);
+    }
     json_arrays_free(&ja);
     free_cases(cs, n_cases);
     printf("tokenizer parity: %zu reference cases checked (encode, decode, streamed decode)\n", n_cases);
