@@ -374,25 +374,31 @@ mer_status mer_hubert_encode(mer_hubert_ctx *x, const float *in, long n_samples,
     const int D = hp->n_embd, F = hp->n_ff, H = hp->n_head, hd = D / H;
     const size_t TD = (size_t)T * D;
 
-    /* conv feature extractor: conv -> layer norm over channels -> GELU, on [C][L] */
-    const float *cur = in; /* [c_in][l] */
+    /* conv feature extractor: conv -> layer norm over channels -> GELU. Two buffers swap roles each
+     * layer: the conv reads `cur` ([c_in][l]) and writes `ob` ([C][lo]), which is transposed into `tb`
+     * ([lo][C]) for the norm and GELU and back into `ob` as the next input; a conv never writes over its
+     * own input (it reads it tile by tile). */
+    const float *cur = in;
+    float *ob = x->ca, *tb = x->cb;
     int c_in = 1, l = (int)n_samples;
     for (int i = 0; i < hp->n_conv; i++) {
         const int C = hp->conv_dim[i], lo = mer_conv1d_out_len(l, hp->conv_kernel[i], hp->conv_stride[i], 0);
-        mer_cpu_conv1d(c, x->ca, cur, m->conv_w[i], m->conv_b[i], c_in, l, C, hp->conv_kernel[i], hp->conv_stride[i],
-                       0, 1);
-        transpose(x->cb, (size_t)C, x->ca, C, lo); /* [lo][C] */
-        mer_cpu_layernorm(c, x->cb, x->cb, lo, C, m->conv_ln_w[i], m->conv_ln_b[i], 1e-5f);
-        mer_cpu_gelu(c, x->cb, x->cb, (size_t)lo * C);
-        if (i + 1 < hp->n_conv) {
-            transpose(x->ca, (size_t)lo, x->cb, lo, C); /* back to [C][lo] */
-            cur = x->ca;
-        }
+        mer_cpu_conv1d(c, ob, cur, m->conv_w[i], m->conv_b[i], c_in, l, C, hp->conv_kernel[i], hp->conv_stride[i], 0, 1);
+        transpose(tb, (size_t)C, ob, C, lo);
+        mer_cpu_layernorm(c, tb, tb, lo, C, m->conv_ln_w[i], m->conv_ln_b[i], 1e-5f);
+        mer_cpu_gelu(c, tb, tb, (size_t)lo * C);
         c_in = C;
         l = lo;
+        if (i + 1 < hp->n_conv) {
+            transpose(ob, (size_t)lo, tb, lo, C);
+            cur = ob;
+            float *sw = ob;
+            ob = tb;
+            tb = sw;
+        }
     }
     MER_ASSERT(l == T);
-    float *feat = x->cb; /* [T][C] */
+    float *feat = tb; /* [T][C] */
     if (out->extract_features) memcpy(out->extract_features, feat, (size_t)T * c_in * sizeof(float));
 
     /* feature projection */
