@@ -297,12 +297,14 @@ typedef struct mer_quantize_stats {
     size_t n_renamed;   /* names mapped to llama.cpp's GGUF names */
     uint64_t bytes_in, bytes_out; /* tensor data only */
     const char *arch;   /* general.architecture written, or NULL (static string) */
+    int has_tokenizer;  /* tokenizer.ggml.* written from the folder's tokenizer.json */
 } mer_quantize_stats;
 
 /* Converts any checkpoint mer_weights_open reads into a GGUF v3 file at out_path (atomically): names
  * mapped to llama.cpp's names where the architecture has a table (Qwen2), its hyper-parameters from
  * config.json (or the metadata of a GGUF input) written as <arch>.* keys, 2-D+ float tensors converted
  * to params->type (1-D ones and rows not a multiple of 32 stay f32, integer tensors keep their type).
+ * A Qwen2 folder's tokenizer.json (+ tokenizer_config.json) becomes llama.cpp's tokenizer.ggml.* keys.
  * Tensors stream through one at a time. stats may be NULL. */
 mer_status mer_quantize_file(const char *in_path, const char *out_path, const mer_quantize_params *params,
                              mer_quantize_stats *stats, mer_err *err);

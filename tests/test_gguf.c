@@ -744,10 +744,83 @@ static void test_quantize(void) {
     remove("build-tmp-x.gguf");
 }
 
+/* A Qwen2 folder with tokenizer.json: the GGUF carries the tokenizer, and mer's tokenizer (tested against
+ * the reference JS tokenizer on tokenizer.json) encodes the same ids from either file. */
+static void test_quantize_tokenizer(void) {
+    const char *tj = "models/qwen2-tokenizer/tokenizer.json";
+    FILE *f = fopen(tj, "rb");
+    if (!f) {
+        printf("SKIP test_gguf tokenizer: %s missing (scripts/deps.d/tokenizer.sh installs it)\n", tj);
+        return;
+    }
+    fclose(f);
+    const char *d = "build-tmp-test-gguf-tok";
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp " FIXTURES "/gguf/hf_tiny/config.json " FIXTURES
+             "/gguf/hf_tiny/model.safetensors %s %s/", d, d, tj, d);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "%s/tokenizer_config.json", d);
+    f = fopen(cmd, "w");
+    fputs("{\"add_bos_token\": false, \"bos_token\": null, \"eos_token\": \"<|im_end|>\",\n"
+          " \"pad_token\": {\"content\": \"<|endoftext|>\"}, \"chat_template\": \"{{ messages }}\"}\n", f);
+    fclose(f);
+    char out[256];
+    snprintf(out, sizeof out, "%s/m.gguf", d);
+    mer_err err = {0};
+    mer_quantize_stats qs;
+    CHECK_MSG(mer_quantize_file(d, out, NULL, &qs, &err) == MER_OK, "quantize with tokenizer: %s", err.msg);
+    CHECK(qs.has_tokenizer == 1);
+    mer_tokenizer *a = NULL, *b = NULL;
+    CHECK_MSG(mer_tokenizer_load(tj, NULL, &a, &err) == MER_OK, "%s", err.msg);
+    CHECK_MSG(mer_tokenizer_load(out, NULL, &b, &err) == MER_OK, "tokenizer from our GGUF: %s", err.msg);
+    mer_weights *w = NULL;
+    CHECK(mer_weights_open(out, &w, &err) == MER_OK);
+    if (a && b && w) {
+        static const char *const TEXT[] = {
+            "Hello world! 123 4567",
+            "<|im_start|>system\nYou are Qwen.<|im_end|>\n<|im_start|>user\n\xe4\xbd\xa0\xe5\xa5\xbd\xef\xbc\x8c"
+            "\xe4\xb8\x96\xe7\x95\x8c<|im_end|>\n",
+            "  leading spaces, tabs\tand \xf0\x9f\x98\x80 emoji; caf\xc3\xa9 <tool_call>x</tool_call>",
+        };
+        for (size_t i = 0; i < MER_ARRAY_LEN(TEXT); i++) {
+            int32_t *ia = NULL, *ib = NULL;
+            size_t na = 0, nb = 0;
+            CHECK(mer_tokenizer_encode(a, TEXT[i], strlen(TEXT[i]), &ia, &na, &err) == MER_OK);
+            CHECK(mer_tokenizer_encode(b, TEXT[i], strlen(TEXT[i]), &ib, &nb, &err) == MER_OK);
+            CHECK_MSG(na == nb && na && !memcmp(ia, ib, na * sizeof *ia), "text %zu encodes the same from both", i);
+            free(ia);
+            free(ib);
+        }
+        int32_t eos = mer_tokenizer_token_id(a, "<|im_end|>", 10), pad = mer_tokenizer_token_id(a, "<|endoftext|>", 13);
+        const mer_kv *kv = mer_weights_find_kv(w, "tokenizer.ggml.eos_token_id");
+        CHECK(kv && kv->type == MER_KV_U32 && (int64_t)kv->v.u == eos);
+        kv = mer_weights_find_kv(w, "tokenizer.ggml.padding_token_id");
+        CHECK(kv && (int64_t)kv->v.u == pad);
+        CHECK(mer_weights_find_kv(w, "tokenizer.ggml.bos_token_id") == NULL);
+        kv = mer_weights_find_kv(w, "tokenizer.ggml.add_bos_token");
+        CHECK(kv && kv->type == MER_KV_BOOL && kv->v.b == 0);
+        kv = mer_weights_find_kv(w, "tokenizer.chat_template");
+        CHECK(kv && !strcmp(kv->v.s.p, "{{ messages }}"));
+        kv = mer_weights_find_kv(w, "tokenizer.ggml.token_type");
+        CHECK(kv && kv->arr_n >= (uint64_t)eos + 1);
+        if (kv && kv->arr_n > (uint64_t)eos) {
+            int32_t t;
+            memcpy(&t, (const char *)kv->arr_data + 4 * (size_t)eos, 4);
+            CHECK_EQ_INT(t, 3); /* control */
+        }
+    }
+    mer_weights_close(w);
+    mer_tokenizer_free(a);
+    mer_tokenizer_free(b);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
+    CHECK(system(cmd) == 0);
+}
+
 static void run(void) {
     test_ref_js();
     test_layout_by_hand();
     test_reference_reader();
     test_bad_inputs();
     test_quantize();
+    test_quantize_tokenizer();
 }

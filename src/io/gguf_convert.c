@@ -4,11 +4,14 @@
  * while the file is written (one tensor in memory at a time), rows split across threads: 2-D and larger
  * float tensors to the requested type, 1-D tensors and rows whose length is not a multiple of the block
  * size kept in f32 as llama.cpp does, integer tensors kept as they are. Quantisation is dtype.c's
- * mer_quantize_row (llama.cpp's reference rounding), so the output matches llama.cpp's converter. */
+ * mer_quantize_row (llama.cpp's reference rounding), so the output matches llama.cpp's converter.
+ * A Qwen2 folder's tokenizer.json (byte-level BPE) goes in as llama.cpp's tokenizer.ggml.* keys, so the
+ * GGUF is self-contained for mer and for llama.cpp. */
 #include "io/gguf.h"
 #include "io/gguf_names.h"
 #include "io/hfconfig.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
@@ -169,6 +172,198 @@ static mer_status add_hparams(mer_gguf_writer *g, const char *arch, const mer_co
     return MER_OK;
 }
 
+// --- tokenizer (HF tokenizer.json -> tokenizer.ggml.*) ----------------------------------------------
+
+enum { TOK_NORMAL = 1, TOK_CONTROL = 3, TOK_USER_DEFINED = 4, TOK_UNUSED = 5 };
+
+/* llama.cpp's convert_hf_to_gguf.py treats <|...|> (and <｜...｜>) added tokens as control tokens even when
+ * tokenizer.json does not mark them special. */
+static int looks_special(const char *s) {
+    size_t n = strlen(s);
+    if (n >= 4 && !strncmp(s, "<|", 2) && !strcmp(s + n - 2, "|>")) return 1;
+    if (n >= 8 && !strncmp(s, "<\xef\xbd\x9c", 4) && !strcmp(s + n - 4, "\xef\xbd\x9c>")) return 1;
+    return !strcmp(s, "<pad>") || !strcmp(s, "<mask>");
+}
+
+static cJSON *load_json(const char *path, mer_status *st, mer_err *err) {
+    mer_map m;
+    *st = mer__map_open(path, &m, err);
+    if (*st) return NULL;
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts((const char *)m.data, m.size, &end, 0);
+    if (!j)
+        *st = mer__errf(err, MER_E_FORMAT, "%s: malformed JSON near byte offset %zu", path,
+                        end ? (size_t)(end - (const char *)m.data) : (size_t)0);
+    mer__map_close(&m);
+    return j;
+}
+
+/* tokenizer_config.json's bos/eos/... entry: a string or {"content": ...}; its id via the token table. */
+static int special_id(const cJSON *tc, const char *key, char *const *tokens, size_t n, uint32_t *id) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(tc, key);
+    if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content");
+    if (!cJSON_IsString(v)) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] && !strcmp(tokens[i], v->valuestring)) {
+            *id = (uint32_t)i;
+            return 1;
+        }
+    return 0;
+}
+
+static mer_status add_tokenizer(mer_gguf_writer *g, const char *dir, const mer_config *cfg, int *added,
+                                mer_err *err) {
+    *added = 0;
+    mer_status st = MER_OK;
+    char *path = mer__path_join(dir, "tokenizer.json"), *tc_path = mer__path_join(dir, "tokenizer_config.json");
+    cJSON *tj = NULL, *tc = NULL;
+    char **tokens = NULL, **pads = NULL, **merges = NULL;
+    int32_t *types = NULL;
+    size_t n_vocab = 0, n_merges = 0;
+    if (!path || !tc_path) {
+        st = mer__errf(err, MER_E_NOMEM, "%s: out of memory", dir);
+        goto fail;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) goto fail; /* no tokenizer.json: nothing to add */
+    fclose(f);
+    tj = load_json(path, &st, err);
+    if (!tj) goto fail;
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(tj, "model");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON *jm = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    const cJSON *addt = cJSON_GetObjectItemCaseSensitive(tj, "added_tokens");
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "BPE") || !cJSON_IsObject(vocab) || !cJSON_IsArray(jm)) {
+        st = mer__errf(err, MER_E_UNSUPPORTED, "%s: not a byte-level BPE tokenizer (model.type, vocab, merges)", path);
+        goto fail;
+    }
+    /* ids: the vocabulary, the added tokens, and config.json's vocab_size (the embedding rows). */
+    const int64_t MAX_ID = 1 << 24;
+    int64_t top = -1, cfg_n = 0;
+    for (const cJSON *e = vocab->child; e; e = e->next) {
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= (double)MAX_ID ||
+            e->valuedouble != floor(e->valuedouble)) {
+            st = mer__errf(err, MER_E_FORMAT, "%s: vocab entry '%s' has no valid id", path, e->string ? e->string : "");
+            goto fail;
+        }
+        if ((int64_t)e->valuedouble > top) top = (int64_t)e->valuedouble;
+    }
+    for (const cJSON *e = cJSON_IsArray(addt) ? addt->child : NULL; e; e = e->next) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id"), *c = cJSON_GetObjectItemCaseSensitive(e, "content");
+        if (!cJSON_IsNumber(id) || !cJSON_IsString(c) || id->valuedouble < 0 || id->valuedouble >= (double)MAX_ID ||
+            id->valuedouble != floor(id->valuedouble)) {
+            st = mer__errf(err, MER_E_FORMAT, "%s: an added_tokens entry has no valid id/content", path);
+            goto fail;
+        }
+        if ((int64_t)id->valuedouble > top) top = (int64_t)id->valuedouble;
+    }
+    if (mer__config_get_int_or(cfg, "vocab_size", 0, &cfg_n, err)) {
+        st = MER_E_FORMAT;
+        goto fail;
+    }
+    n_vocab = (size_t)(top + 1);
+    if (cfg_n > top + 1 && cfg_n < MAX_ID) n_vocab = (size_t)cfg_n;
+    tokens = calloc(n_vocab ? n_vocab : 1, sizeof *tokens);
+    pads = calloc(n_vocab ? n_vocab : 1, sizeof *pads);
+    types = calloc(n_vocab ? n_vocab : 1, sizeof *types);
+    n_merges = (size_t)cJSON_GetArraySize(jm);
+    merges = calloc(n_merges ? n_merges : 1, sizeof *merges);
+    if (!tokens || !pads || !types || !merges) {
+        st = mer__errf(err, MER_E_NOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    for (const cJSON *e = vocab->child; e; e = e->next) {
+        size_t id = (size_t)e->valuedouble;
+        if (tokens[id] && strcmp(tokens[id], e->string)) {
+            st = mer__errf(err, MER_E_FORMAT, "%s: id %zu is given to '%s' and '%s'", path, id, tokens[id], e->string);
+            goto fail;
+        }
+        tokens[id] = e->string;
+        types[id] = TOK_NORMAL;
+    }
+    for (const cJSON *e = cJSON_IsArray(addt) ? addt->child : NULL; e; e = e->next) {
+        size_t id = (size_t)cJSON_GetObjectItemCaseSensitive(e, "id")->valuedouble;
+        const char *c = cJSON_GetObjectItemCaseSensitive(e, "content")->valuestring;
+        tokens[id] = (char *)c;
+        types[id] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) || looks_special(c) ? TOK_CONTROL
+                                                                                                     : TOK_USER_DEFINED;
+    }
+    for (size_t i = 0; i < n_vocab; i++) /* holes, as llama.cpp's converter fills them */
+        if (!tokens[i]) {
+            char b[32];
+            snprintf(b, sizeof b, "[PAD%zu]", i);
+            if (!(pads[i] = mer__strndup(b, strlen(b)))) {
+                st = mer__errf(err, MER_E_NOMEM, "%s: out of memory", path);
+                goto fail;
+            }
+            tokens[i] = pads[i];
+            types[i] = TOK_UNUSED;
+        }
+    size_t k = 0;
+    for (const cJSON *e = jm->child; e; e = e->next, k++) {
+        if (cJSON_IsString(e)) {
+            merges[k] = mer__strndup(e->valuestring, strlen(e->valuestring));
+        } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(e->child) &&
+                   cJSON_IsString(e->child->next)) {
+            size_t a = strlen(e->child->valuestring), b = strlen(e->child->next->valuestring);
+            if ((merges[k] = malloc(a + b + 2))) {
+                memcpy(merges[k], e->child->valuestring, a);
+                merges[k][a] = ' ';
+                memcpy(merges[k] + a + 1, e->child->next->valuestring, b + 1);
+            }
+        } else {
+            st = mer__errf(err, MER_E_FORMAT, "%s: merge %zu is neither \"a b\" nor [a, b]", path, k);
+            goto fail;
+        }
+        if (!merges[k]) {
+            st = mer__errf(err, MER_E_NOMEM, "%s: out of memory", path);
+            goto fail;
+        }
+    }
+    st = mer__gguf_add_str(g, "tokenizer.ggml.model", "gpt2", err);
+    if (!st) st = mer__gguf_add_str(g, "tokenizer.ggml.pre", "qwen2", err);
+    if (!st) st = mer__gguf_add_str_array(g, "tokenizer.ggml.tokens", (const char *const *)tokens, n_vocab, err);
+    if (!st) st = mer__gguf_add_array(g, "tokenizer.ggml.token_type", MER_KV_I32, types, n_vocab, err);
+    if (!st) st = mer__gguf_add_str_array(g, "tokenizer.ggml.merges", (const char *const *)merges, n_merges, err);
+    if (st) goto fail;
+    /* special ids: tokenizer_config.json, else config.json's *_token_id */
+    f = fopen(tc_path, "rb");
+    if (f) {
+        fclose(f);
+        tc = load_json(tc_path, &st, err);
+        if (!tc) goto fail;
+    }
+    static const char *const SPECIAL[][3] = {{"bos_token", "bos_token_id", "tokenizer.ggml.bos_token_id"},
+                                             {"eos_token", "eos_token_id", "tokenizer.ggml.eos_token_id"},
+                                             {"unk_token", "unk_token_id", "tokenizer.ggml.unknown_token_id"},
+                                             {"pad_token", "pad_token_id", "tokenizer.ggml.padding_token_id"}};
+    for (size_t i = 0; i < MER_ARRAY_LEN(SPECIAL) && !st; i++) {
+        uint32_t id;
+        int64_t v;
+        if (tc && special_id(tc, SPECIAL[i][0], tokens, n_vocab, &id)) st = mer__gguf_add_u32(g, SPECIAL[i][2], id, err);
+        else if (mer__config_get_int(cfg, SPECIAL[i][1], &v, NULL) == MER_OK && v >= 0 && (uint64_t)v < n_vocab)
+            st = mer__gguf_add_u32(g, SPECIAL[i][2], (uint32_t)v, err);
+    }
+    const cJSON *ab = tc ? cJSON_GetObjectItemCaseSensitive(tc, "add_bos_token") : NULL;
+    if (!st && cJSON_IsBool(ab)) st = mer__gguf_add_bool(g, "tokenizer.ggml.add_bos_token", cJSON_IsTrue(ab), err);
+    const cJSON *ct = tc ? cJSON_GetObjectItemCaseSensitive(tc, "chat_template") : NULL;
+    if (!st && cJSON_IsString(ct)) st = mer__gguf_add_str(g, "tokenizer.chat_template", ct->valuestring, err);
+    if (!st) *added = 1;
+fail:
+    for (size_t i = 0; merges && i < n_merges; i++) free(merges[i]);
+    for (size_t i = 0; pads && i < n_vocab; i++) free(pads[i]);
+    free(merges);
+    free(pads);
+    free(tokens);
+    free(types);
+    cJSON_Delete(tc);
+    cJSON_Delete(tj);
+    free(tc_path);
+    free(path);
+    return st;
+}
+
 static const char *base_name(const char *path) {
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/') n--;
@@ -184,6 +379,7 @@ mer_status mer_quantize_file(const char *in_path, const char *out_path, const me
     mer_quantize_params p = params ? *params : mer_quantize_default_params();
     mer_quantize_stats s;
     memset(&s, 0, sizeof s);
+    /* (s.has_tokenizer is filled by add_tokenizer) */
     mer_weights *w = NULL;
     mer_gguf_writer *g = NULL;
     conv c = {0};
@@ -229,6 +425,16 @@ mer_status mer_quantize_file(const char *in_path, const char *out_path, const me
             if (!st) st = mer__gguf_add_str(g, "general.name", base_name(in_path), err);
             if (!st && w->config) st = add_hparams(g, arch, w->config, err);
             if (st) goto fail;
+            if (!strcmp(arch, "qwen2") && w->config) { /* the folder's tokenizer.json, when there is one */
+                char *dir = mer__is_dir(in_path) ? mer__strndup(in_path, strlen(in_path)) : mer__path_dir(in_path);
+                if (!dir) {
+                    st = mer__errf(err, MER_E_NOMEM, "%s: out of memory", in_path);
+                    goto fail;
+                }
+                st = add_tokenizer(g, dir, w->config, &s.has_tokenizer, err);
+                free(dir);
+                if (st) goto fail;
+            }
         } else {
             st = mer__gguf_add_str(g, "general.name", base_name(in_path), err);
             if (st) goto fail;
