@@ -1,0 +1,371 @@
+/* bench_gpu.c - the CUDA backend's benchmark (run by bench/gpu.sh on the GPU machine, beside HF
+ * transformers measured in the same run by bench/gpu_ref.py).
+ *
+ *   bench_gpu ceil             device-to-device copy bandwidth, cuBLASLt bf16 GEMM rate (8192^3)
+ *   bench_gpu gemv             the decode matmuls of Qwen2.5-7B at 1 and 8 rows: GEMV variants and
+ *                              cuBLASLt, in GB/s of weights (weights rotated over > 4x the L2)
+ *   bench_gpu model            Qwen2.5-7B shape, random bf16 weights made on the device: prefill of
+ *                              512 tokens, batch-1 and batch-8 decode (graph + PDL, graph only, no
+ *                              graph), decode after a 512-token prompt
+ *   bench_gpu leak             10,000 decode steps of a 2-layer model of 7B width: device memory
+ *   bench_gpu parity DIR       the model in DIR (HF checkpoint + expected.safetensors written by
+ *                              gpu_ref.py export) against HF's logits and greedy tokens
+ *
+ * Every figure is printed as "RESULT <key> <value> <unit>" for gpu.sh to collect. With no GPU (or a
+ * build without CUDA) it prints a SKIP line and exits 0. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/core.h"
+#include "core/dtype.h"
+#include "io/weights.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "models/qwen2_cuda.h"
+
+#if MER_CUDA
+
+static mer_err e;
+
+#define TRY(call)                                                                                  \
+    do {                                                                                           \
+        if ((call) != MER_OK) {                                                                    \
+            fprintf(stderr, "bench_gpu: %s: %s\n", #call, e.msg);                                  \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void result(const char *key, double v, const char *unit) {
+    printf("RESULT %s %.6g %s\n", key, v, unit);
+    fflush(stdout);
+}
+
+// --- ceilings ----------------------------------------------------------------------------------------
+
+typedef struct copy_arg {
+    mer_cuda *c;
+    void *dst, *src;
+    size_t n;
+} copy_arg;
+static mer_status do_copy(void *ud, mer_err *err) {
+    copy_arg *a = ud;
+    return mer_cuda_copy_d2d(a->c, a->dst, a->src, a->n, err);
+}
+
+typedef struct mm_arg {
+    mer_cuda *c;
+    void *y;
+    const uint16_t *x, *w;
+    int n_tok, k, n, epi, path, reps, n_w;
+    size_t w_stride; /* elements between weight copies */
+    const uint16_t *x_all;
+} mm_arg;
+static mer_status do_mm(void *ud, mer_err *err) {
+    mm_arg *a = ud;
+    for (int r = 0; r < a->reps; r++) {
+        const uint16_t *w = a->w + (size_t)(r % a->n_w) * a->w_stride;
+        int ny = a->epi == MER_CUDA_EPI_SILU_BF16 ? a->n / 2 : a->n;
+        mer_status st = a->path ? mer_cuda_matmul_cublas(a->c, a->y, ny, a->x, a->k, w, a->n_tok, a->k, a->n, a->epi, err)
+                                : mer_cuda_matmul_gemv(a->c, a->y, ny, a->x, a->k, w, a->n_tok, a->k, a->n, a->epi, err);
+        if (st) return st;
+    }
+    return MER_OK;
+}
+
+static void bench_ceil(mer_cuda *c) {
+    copy_arg a = {c, NULL, NULL, (size_t)2 << 30};
+    TRY(mer_cuda_alloc(c, a.n, &a.dst, &e));
+    TRY(mer_cuda_alloc(c, a.n, &a.src, &e));
+    TRY(mer_cuda_fill_uniform_bf16(c, a.src, a.n / 2, 7, 1.0f, &e));
+    double t[20], ms;
+    for (int i = 0; i < 3; i++) TRY(mer_cuda_time(c, do_copy, &a, &ms, &e));
+    for (int i = 0; i < 20; i++) TRY(mer_cuda_time(c, do_copy, &a, &t[i], &e));
+    ms = median(t, 20);
+    result("copy_bw", 2.0 * a.n / (ms * 1e-3) / 1e9, "GB/s");
+    mer_cuda_release(c, a.dst);
+    mer_cuda_release(c, a.src);
+
+    const int N = 8192;
+    mm_arg g = {c, NULL, NULL, NULL, N, N, N, MER_CUDA_EPI_BF16, 1, 1, 1, 0, NULL};
+    void *x, *w;
+    TRY(mer_cuda_alloc(c, (size_t)N * N * 2, &x, &e));
+    TRY(mer_cuda_alloc(c, (size_t)N * N * 2, &w, &e));
+    TRY(mer_cuda_alloc(c, (size_t)N * N * 2, &g.y, &e));
+    TRY(mer_cuda_fill_uniform_bf16(c, x, (size_t)N * N, 1, 1.0f, &e));
+    TRY(mer_cuda_fill_uniform_bf16(c, w, (size_t)N * N, 2, 1.0f, &e));
+    g.x = x;
+    g.w = w;
+    for (int i = 0; i < 3; i++) TRY(mer_cuda_time(c, do_mm, &g, &ms, &e));
+    for (int i = 0; i < 10; i++) TRY(mer_cuda_time(c, do_mm, &g, &t[i], &e));
+    ms = median(t, 10);
+    result("gemm_bf16_8192", 2.0 * N * (double)N * N / (ms * 1e-3) / 1e12, "TFLOP/s");
+    mer_cuda_release(c, x);
+    mer_cuda_release(c, w);
+    mer_cuda_release(c, g.y);
+}
+
+// --- decode matmuls ----------------------------------------------------------------------------------
+
+static void bench_gemv(mer_cuda *c) {
+    static const struct { const char *name; int n, k, epi; } sh[] = {
+        {"qkv", 4608, 3584, MER_CUDA_EPI_F32},       {"o", 3584, 3584, MER_CUDA_EPI_F32_ADD},
+        {"gate_up", 37888, 3584, MER_CUDA_EPI_SILU_BF16}, {"down", 3584, 18944, MER_CUDA_EPI_F32_ADD},
+        {"lm_head", 152064, 3584, MER_CUDA_EPI_F32},
+    };
+    for (size_t s = 0; s < MER_ARRAY_LEN(sh); s++) {
+        const size_t wn = (size_t)sh[s].n * sh[s].k;
+        int n_w = (int)((size_t)400 * 1024 * 1024 / (wn * 2)) + 1; /* > 4x a 100 MB L2 in all */
+        if (n_w > 16) n_w = 16;
+        void *w, *x, *y;
+        TRY(mer_cuda_alloc(c, wn * 2 * n_w, &w, &e));
+        TRY(mer_cuda_alloc(c, (size_t)8 * 18944 * 2, &x, &e));
+        TRY(mer_cuda_alloc(c, (size_t)8 * 152064 * 4, &y, &e));
+        TRY(mer_cuda_fill_uniform_bf16(c, w, wn * n_w, 3 + s, 0.02f, &e));
+        TRY(mer_cuda_fill_uniform_bf16(c, x, (size_t)8 * 18944, 9, 1.0f, &e));
+        TRY(mer_cuda_memset(c, y, 0, (size_t)8 * 152064 * 4, &e));
+        for (int bt = 1; bt <= 8; bt *= 8) {
+            for (int var = 0; var < 4; var++) { /* 0 auto, 1 tile 1, 2 tile 2, 3 cuBLASLt */
+                if (sh[s].epi == MER_CUDA_EPI_SILU_BF16 && (var == 1 || var == 2)) continue;
+                mer_cuda_set_gemv_tile(c, var == 1 ? 1 : var == 2 ? 2 : 0);
+                mm_arg a = {c, y, x, w, bt, sh[s].k, sh[s].n, sh[s].epi, var == 3, 4 * n_w, n_w, wn, NULL};
+                double t[7], ms;
+                TRY(mer_cuda_time(c, do_mm, &a, &ms, &e));
+                for (int i = 0; i < 7; i++) TRY(mer_cuda_time(c, do_mm, &a, &t[i], &e));
+                ms = median(t, 7) / a.reps;
+                char key[96];
+                static const char *vn[] = {"auto", "tile1", "tile2", "cublas"};
+                snprintf(key, sizeof key, "gemv_%s_b%d_%s", sh[s].name, bt, vn[var]);
+                result(key, wn * 2.0 / (ms * 1e-3) / 1e9, "GB/s");
+            }
+        }
+        mer_cuda_set_gemv_tile(c, 0);
+        mer_cuda_release(c, w);
+        mer_cuda_release(c, x);
+        mer_cuda_release(c, y);
+    }
+    TRY(mer_cuda_trim(c, &e));
+}
+
+// --- the model ---------------------------------------------------------------------------------------
+
+static mer_qwen2_cuda_hp hp_7b(void) {
+    mer_qwen2_cuda_hp hp = {152064, 3584, 28, 28, 4, 128, 18944, 1e6f, 1e-6f, 0};
+    return hp;
+}
+
+/* Decodes n_steps tokens in n_seq sequences after a prompt of n_prompt tokens each; returns tokens/s. */
+static double run_decode(mer_qwen2_cuda *m, int n_seq, int n_prompt, int n_steps) {
+    const int V = mer_qwen2_cuda_hparams(m)->n_vocab;
+    int32_t *prompt = malloc((size_t)n_prompt * sizeof(int32_t)), cur[64];
+    int slots[64];
+    for (int s = 0; s < n_seq; s++) {
+        for (int i = 0; i < n_prompt; i++) prompt[i] = (int32_t)((i * 7919 + s * 104729 + 13) % V);
+        TRY(mer_qwen2_cuda_reset(m, s, &e));
+        TRY(mer_qwen2_cuda_prefill(m, s, prompt, n_prompt, NULL, 0, &cur[s], &e));
+        slots[s] = s;
+    }
+    /* two warm-up steps (graph capture) */
+    for (int i = 0; i < 2; i++) TRY(mer_qwen2_cuda_decode(m, n_seq, slots, cur, NULL, cur, &e));
+    double t0 = now_ms();
+    for (int i = 0; i < n_steps; i++) TRY(mer_qwen2_cuda_decode(m, n_seq, slots, cur, NULL, cur, &e));
+    double t1 = now_ms();
+    free(prompt);
+    return (double)n_seq * n_steps / ((t1 - t0) * 1e-3);
+}
+
+static void bench_model(void) {
+    mer_qwen2_cuda_hp hp = hp_7b();
+    mer_qwen2_cuda_params p = mer_qwen2_cuda_default_params();
+    p.n_ctx = 1024;
+    p.n_seq = 8;
+    p.n_batch = 512;
+    mer_qwen2_cuda *m = NULL;
+    double t0 = now_ms();
+    TRY(mer_qwen2_cuda_init_random(&hp, 42, &p, &m, &e));
+    mer_cuda *c = mer_qwen2_cuda_backend(m);
+    result("model_init", now_ms() - t0, "ms");
+    const double step_gb = mer_qwen2_cuda_step_bytes(m) / 1e9;
+    result("decode_step_bytes", step_gb, "GB");
+
+    /* prefill of 512 tokens (logits of the last one), median of 10 */
+    {
+        int32_t ids[512];
+        for (int i = 0; i < 512; i++) ids[i] = (int32_t)((i * 7919 + 5) % hp.n_vocab);
+        double t[10];
+        int32_t g;
+        for (int i = 0; i < 13; i++) {
+            TRY(mer_qwen2_cuda_reset(m, 0, &e));
+            double a = now_ms();
+            TRY(mer_qwen2_cuda_prefill(m, 0, ids, 512, NULL, 0, &g, &e));
+            if (i >= 3) t[i - 3] = now_ms() - a;
+        }
+        result("prefill512", median(t, 10), "ms");
+        result("prefill512_tok_s", 512.0 / (median(t, 10) * 1e-3), "tok/s");
+    }
+    /* decode */
+    double b1 = 0, b8 = 0;
+    for (int r = 0; r < 3; r++) {
+        double v = run_decode(m, 1, 32, 128);
+        if (v > b1) b1 = v;
+    }
+    result("decode_b1", b1, "tok/s");
+    result("decode_b1_eff_bw", b1 * step_gb, "GB/s");
+    for (int r = 0; r < 3; r++) {
+        double v = run_decode(m, 8, 32, 128);
+        if (v > b8) b8 = v;
+    }
+    result("decode_b8", b8, "tok/s");
+    result("decode_b1_ctx512", run_decode(m, 1, 512, 128), "tok/s");
+    result("decode_b4", run_decode(m, 4, 32, 128), "tok/s");
+    /* ablations */
+    mer_cuda_set_pdl(c, 0);
+    mer_qwen2_cuda_set_graph(m, 1);
+    result("decode_b1_nopdl", run_decode(m, 1, 32, 128), "tok/s");
+    result("decode_b8_nopdl", run_decode(m, 8, 32, 128), "tok/s");
+    mer_qwen2_cuda_set_graph(m, 0);
+    result("decode_b1_nograph", run_decode(m, 1, 32, 64), "tok/s");
+    mer_cuda_set_pdl(c, 1);
+    result("decode_b1_nograph_pdl", run_decode(m, 1, 32, 64), "tok/s");
+    mer_qwen2_cuda_set_graph(m, 1);
+    {
+        size_t held, used, fr, tot;
+        mer_cuda_alloc_stats(c, &held, &used);
+        TRY(mer_cuda_mem_info(c, &fr, &tot, &e));
+        result("model_device_bytes", held / 1e9, "GB");
+    }
+    mer_qwen2_cuda_free(m);
+}
+
+static void bench_leak(void) {
+    mer_qwen2_cuda_hp hp = hp_7b();
+    hp.n_layer = 2;
+    mer_qwen2_cuda_params p = mer_qwen2_cuda_default_params();
+    p.n_ctx = 1024;
+    mer_qwen2_cuda *m = NULL;
+    TRY(mer_qwen2_cuda_init_random(&hp, 5, &p, &m, &e));
+    mer_cuda *c = mer_qwen2_cuda_backend(m);
+    int s0 = 0;
+    int32_t tok = 11;
+    TRY(mer_qwen2_cuda_decode(m, 1, &s0, &tok, NULL, &tok, &e));
+    size_t f0, f1, tot;
+    TRY(mer_cuda_mem_info(c, &f0, &tot, &e));
+    double t0 = now_ms();
+    for (int i = 0; i < 10000; i++) {
+        if (mer_qwen2_cuda_n_past(m, 0) >= 1000) TRY(mer_qwen2_cuda_reset(m, 0, &e));
+        TRY(mer_qwen2_cuda_decode(m, 1, &s0, &tok, NULL, &tok, &e));
+    }
+    double t1 = now_ms();
+    TRY(mer_cuda_mem_info(c, &f1, &tot, &e));
+    result("leak_steps", 10000, "steps");
+    result("leak_free_before", (double)f0, "B");
+    result("leak_free_after", (double)f1, "B");
+    result("leak_delta", (double)f0 - (double)f1, "B");
+    result("leak_step_time", (t1 - t0) / 10000, "ms");
+    mer_qwen2_cuda_free(m);
+}
+
+// --- parity with HF at the real widths ---------------------------------------------------------------
+
+static double rel_err(const float *ref, const float *got, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return num != num ? 1e30 : sqrt(num / den);
+}
+
+static int prefix_match(const int32_t *a, const int32_t *b, int n) {
+    int i = 0;
+    while (i < n && a[i] == b[i]) i++;
+    return i;
+}
+
+static void bench_parity(const char *dir) {
+    char path[1024];
+    mer_weights *w = NULL, *ex = NULL;
+    TRY(mer_weights_open(dir, &w, &e));
+    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
+    TRY(mer_weights_open(path, &ex, &e));
+    const mer_wtensor *tid = mer_weights_find(ex, "ids"), *l32 = mer_weights_find(ex, "logits_f32"),
+                      *l16 = mer_weights_find(ex, "logits_bf16"), *g32 = mer_weights_find(ex, "greedy_f32"),
+                      *g16 = mer_weights_find(ex, "greedy_bf16");
+    if (!tid || !l32 || !l16 || !g32 || !g16) {
+        fprintf(stderr, "bench_gpu: %s lacks ids/logits_f32/logits_bf16/greedy_f32/greedy_bf16\n", path);
+        exit(1);
+    }
+    const int n = (int)tid->shape[0], V = (int)l32->shape[1], n_gen = (int)g32->shape[0];
+    mer_qwen2_cuda_params p = mer_qwen2_cuda_default_params();
+    p.n_ctx = n + n_gen + 8;
+    mer_qwen2_cuda *m = NULL;
+    TRY(mer_qwen2_cuda_load(w, &p, &m, &e));
+    float *lg = malloc((size_t)n * V * sizeof(float));
+    int32_t *gen = malloc((size_t)n_gen * sizeof(int32_t)), cur;
+    TRY(mer_qwen2_cuda_prefill(m, 0, tid->data, n, lg, 1, &cur, &e));
+    gen[0] = cur;
+    int s0 = 0;
+    for (int i = 1; i < n_gen; i++) {
+        TRY(mer_qwen2_cuda_decode(m, 1, &s0, &cur, NULL, &cur, &e));
+        gen[i] = cur;
+    }
+    result("parity_logits_vs_hf_f32", rel_err(l32->data, lg, (size_t)n * V), "rel");
+    result("parity_logits_vs_hf_bf16", rel_err(l16->data, lg, (size_t)n * V), "rel");
+    result("parity_hf_bf16_vs_hf_f32", rel_err(l32->data, l16->data, (size_t)n * V), "rel");
+    result("parity_greedy_match_f32", prefix_match(gen, g32->data, n_gen), "tokens");
+    result("parity_greedy_match_bf16", prefix_match(gen, g16->data, n_gen), "tokens");
+    result("parity_greedy_len", n_gen, "tokens");
+    free(lg);
+    free(gen);
+    mer_qwen2_cuda_free(m);
+    mer_weights_close(w);
+    mer_weights_close(ex);
+}
+
+int main(int argc, char **argv) {
+    if (mer_cuda_device_count() == 0) {
+        printf("SKIP bench_gpu: no CUDA device\n");
+        return 0;
+    }
+    mer_cuda *c = NULL;
+    TRY(mer_cuda_init(0, &c, &e));
+    printf("device: %s\n", mer_cuda_name(c));
+    int all = argc < 2;
+    for (int i = 1; i < argc || all; i++) {
+        const char *what = all ? "all" : argv[i];
+        if (!strcmp(what, "ceil") || all) bench_ceil(c);
+        if (!strcmp(what, "gemv") || all) bench_gemv(c);
+        if (!strcmp(what, "model") || all) bench_model();
+        if (!strcmp(what, "leak") || all) bench_leak();
+        if (!strcmp(what, "parity") && i + 1 < argc) bench_parity(argv[++i]);
+        if (all) break;
+    }
+    mer_cuda_free(c);
+    return 0;
+}
+
+#else
+
+int main(void) {
+    printf("SKIP bench_gpu: built without CUDA (make CUDA=1)\n");
+    return 0;
+}
+
+#endif

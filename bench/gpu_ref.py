@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""The HF transformers / PyTorch side of bench/gpu.sh, run on the GPU machine in the same session as
+mer's CUDA benchmark.
+
+    gpu_ref.py bench OUT.json      Qwen2.5-7B shape (random bf16 weights, sdpa attention): prefill of 512
+                                   tokens, generate() decode at batch 1 and 8; the card's copy bandwidth
+                                   and bf16 GEMM rate through torch
+    gpu_ref.py export DIR          a 2-layer model at Qwen2.5-7B widths (vocab 16384) with random weights,
+                                   saved as an HF bf16 checkpoint, plus expected.safetensors: 64 prompt ids,
+                                   logits of HF in bf16 and of the same weights upcast to f32, and 16 greedy
+                                   tokens of each (the reference for bench_gpu parity)
+    gpu_ref.py table OURS.txt HF.json [PARITY.txt] [TEST.log]
+                                   prints the side-by-side table (markdown)
+"""
+import json
+import os
+import statistics
+import sys
+import time
+
+CFG_7B = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+              num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
+              rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False, use_sliding_window=False)
+
+
+def build(torch, dtype, **over):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    cfg = Qwen2Config(**{**CFG_7B, **over})
+    torch.manual_seed(0)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device("cuda"):
+            m = Qwen2ForCausalLM(cfg)
+    finally:
+        torch.set_default_dtype(old)
+    with torch.no_grad():  # explicit init, whatever transformers' own init does
+        for n, p in m.named_parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.02)
+            elif "norm" in n:
+                p.fill_(1.0)
+            else:
+                p.zero_()
+    return m.eval()
+
+
+def cuda_ms(torch, fn, warm=3, reps=10):
+    for _ in range(warm):
+        fn()
+    ts = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b))
+    return statistics.median(ts)
+
+
+def bench(out):
+    import torch
+    res = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0)}
+    import transformers
+    res["transformers"] = transformers.__version__
+    # ceilings through torch
+    n = 1 << 30
+    a = torch.empty(n, dtype=torch.uint8, device="cuda").random_(0, 255)
+    b = torch.empty_like(a)
+    ms = cuda_ms(torch, lambda: b.copy_(a), 3, 20)
+    res["copy_bw_GBs"] = 2 * n / (ms * 1e-3) / 1e9
+    del a, b
+    x = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    y = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    ms = cuda_ms(torch, lambda: x @ y, 3, 10)
+    res["gemm_bf16_8192_TFLOPs"] = 2 * 8192 ** 3 / (ms * 1e-3) / 1e12
+    del x, y
+    torch.cuda.empty_cache()
+
+    t0 = time.perf_counter()
+    m = build(torch, torch.bfloat16)
+    torch.cuda.synchronize()
+    res["init_s"] = time.perf_counter() - t0
+    res["attn_implementation"] = getattr(m.config, "_attn_implementation", "?")
+    V = CFG_7B["vocab_size"]
+    g = torch.Generator(device="cuda").manual_seed(1)
+    with torch.inference_mode():
+        ids = torch.randint(0, V, (1, 512), device="cuda", generator=g)
+        try:
+            res["prefill512_ms"] = cuda_ms(torch, lambda: m(ids, logits_to_keep=1))
+        except TypeError:
+            res["prefill512_ms"] = cuda_ms(torch, lambda: m(ids))
+        res["prefill512_all_logits_ms"] = cuda_ms(torch, lambda: m(ids), 2, 5)
+
+        def gen(bs, new):
+            p = torch.randint(0, V, (bs, 32), device="cuda", generator=g)
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            m.generate(p, attention_mask=torch.ones_like(p), max_new_tokens=new, min_new_tokens=new,
+                       do_sample=False, pad_token_id=0, eos_token_id=None)
+            torch.cuda.synchronize()
+            return time.perf_counter() - t
+
+        for bs in (1, 8):
+            gen(bs, 4)
+            t1 = min(gen(bs, 1) for _ in range(2))
+            tn = gen(bs, 129)
+            res[f"decode_b{bs}_tok_s"] = bs * 128 / (tn - t1)
+    with open(out, "w") as f:
+        json.dump(res, f, indent=1)
+    print(json.dumps(res, indent=1))
+
+
+def export(d):
+    import copy
+    import torch
+    from safetensors.torch import save_file
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    m = build(torch, torch.bfloat16, num_hidden_layers=2, vocab_size=16384)
+    with torch.no_grad():  # non-zero biases and norm weights, as the tiny fixtures
+        for n, p in m.named_parameters():
+            if n.endswith(".bias") or "norm" in n:
+                p.add_(torch.randn_like(p) * 0.1)
+    os.makedirs(d, exist_ok=True)
+    m.save_pretrained(d, safe_serialization=True)
+    m32 = copy.deepcopy(m).float()
+    g = torch.Generator(device="cuda").manual_seed(3)
+    ids = torch.randint(0, 16384, (1, 64), device="cuda", generator=g)
+    out = {"ids": ids[0].to(torch.int32).cpu()}
+    with torch.inference_mode():
+        for tag, mm in (("bf16", m), ("f32", m32)):
+            out["logits_" + tag] = mm(ids).logits[0].float().cpu().contiguous()
+            gen = mm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, min_new_tokens=16,
+                              do_sample=False, pad_token_id=0, eos_token_id=None)[0, 64:]
+            out["greedy_" + tag] = gen.to(torch.int32).cpu().contiguous()
+    save_file(out, os.path.join(d, "expected.safetensors"))
+    print("exported", d, {k: tuple(v.shape) for k, v in out.items()})
+
+
+def read_results(path):
+    r = {}
+    if path and os.path.exists(path):
+        for line in open(path):
+            p = line.split()
+            if len(p) >= 3 and p[0] == "RESULT":
+                r[p[1]] = float(p[2])
+    return r
+
+
+def table(ours_path, hf_path, parity_path=None, test_log=None):
+    o = read_results(ours_path)
+    o.update(read_results(parity_path))
+    h = json.load(open(hf_path)) if hf_path and os.path.exists(hf_path) else {}
+    dev = h.get("device", "?")
+
+    def f(v, nd=1):
+        return "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
+
+    def ratio(a, b, inv=False):
+        if a is None or b is None or a == 0 or b == 0:
+            return "-"
+        return f"{(b / a if inv else a / b):.2f}x"
+
+    rows = []
+    def row(name, ov, hv, target, inv=False, nd=1):
+        rows.append(f"| {name} | {f(ov, nd)} | {f(hv, nd)} | {ratio(ov, hv, inv)} | {target} |")
+
+    row("decode batch 1 (tok/s)", o.get("decode_b1"), h.get("decode_b1_tok_s"), ">= 170")
+    row("decode batch 8 (tok/s)", o.get("decode_b8"), h.get("decode_b8_tok_s"), ">= 1200")
+    row("prefill 512 tokens (ms)", o.get("prefill512"), h.get("prefill512_ms"), "<= 15", inv=True, nd=2)
+    row("copy bandwidth (GB/s)", o.get("copy_bw"), h.get("copy_bw_GBs"), "ceiling", nd=0)
+    row("bf16 GEMM 8192^3 (TFLOP/s)", o.get("gemm_bf16_8192"), h.get("gemm_bf16_8192_TFLOPs"), "ceiling", nd=0)
+    lines = [f"Card: {dev}; HF transformers {h.get('transformers', '?')}, torch {h.get('torch', '?')}, "
+             f"attention {h.get('attn_implementation', '?')}; random bf16 weights at the Qwen2.5-7B shape.", "",
+             "| metric | mer (CUDA) | HF transformers | mer / HF | target |", "| --- | --- | --- | --- | --- |"] + rows
+    if o.get("decode_b1") and o.get("decode_step_bytes") and o.get("copy_bw"):
+        ceil = o["copy_bw"] / o["decode_step_bytes"]
+        lines += ["", f"Batch-1 decode reads {o['decode_step_bytes']:.2f} GB a token: the copy bandwidth caps it at "
+                  f"{ceil:.1f} tok/s; mer reaches {o['decode_b1'] / ceil * 100:.1f}% of that "
+                  f"({o.get('decode_b1_eff_bw', 0):.0f} GB/s)."]
+    extra = [k for k in sorted(o) if k.startswith(("decode_", "gemv_", "parity_", "leak_", "model_", "prefill"))]
+    lines += ["", "All figures (mer):", ""] + [f"    {k} = {o[k]:.6g}" for k in extra]
+    if test_log and os.path.exists(test_log):
+        tail = [l.rstrip() for l in open(test_log) if l.strip()][-12:]
+        lines += ["", "test_cuda:", ""] + ["    " + l for l in tail]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1] if len(sys.argv) > 1 else ""
+    if cmd == "bench":
+        bench(sys.argv[2])
+    elif cmd == "export":
+        export(sys.argv[2])
+    elif cmd == "table":
+        table(*sys.argv[2:6])
+    else:
+        print(__doc__)
+        sys.exit(2)

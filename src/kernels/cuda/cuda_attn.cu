@@ -1,0 +1,345 @@
+/* cuda_attn.cu - attention over the device KV cache, with grouped KV heads.
+ *
+ * Decode (attn_split_kernel + attn_combine_kernel): one block per (key split, KV head, query token); its
+ * warps take the query heads of that KV group, so the group's K/V rows are fetched from memory once
+ * and served to the other heads from L1. Inside a split a warp walks the keys 32 at a time, one key per
+ * lane for q.k (no shuffles), keeps an online softmax in the exp2 domain, and accumulates p.V with each
+ * lane owning d/32 output elements. The number of keys (pos + 1) is read on the device, so a captured
+ * graph serves every position: each split takes ceil(len / n_split) keys rounded up to 32 and splits
+ * past the end write an empty partial. The combine kernel merges the partial (max, sum, output)
+ * triples.
+ *
+ * Prefill (attn_prefill_kernel, d = 64 or 128): flash-attention-2 on the tensor cores. A block takes 64
+ * query rows of one KV group, where a row is a (token, head-of-the-group) pair, so all the heads that
+ * share K/V share every K/V tile staged in shared memory (64 keys, rows padded by 16 bytes: conflict-free
+ * for the fragment loads). Each warp owns 16 rows: S = Q K^T with mma.sync m16n8k16 (Q fragments held in
+ * registers for the whole pass), the causal mask and online softmax on the accumulator fragments, P
+ * reused in registers as the A operand of P V, V fragments read with ldmatrix.trans. */
+#include "kernels/cuda/cuda_internal.cuh"
+
+#include <math.h>
+
+#define LOG2E 1.4426950408889634f
+
+// --- decode: split-K -------------------------------------------------------------------------------
+
+template <int DPL>
+__global__ void attn_split_kernel(const uint16_t *__restrict__ q, const uint16_t *__restrict__ kc,
+                                  const uint16_t *__restrict__ vc, const int32_t *__restrict__ pos,
+                                  const int32_t *__restrict__ slot, int H, int KV, int d, int n_ctx, int S, float sl2,
+                                  float *__restrict__ po, float *__restrict__ pml, uint16_t *__restrict__ out) {
+    extern __shared__ float qs[];
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int s = blockIdx.x, g = blockIdx.y, t = blockIdx.z;
+    const int rep = H / KV;
+    const int len = pos[t] + 1, sl = slot[t];
+    int chunk = (len + S - 1) / S;
+    chunk = (chunk + 31) & ~31;
+    const int beg = s * chunk;
+    const int end = min(len, beg + chunk);
+    const uint16_t *kb = kc + ((size_t)sl * KV + g) * n_ctx * d;
+    const uint16_t *vb = vc + ((size_t)sl * KV + g) * n_ctx * d;
+    float *qw = qs + warp * d;
+    const bool von = lane * DPL < d;
+    for (int j = warp; j < rep; j += nw) {
+        const int h = g * rep + j;
+        const uint16_t *qr = q + ((size_t)t * H + h) * d;
+        for (int i = lane; i < d; i += 32) qw[i] = mer__bf16(qr[i]) * sl2;
+        __syncwarp();
+        float m = -1e30f, l = 0.f, o[DPL];
+#pragma unroll
+        for (int i = 0; i < DPL; i++) o[i] = 0.f;
+        for (int k0 = beg; k0 < end; k0 += 32) {
+            const int key = k0 + lane;
+            float sc = -INFINITY;
+            if (key < end) {
+                const uint16_t *kr = kb + (size_t)key * d;
+                float a = 0.f;
+                for (int i = 0; i < d; i += 8) {
+                    uint4 kv = *(const uint4 *)(kr + i);
+                    float4 q0 = *(const float4 *)(qw + i), q1 = *(const float4 *)(qw + i + 4);
+                    a += q0.x * mer__bf16_lo(kv.x) + q0.y * mer__bf16_hi(kv.x) + q0.z * mer__bf16_lo(kv.y) +
+                         q0.w * mer__bf16_hi(kv.y) + q1.x * mer__bf16_lo(kv.z) + q1.y * mer__bf16_hi(kv.z) +
+                         q1.z * mer__bf16_lo(kv.w) + q1.w * mer__bf16_hi(kv.w);
+                }
+                sc = a;
+            }
+            const float mn = fmaxf(m, mer__warp_max(sc));
+            const float corr = exp2f(m - mn);
+            const float p = exp2f(sc - mn);
+            l = l * corr + p;
+#pragma unroll
+            for (int i = 0; i < DPL; i++) o[i] *= corr;
+            const int nk = min(32, end - k0);
+            for (int jj = 0; jj < nk; jj++) {
+                const float pj = __shfl_sync(0xffffffffu, p, jj);
+                if (von) {
+                    const uint16_t *vr = vb + (size_t)(k0 + jj) * d + lane * DPL;
+                    if constexpr (DPL == 8) {
+                        uint4 v = *(const uint4 *)vr;
+                        o[0] += pj * mer__bf16_lo(v.x); o[1] += pj * mer__bf16_hi(v.x);
+                        o[2] += pj * mer__bf16_lo(v.y); o[3] += pj * mer__bf16_hi(v.y);
+                        o[4] += pj * mer__bf16_lo(v.z); o[5] += pj * mer__bf16_hi(v.z);
+                        o[6] += pj * mer__bf16_lo(v.w); o[7] += pj * mer__bf16_hi(v.w);
+                    } else if constexpr (DPL == 4) {
+                        uint2 v = *(const uint2 *)vr;
+                        o[0] += pj * mer__bf16_lo(v.x); o[1] += pj * mer__bf16_hi(v.x);
+                        o[2] += pj * mer__bf16_lo(v.y); o[3] += pj * mer__bf16_hi(v.y);
+                    } else if constexpr (DPL == 2) {
+                        uint32_t v = *(const uint32_t *)vr;
+                        o[0] += pj * mer__bf16_lo(v); o[1] += pj * mer__bf16_hi(v);
+                    } else {
+                        o[0] += pj * mer__bf16(vr[0]);
+                    }
+                }
+            }
+            m = mn;
+        }
+        l = mer__warp_sum(l);
+        if (von) {
+            if (S == 1) {
+                const float inv = l > 0.f ? 1.f / l : 0.f;
+                uint16_t *orow = out + ((size_t)t * H + h) * d + lane * DPL;
+#pragma unroll
+                for (int i = 0; i < DPL; i++) orow[i] = mer__to_bf16(o[i] * inv);
+            } else {
+                float *prow = po + (((size_t)t * H + h) * S + s) * d + lane * DPL;
+#pragma unroll
+                for (int i = 0; i < DPL; i++) prow[i] = o[i];
+            }
+        }
+        if (S > 1 && lane == 0) {
+            pml[(((size_t)t * H + h) * S + s) * 2] = m;
+            pml[(((size_t)t * H + h) * S + s) * 2 + 1] = l;
+        }
+        __syncwarp();
+    }
+}
+
+__global__ void attn_combine_kernel(const float *__restrict__ po, const float *__restrict__ pml,
+                                    uint16_t *__restrict__ out, int H, int d, int S) {
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const int h = blockIdx.x, t = blockIdx.y;
+    const size_t base = (size_t)t * H + h;
+    const float *ml = pml + base * S * 2;
+    float M = -1e30f;
+    for (int s = 0; s < S; s++) M = fmaxf(M, ml[2 * s]);
+    float L = 0.f;
+    for (int s = 0; s < S; s++) L += exp2f(ml[2 * s] - M) * ml[2 * s + 1];
+    const float inv = L > 0.f ? 1.f / L : 0.f;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) {
+        float a = 0.f;
+        for (int s = 0; s < S; s++) {
+            const float wgt = exp2f(ml[2 * s] - M);
+            if (wgt > 0.f) a += wgt * po[(base * S + s) * d + i];
+        }
+        out[base * d + i] = mer__to_bf16(a * inv);
+    }
+}
+
+size_t mer_cuda_attn_decode_ws(int n_tok, int n_head, int d, int n_split) {
+    if (n_split <= 1) return 0;
+    return (size_t)n_tok * n_head * n_split * ((size_t)d + 2) * sizeof(float);
+}
+
+mer_status mer_cuda_attn_decode(mer_cuda *c, uint16_t *out, const uint16_t *q, const uint16_t *kc, const uint16_t *vc,
+                                const int32_t *pos, const int32_t *slot, int n_tok, int H, int KV, int d, int n_ctx,
+                                int S, float scale, void *ws, mer_err *err) {
+    if (n_tok < 1 || n_tok > 65535 || KV < 1 || H % KV || d < 8 || d % 8 || d > 256 || S < 1 || S > 1024 ||
+        (S > 1 && !ws))
+        return mer__errf(err, MER_E_ARG, "cuda attention: n_tok %d, heads %d/%d, d %d, splits %d", n_tok, H, KV, d, S);
+    const int rep = H / KV;
+    const int nw = rep < 8 ? rep : 8;
+    float *po = (float *)ws;
+    float *pml = po ? po + (size_t)n_tok * H * S * d : NULL;
+    dim3 grid(S, KV, n_tok), block(nw * 32);
+    size_t smem = (size_t)nw * d * sizeof(float);
+    const float sl2 = scale * LOG2E;
+    cudaError_t e;
+    if (d <= 32)
+        e = mer__launch(c, attn_split_kernel<1>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2, po, pml, out);
+    else if (d <= 64)
+        e = mer__launch(c, attn_split_kernel<2>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2, po, pml, out);
+    else if (d <= 128)
+        e = mer__launch(c, attn_split_kernel<4>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2, po, pml, out);
+    else
+        e = mer__launch(c, attn_split_kernel<8>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2, po, pml, out);
+    if (e != cudaSuccess) return mer__cu_fail(err, e, "attn_split_kernel launch", __FILE__, __LINE__);
+    if (S > 1) MER_CU(mer__launch(c, attn_combine_kernel, dim3(H, n_tok), dim3(128), 0, po, pml, out, H, d, S));
+    return MER_OK;
+}
+
+// --- prefill: flash-attention-2 on the tensor cores ---------------------------------------------------
+
+#define PF_ROWS 64 /* query rows per block (4 warps x 16) */
+#define PF_KEYS 64 /* keys per tile */
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3,
+                                                  const void *p) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(a));
+}
+
+template <int D>
+__global__ void __launch_bounds__(128) attn_prefill_kernel(const uint16_t *__restrict__ q, const uint16_t *__restrict__ kc,
+                                                           const uint16_t *__restrict__ vc, uint16_t *__restrict__ out,
+                                                           int sl, int pos0, int T, int H, int KV, int n_ctx, float sl2) {
+    constexpr int LD = D + 8;  // padded row (elements)
+    __shared__ __align__(16) uint16_t Ks[PF_KEYS * LD];
+    __shared__ __align__(16) uint16_t Vs[PF_KEYS * LD];
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int gi = lane >> 2, qd = lane & 3;
+    const int g = blockIdx.y, rep = H / KV;
+    const int nrows = T * rep;
+    const int r0 = blockIdx.x * PF_ROWS + warp * 16 + gi, r1 = r0 + 8;
+    const int t0 = (r0 < nrows ? r0 : nrows - 1) / rep, t1 = (r1 < nrows ? r1 : nrows - 1) / rep;
+    const int h0 = g * rep + (r0 < nrows ? r0 : nrows - 1) % rep, h1 = g * rep + (r1 < nrows ? r1 : nrows - 1) % rep;
+    const int lim0 = r0 < nrows ? pos0 + t0 : -1, lim1 = r1 < nrows ? pos0 + t1 : -1;
+
+    uint32_t qf[D / 16][4];
+    {
+        const uint16_t *q0 = q + ((size_t)t0 * H + h0) * D + qd * 2;
+        const uint16_t *q1 = q + ((size_t)t1 * H + h1) * D + qd * 2;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            qf[kk][0] = *(const uint32_t *)(q0 + kk * 16);
+            qf[kk][1] = *(const uint32_t *)(q1 + kk * 16);
+            qf[kk][2] = *(const uint32_t *)(q0 + kk * 16 + 8);
+            qf[kk][3] = *(const uint32_t *)(q1 + kk * 16 + 8);
+        }
+    }
+    const int last_row = min(nrows - 1, (int)blockIdx.x * PF_ROWS + PF_ROWS - 1);
+    const int n_keys = pos0 + last_row / rep + 1;
+    const uint16_t *kb = kc + ((size_t)sl * KV + g) * n_ctx * D;
+    const uint16_t *vb = vc + ((size_t)sl * KV + g) * n_ctx * D;
+
+    float o[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float m0 = -1e30f, m1 = -1e30f, l0 = 0.f, l1 = 0.f;
+
+    for (int kt = 0; kt < n_keys; kt += PF_KEYS) {
+        __syncthreads();
+        constexpr int VEC = D / 8;  // uint4 per row
+        for (int idx = threadIdx.x; idx < PF_KEYS * VEC; idx += 128) {
+            const int row = idx / VEC, c8 = idx % VEC;
+            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+            if (kt + row < n_keys) {
+                kv = *(const uint4 *)(kb + (size_t)(kt + row) * D + c8 * 8);
+                vv = *(const uint4 *)(vb + (size_t)(kt + row) * D + c8 * 8);
+            }
+            *(uint4 *)(Ks + row * LD + c8 * 8) = kv;
+            *(uint4 *)(Vs + row * LD + c8 * 8) = vv;
+        }
+        __syncthreads();
+
+        float s[PF_KEYS / 8][4];
+#pragma unroll
+        for (int nb = 0; nb < PF_KEYS / 8; nb++) {
+            s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
+            const uint16_t *kr = Ks + (nb * 8 + gi) * LD + qd * 2;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) {
+                uint32_t b0 = *(const uint32_t *)(kr + kk * 16), b1 = *(const uint32_t *)(kr + kk * 16 + 8);
+                mer__mma_bf16(s[nb], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b0, b1);
+            }
+        }
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+        for (int nb = 0; nb < PF_KEYS / 8; nb++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = kt + nb * 8 + qd * 2 + (e & 1);
+                const int lim = e < 2 ? lim0 : lim1;
+                s[nb][e] = key <= lim ? s[nb][e] * sl2 : -INFINITY;
+            }
+            mx0 = fmaxf(mx0, fmaxf(s[nb][0], s[nb][1]));
+            mx1 = fmaxf(mx1, fmaxf(s[nb][2], s[nb][3]));
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+        const float c0 = exp2f(m0 - mn0), c1 = exp2f(m1 - mn1);
+        float ps0 = 0.f, ps1 = 0.f;
+#pragma unroll
+        for (int nb = 0; nb < PF_KEYS / 8; nb++) {
+            s[nb][0] = exp2f(s[nb][0] - mn0);
+            s[nb][1] = exp2f(s[nb][1] - mn0);
+            s[nb][2] = exp2f(s[nb][2] - mn1);
+            s[nb][3] = exp2f(s[nb][3] - mn1);
+            ps0 += s[nb][0] + s[nb][1];
+            ps1 += s[nb][2] + s[nb][3];
+        }
+        l0 = l0 * c0 + ps0;
+        l1 = l1 * c1 + ps1;
+        m0 = mn0;
+        m1 = mn1;
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) {
+            o[i][0] *= c0;
+            o[i][1] *= c0;
+            o[i][2] *= c1;
+            o[i][3] *= c1;
+        }
+#pragma unroll
+        for (int kk2 = 0; kk2 < PF_KEYS / 16; kk2++) {
+            const uint32_t a0 = mer__pack_bf16(s[2 * kk2][0], s[2 * kk2][1]);
+            const uint32_t a1 = mer__pack_bf16(s[2 * kk2][2], s[2 * kk2][3]);
+            const uint32_t a2 = mer__pack_bf16(s[2 * kk2 + 1][0], s[2 * kk2 + 1][1]);
+            const uint32_t a3 = mer__pack_bf16(s[2 * kk2 + 1][2], s[2 * kk2 + 1][3]);
+            const uint16_t *vr = Vs + (kk2 * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + (lane >> 4) * 8;
+#pragma unroll
+            for (int dp = 0; dp < D / 16; dp++) {
+                uint32_t b0, b1, b2, b3;
+                ldmatrix_x4_trans(b0, b1, b2, b3, vr + dp * 16);
+                mer__mma_bf16(o[2 * dp], a0, a1, a2, a3, b0, b1);
+                mer__mma_bf16(o[2 * dp + 1], a0, a1, a2, a3, b2, b3);
+            }
+        }
+    }
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+    if (r0 < nrows) {
+        uint16_t *orow = out + ((size_t)t0 * H + h0) * D + qd * 2;
+#pragma unroll
+        for (int nb = 0; nb < D / 8; nb++)
+            *(uint32_t *)(orow + nb * 8) = mer__pack_bf16(o[nb][0] * inv0, o[nb][1] * inv0);
+    }
+    if (r1 < nrows) {
+        uint16_t *orow = out + ((size_t)t1 * H + h1) * D + qd * 2;
+#pragma unroll
+        for (int nb = 0; nb < D / 8; nb++)
+            *(uint32_t *)(orow + nb * 8) = mer__pack_bf16(o[nb][2] * inv1, o[nb][3] * inv1);
+    }
+}
+
+mer_status mer_cuda_attn_prefill(mer_cuda *c, uint16_t *out, const uint16_t *q, const uint16_t *kc, const uint16_t *vc,
+                                 int sl, int pos0, int n_tok, int H, int KV, int d, int n_ctx, float scale,
+                                 const int32_t *pos_dev, const int32_t *slot_dev, mer_err *err) {
+    if (n_tok < 1 || KV < 1 || H % KV || pos0 < 0 || sl < 0 || pos0 + n_tok > n_ctx)
+        return mer__errf(err, MER_E_ARG, "cuda prefill attention: n_tok %d at %d, heads %d/%d, n_ctx %d", n_tok, pos0, H,
+                         KV, n_ctx);
+    if (d != 64 && d != 128)
+        return mer_cuda_attn_decode(c, out, q, kc, vc, pos_dev, slot_dev, n_tok, H, KV, d, n_ctx, 1, scale, NULL, err);
+    const int rep = H / KV;
+    dim3 grid((n_tok * rep + PF_ROWS - 1) / PF_ROWS, KV);
+    const float sl2 = scale * LOG2E;
+    cudaError_t e = d == 128 ? mer__launch(c, attn_prefill_kernel<128>, grid, dim3(128), 0, q, kc, vc, out, sl, pos0,
+                                           n_tok, H, KV, n_ctx, sl2)
+                             : mer__launch(c, attn_prefill_kernel<64>, grid, dim3(128), 0, q, kc, vc, out, sl, pos0,
+                                           n_tok, H, KV, n_ctx, sl2);
+    if (e != cudaSuccess) return mer__cu_fail(err, e, "attn_prefill_kernel launch", __FILE__, __LINE__);
+    return MER_OK;
+}

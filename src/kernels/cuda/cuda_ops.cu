@@ -1,0 +1,307 @@
+/* cuda_ops.cu - the small kernels of the CUDA backend: RMSNorm (f32 in, bf16 out), embedding gather,
+ * dtype conversion, adds, SiLU*mul, the fused bias + RoPE NeoX + KV-cache store of an attention layer's
+ * input, argmax, and counter-based random fills for benchmark weights. All are memory-bound one-pass
+ * kernels; each starts with the programmatic-dependent-launch wait (see cuda_common.cuh). */
+#include "kernels/cuda/cuda_internal.cuh"
+
+#include <math.h>
+
+static inline unsigned grid_for(size_t n, unsigned block) {
+    size_t g = (n + block - 1) / block;
+    if (g > 65535u * 16u) g = 65535u * 16u;
+    return (unsigned)(g ? g : 1);
+}
+
+template <int NT>
+__device__ __forceinline__ float block_sum(float v, float *sh) {
+    v = mer__warp_sum(v);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < NT / 32 ? sh[lane] : 0.f;
+        v = mer__warp_sum(v);
+        if (lane == 0) sh[0] = v;
+    }
+    __syncthreads();
+    float r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+// --- RMSNorm -----------------------------------------------------------------------------------------
+
+#define NORM_NT 256
+
+__global__ void __launch_bounds__(NORM_NT) rmsnorm_kernel(uint16_t *__restrict__ y, const float *__restrict__ x,
+                                                          const float *__restrict__ w, int n, float eps) {
+    __shared__ float sh[32];
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const float *xr = x + (size_t)blockIdx.x * n;
+    uint16_t *yr = y + (size_t)blockIdx.x * n;
+    float s = 0.f;
+    if ((n & 3) == 0) {
+        for (int i = threadIdx.x * 4; i < n; i += NORM_NT * 4) {
+            float4 v = *(const float4 *)(xr + i);
+            s += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        }
+    } else {
+        for (int i = threadIdx.x; i < n; i += NORM_NT) s += xr[i] * xr[i];
+    }
+    s = block_sum<NORM_NT>(s, sh);
+    const float rs = rsqrtf(s / (float)n + eps);
+    if ((n & 3) == 0) {
+        for (int i = threadIdx.x * 4; i < n; i += NORM_NT * 4) {
+            float4 v = *(const float4 *)(xr + i);
+            float4 ww = *(const float4 *)(w + i);
+            uint2 o;
+            o.x = mer__pack_bf16(v.x * rs * ww.x, v.y * rs * ww.y);
+            o.y = mer__pack_bf16(v.z * rs * ww.z, v.w * rs * ww.w);
+            *(uint2 *)(yr + i) = o;
+        }
+    } else {
+        for (int i = threadIdx.x; i < n; i += NORM_NT) yr[i] = mer__to_bf16(xr[i] * rs * w[i]);
+    }
+}
+
+mer_status mer_cuda_rmsnorm(mer_cuda *c, uint16_t *y, const float *x, const float *w, int n_rows, int n, float eps,
+                            mer_err *err) {
+    if (n_rows < 1 || n < 1) return mer__errf(err, MER_E_ARG, "cuda rmsnorm: %d rows of %d", n_rows, n);
+    MER_CU(mer__launch(c, rmsnorm_kernel, dim3(n_rows), dim3(NORM_NT), 0, y, x, w, n, eps));
+    return MER_OK;
+}
+
+// --- embedding, conversions, adds --------------------------------------------------------------------
+
+__global__ void embed_kernel(float *__restrict__ y, const uint16_t *__restrict__ table, int64_t n_vocab, int n_cols,
+                             const int32_t *__restrict__ ids) {
+    mer__pdl_launch();
+    mer__pdl_wait();
+    int64_t id = ids[blockIdx.x];
+    if (id < 0) id = 0;
+    if (id >= n_vocab) id = n_vocab - 1;
+    const uint16_t *src = table + id * n_cols;
+    float *dst = y + (size_t)blockIdx.x * n_cols;
+    for (int i = threadIdx.x; i < n_cols; i += blockDim.x) dst[i] = mer__bf16(src[i]);
+}
+
+mer_status mer_cuda_embed(mer_cuda *c, float *y, const uint16_t *table, int64_t n_vocab, int n_cols,
+                          const int32_t *ids, int n, mer_err *err) {
+    if (n < 1 || n_cols < 1 || n_vocab < 1) return mer__errf(err, MER_E_ARG, "cuda embed: %d ids", n);
+    MER_CU(mer__launch(c, embed_kernel, dim3(n), dim3(256), 0, y, table, n_vocab, n_cols, ids));
+    return MER_OK;
+}
+
+__global__ void f32_to_bf16_kernel(uint16_t *__restrict__ y, const float *__restrict__ x, size_t n) {
+    mer__pdl_launch();
+    mer__pdl_wait();
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = mer__to_bf16(x[i]);
+}
+
+mer_status mer_cuda_f32_to_bf16(mer_cuda *c, uint16_t *y, const float *x, size_t n, mer_err *err) {
+    if (!n) return MER_OK;
+    MER_CU(mer__launch(c, f32_to_bf16_kernel, dim3(grid_for(n, 256)), dim3(256), 0, y, x, n));
+    return MER_OK;
+}
+
+__global__ void add_kernel(float *y, const float *a, const float *b, size_t n) {
+    mer__pdl_launch();
+    mer__pdl_wait();
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = a[i] + b[i];
+}
+
+mer_status mer_cuda_add(mer_cuda *c, float *y, const float *a, const float *b, size_t n, mer_err *err) {
+    if (!n) return MER_OK;
+    MER_CU(mer__launch(c, add_kernel, dim3(grid_for(n, 256)), dim3(256), 0, y, a, b, n));
+    return MER_OK;
+}
+
+__global__ void add_bias_kernel(float *y, const float *__restrict__ b, int n) {
+    mer__pdl_launch();
+    mer__pdl_wait();
+    float *yr = y + (size_t)blockIdx.x * n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] += b[i];
+}
+
+mer_status mer_cuda_add_bias(mer_cuda *c, float *y, const float *b, int n_rows, int n, mer_err *err) {
+    if (n_rows < 1 || n < 1) return mer__errf(err, MER_E_ARG, "cuda add_bias: %d rows of %d", n_rows, n);
+    MER_CU(mer__launch(c, add_bias_kernel, dim3(n_rows), dim3(256), 0, y, b, n));
+    return MER_OK;
+}
+
+// --- SiLU * mul --------------------------------------------------------------------------------------
+
+__global__ void silu_mul_kernel(uint16_t *__restrict__ h, int ldh, const uint16_t *__restrict__ gu, int n_ff) {
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const uint16_t *gr = gu + (size_t)blockIdx.y * 2 * n_ff;
+    uint16_t *hr = h + (size_t)blockIdx.y * ldh;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n_ff; i += gridDim.x * blockDim.x) {
+        float g = mer__bf16(gr[i]), u = mer__bf16(gr[n_ff + i]);
+        hr[i] = mer__to_bf16(g / (1.f + expf(-g)) * u);
+    }
+}
+
+mer_status mer__silu_mul_ld(mer_cuda *c, uint16_t *h, int ldh, const uint16_t *gu, int n_tok, int n_ff, mer_err *err) {
+    if (n_tok < 1 || n_ff < 1 || n_tok > 65535) return mer__errf(err, MER_E_ARG, "cuda silu_mul: %d x %d", n_tok, n_ff);
+    dim3 grid((n_ff + 255) / 256 < 64 ? (n_ff + 255) / 256 : 64, n_tok);
+    MER_CU(mer__launch(c, silu_mul_kernel, grid, dim3(256), 0, h, ldh, gu, n_ff));
+    return MER_OK;
+}
+
+mer_status mer_cuda_silu_mul(mer_cuda *c, uint16_t *h, const uint16_t *gu, int n_tok, int n_ff, mer_err *err) {
+    return mer__silu_mul_ld(c, h, n_ff, gu, n_tok, n_ff, err);
+}
+
+// --- bias + RoPE NeoX + KV-cache store ---------------------------------------------------------------
+
+__global__ void qkv_rope_kernel(const float *__restrict__ qkv, const float *__restrict__ bias,
+                                const float *__restrict__ inv_freq, uint16_t *__restrict__ q, uint16_t *__restrict__ kc,
+                                uint16_t *__restrict__ vc, const int32_t *__restrict__ pos,
+                                const int32_t *__restrict__ slot, int H, int KV, int d, int n_ctx) {
+    extern __shared__ float cs[];  // cos [d/2], sin [d/2]
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const int t = blockIdx.x, half = d / 2;
+    const int p = pos[t], sl = slot[t];
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float a = (float)p * inv_freq[i];
+        float s, co;
+        sincosf(a, &s, &co);
+        cs[i] = co;
+        cs[half + i] = s;
+    }
+    __syncthreads();
+    const int ld = (H + 2 * KV) * d;
+    const float *row = qkv + (size_t)t * ld;
+    for (int idx = threadIdx.x; idx < (H + KV) * half; idx += blockDim.x) {
+        const int hh = idx / half, i = idx - hh * half;
+        const int o1 = hh * d + i, o2 = o1 + half;
+        float x1 = row[o1], x2 = row[o2];
+        if (bias) {
+            x1 += bias[o1];
+            x2 += bias[o2];
+        }
+        const float co = cs[i], s = cs[half + i];
+        const float y1 = x1 * co - x2 * s, y2 = x2 * co + x1 * s;
+        uint16_t *dst;
+        if (hh < H)
+            dst = q + ((size_t)t * H + hh) * d;
+        else
+            dst = kc + (((size_t)sl * KV + (hh - H)) * n_ctx + p) * d;
+        dst[i] = mer__to_bf16(y1);
+        dst[i + half] = mer__to_bf16(y2);
+    }
+    for (int idx = threadIdx.x; idx < KV * d; idx += blockDim.x) {
+        const int kv = idx / d, i = idx - kv * d;
+        const int o = (H + KV) * d + idx;
+        float v = row[o] + (bias ? bias[o] : 0.f);
+        vc[(((size_t)sl * KV + kv) * n_ctx + p) * d + i] = mer__to_bf16(v);
+    }
+}
+
+mer_status mer_cuda_qkv_rope(mer_cuda *c, const float *qkv, const float *bias, const float *inv_freq, uint16_t *q,
+                             uint16_t *kc, uint16_t *vc, const int32_t *pos, const int32_t *slot, int n_tok, int H,
+                             int KV, int d, int n_ctx, mer_err *err) {
+    if (n_tok < 1 || H < 1 || KV < 1 || d < 2 || d % 2 || n_ctx < 1)
+        return mer__errf(err, MER_E_ARG, "cuda qkv_rope: n_tok %d, heads %d/%d, d %d", n_tok, H, KV, d);
+    MER_CU(mer__launch(c, qkv_rope_kernel, dim3(n_tok), dim3(256), (size_t)d * sizeof(float), qkv, bias, inv_freq, q,
+                       kc, vc, pos, slot, H, KV, d, n_ctx));
+    return MER_OK;
+}
+
+// --- argmax ------------------------------------------------------------------------------------------
+
+#define ARGMAX_NT 1024
+
+__global__ void __launch_bounds__(ARGMAX_NT) argmax_kernel(int32_t *out, const float *__restrict__ x, int n) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const float *xr = x + (size_t)blockIdx.x * n;
+    float best = -INFINITY;
+    int bi = n;  // "none"
+    for (int i = threadIdx.x; i < n; i += ARGMAX_NT) {
+        float v = xr[i];
+        if (v > best || (bi == n && !(v <= best))) {  // first, larger, or a NaN (torch treats NaN as max)
+            best = v;
+            bi = i;
+        }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float v = __shfl_xor_sync(0xffffffffu, best, o);
+        int j = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (v > best || (v == best && j < bi)) {
+            best = v;
+            bi = j;
+        }
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) {
+        sv[warp] = best;
+        si[warp] = bi;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        best = sv[lane];
+        bi = si[lane];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            float v = __shfl_xor_sync(0xffffffffu, best, o);
+            int j = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (v > best || (v == best && j < bi)) {
+                best = v;
+                bi = j;
+            }
+        }
+        if (lane == 0) out[blockIdx.x] = bi < n ? bi : 0;
+    }
+}
+
+mer_status mer_cuda_argmax(mer_cuda *c, int32_t *out, const float *x, int n_rows, int n, mer_err *err) {
+    if (n_rows < 1 || n < 1) return mer__errf(err, MER_E_ARG, "cuda argmax: %d rows of %d", n_rows, n);
+    MER_CU(mer__launch(c, argmax_kernel, dim3(n_rows), dim3(ARGMAX_NT), 0, out, x, n));
+    return MER_OK;
+}
+
+// --- random fills ------------------------------------------------------------------------------------
+
+__device__ __forceinline__ float hash_uniform(uint64_t seed, uint64_t i) {  // [-1, 1)
+    uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (2.0f / 16777216.0f) - 1.0f;
+}
+
+__global__ void fill_bf16_kernel(uint16_t *p, size_t n, uint64_t seed, float a) {
+    mer__pdl_launch();
+    mer__pdl_wait();
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        p[i] = mer__to_bf16(a * hash_uniform(seed, i));
+}
+
+__global__ void fill_f32_kernel(float *p, size_t n, uint64_t seed, float mean, float a) {
+    mer__pdl_launch();
+    mer__pdl_wait();
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        p[i] = mean + a * hash_uniform(seed, i);
+}
+
+mer_status mer_cuda_fill_uniform_bf16(mer_cuda *c, uint16_t *p, size_t n, uint64_t seed, float a, mer_err *err) {
+    if (!n) return MER_OK;
+    MER_CU(mer__launch(c, fill_bf16_kernel, dim3(grid_for(n, 256)), dim3(256), 0, p, n, seed, a));
+    return MER_OK;
+}
+
+mer_status mer_cuda_fill_uniform_f32(mer_cuda *c, float *p, size_t n, uint64_t seed, float mean, float a,
+                                     mer_err *err) {
+    if (!n) return MER_OK;
+    MER_CU(mer__launch(c, fill_f32_kernel, dim3(grid_for(n, 256)), dim3(256), 0, p, n, seed, mean, a));
+    return MER_OK;
+}

@@ -1,0 +1,668 @@
+/* qwen2_cuda.c - the Qwen2 decoder on a CUDA device (see qwen2_cuda.h): weight upload and conversion
+ * to bf16 with fused q/k/v and gate/up matrices, random initialisation for benchmarks, the device
+ * buffers and KV cache, the forward pass over the backend's kernels, prefill in chunks, and the
+ * batched decode step replayed from a CUDA graph (one per batch size, captured on first use; token ids,
+ * positions and slots live in a small device array that is uploaded before each replay). */
+#include "models/qwen2_cuda.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/hfconfig.h"
+
+mer_qwen2_cuda_params mer_qwen2_cuda_default_params(void) {
+    mer_qwen2_cuda_params p;
+    p.device = 0;
+    p.n_ctx = 4096;
+    p.n_seq = 1;
+    p.n_batch = 512;
+    p.n_split = 16;
+    p.use_graph = 1;
+    return p;
+}
+
+mer_status mer_qwen2_cuda_hp_from_config(const struct mer_config *cfg, mer_qwen2_cuda_hp *hp, mer_err *err) {
+    int64_t v[6], hd, tied = 0;
+    double theta, eps;
+    static const char *keys[6] = {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                  "num_key_value_heads", "intermediate_size"};
+    mer_status st;
+    memset(hp, 0, sizeof *hp);
+    for (int i = 0; i < 6; i++) {
+        if ((st = mer__config_get_int(cfg, keys[i], &v[i], err))) return st;
+        if (v[i] < 1 || v[i] > (1 << 24))
+            return mer__errf(err, MER_E_FORMAT, "%s: %s = %lld is out of range", mer__config_name(cfg), keys[i],
+                             (long long)v[i]);
+    }
+    if ((st = mer__config_get_int_or(cfg, "head_dim", v[1] / v[3], &hd, err))) return st;
+    if (mer__config_has(cfg, "rope_theta")) {
+        if ((st = mer__config_get_float(cfg, "rope_theta", &theta, err))) return st;
+    } else if ((st = mer__config_get_float_or(cfg, "rope_parameters.rope_theta", 10000.0, &theta, err))) {
+        return st;
+    }
+    if ((st = mer__config_get_float_or(cfg, "rms_norm_eps", 1e-6, &eps, err))) return st;
+    if (mer__config_has(cfg, "tie_word_embeddings")) {
+        int b = 0;
+        if ((st = mer__config_get_bool(cfg, "tie_word_embeddings", &b, err))) return st;
+        tied = b;
+    }
+    if (v[3] % v[4] || hd < 2 || hd % 2 || hd > 4096 || !(theta > 0) || !(eps > 0))
+        return mer__errf(err, MER_E_FORMAT, "%s: inconsistent attention shape (%lld heads, %lld KV heads, head_dim %lld)",
+                         mer__config_name(cfg), (long long)v[3], (long long)v[4], (long long)hd);
+    hp->n_vocab = (int)v[0];
+    hp->n_embd = (int)v[1];
+    hp->n_layer = (int)v[2];
+    hp->n_head = (int)v[3];
+    hp->n_kv_head = (int)v[4];
+    hp->n_ff = (int)v[5];
+    hp->head_dim = (int)hd;
+    hp->rope_theta = (float)theta;
+    hp->rms_eps = (float)eps;
+    hp->tied = (int)tied;
+    return MER_OK;
+}
+
+#if MER_CUDA
+
+#include "kernels/cuda/cuda_backend.h"
+
+#define MAX_GRAPHS 64
+
+typedef struct qlayer {
+    float *attn_norm, *ffn_norm; /* [E] */
+    uint16_t *wqkv;              /* [(H + 2 KV) d][E]: q_proj, k_proj, v_proj rows */
+    float *bqkv;                 /* [(H + 2 KV) d] or NULL */
+    uint16_t *wo;                /* [E][H d] */
+    uint16_t *wgu;               /* [2 F][E]: gate_proj rows, then up_proj rows */
+    uint16_t *wdown;             /* [E][F] */
+} qlayer;
+
+struct mer_qwen2_cuda {
+    mer_qwen2_cuda_hp hp;
+    mer_qwen2_cuda_params p;
+    mer_cuda *c;
+    uint16_t *embed;   /* [V][E] */
+    uint16_t *lm_head; /* [V][E] (== embed when tied) */
+    float *out_norm;   /* [E] */
+    float *inv_freq;   /* [d/2] */
+    qlayer *layers;
+    uint16_t *kv;      /* [n_layer][2][n_seq][KV][n_ctx][d] */
+    size_t kv_layer;   /* elements of one K (or V) array */
+    int t_max;         /* rows of the activation buffers */
+    float *x, *qkv, *logits;
+    uint16_t *xn, *q, *att, *h;
+    uint16_t *gu;      /* [t_max][2 F]: gate/up outputs when the matmul runs on cuBLASLt */
+    int32_t *io;       /* device [3][t_max]: ids, pos, slot */
+    int32_t *out_ids;  /* device [t_max] */
+    void *attn_ws;
+    int32_t *io_h, *out_h; /* pinned mirrors */
+    int *n_past;       /* [n_seq] */
+    mer_cuda_graph *graphs[MAX_GRAPHS + 1];
+    size_t step_bytes;
+};
+
+// --- allocation helpers ------------------------------------------------------------------------------
+
+static mer_status dalloc(mer_qwen2_cuda *m, void **p, size_t n, mer_err *err) {
+    return mer_cuda_alloc(m->c, n, p, err);
+}
+
+static void drop_graphs(mer_qwen2_cuda *m) {
+    for (int i = 0; i <= MAX_GRAPHS; i++) {
+        mer_cuda_graph_free(m->graphs[i]);
+        m->graphs[i] = NULL;
+    }
+}
+
+void mer_qwen2_cuda_free(mer_qwen2_cuda *m) {
+    if (!m) return;
+    drop_graphs(m);
+    mer_cuda_host_free(m->io_h);
+    mer_cuda_host_free(m->out_h);
+    free(m->layers);
+    free(m->n_past);
+    mer_cuda_free(m->c); /* releases every device block */
+    free(m);
+}
+
+static mer_status check_hp(const mer_qwen2_cuda_hp *hp, const mer_qwen2_cuda_params *p, mer_err *err) {
+    if (hp->n_vocab < 1 || hp->n_embd < 8 || hp->n_layer < 1 || hp->n_head < 1 || hp->n_kv_head < 1 ||
+        hp->n_head % hp->n_kv_head || hp->head_dim < 8 || hp->n_ff < 1)
+        return mer__errf(err, MER_E_ARG, "qwen2 cuda: bad shape");
+    if (hp->n_embd % 8 || hp->n_ff % 8 || (hp->n_head * hp->head_dim) % 8 || hp->head_dim % 8 || hp->head_dim > 256)
+        return mer__errf(err, MER_E_UNSUPPORTED,
+                         "qwen2 cuda: sizes must be multiples of 8 and head_dim <= 256 (hidden %d, ff %d, head_dim %d)",
+                         hp->n_embd, hp->n_ff, hp->head_dim);
+    if (p->n_ctx < 1 || p->n_seq < 1 || p->n_seq > MAX_GRAPHS || p->n_batch < 1 || p->n_split < 1 || p->n_split > 256)
+        return mer__errf(err, MER_E_ARG, "qwen2 cuda: bad params (n_ctx %d, n_seq %d, n_batch %d, n_split %d)", p->n_ctx,
+                         p->n_seq, p->n_batch, p->n_split);
+    return MER_OK;
+}
+
+/* The model struct, context, activation buffers and KV cache (weights are the caller's). */
+static mer_status alloc_model(const mer_qwen2_cuda_hp *hp, const mer_qwen2_cuda_params *p, mer_qwen2_cuda **out,
+                              mer_err *err) {
+    *out = NULL;
+    mer_status st = check_hp(hp, p, err);
+    if (st) return st;
+    mer_qwen2_cuda *m = calloc(1, sizeof *m);
+    if (!m) return mer__errf(err, MER_E_NOMEM, "qwen2 cuda: out of memory");
+    m->hp = *hp;
+    m->p = *p;
+    const int E = hp->n_embd, H = hp->n_head, KV = hp->n_kv_head, d = hp->head_dim, F = hp->n_ff;
+    const size_t V = (size_t)hp->n_vocab;
+    const size_t nqkv = (size_t)(H + 2 * KV) * d;
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    m->n_past = calloc((size_t)p->n_seq, sizeof *m->n_past);
+    if (!m->layers || !m->n_past) {
+        st = mer__errf(err, MER_E_NOMEM, "qwen2 cuda: out of memory");
+        goto fail;
+    }
+    if ((st = mer_cuda_init(p->device, &m->c, err))) goto fail;
+    m->t_max = p->n_batch > p->n_seq ? p->n_batch : p->n_seq;
+    const size_t T = (size_t)m->t_max;
+    m->kv_layer = (size_t)p->n_seq * KV * (size_t)p->n_ctx * d;
+    if ((st = dalloc(m, (void **)&m->kv, m->kv_layer * 2 * hp->n_layer * sizeof(uint16_t), err))) goto fail;
+    if ((st = dalloc(m, (void **)&m->x, T * E * sizeof(float), err))) goto fail;
+    if ((st = dalloc(m, (void **)&m->xn, T * E * sizeof(uint16_t), err))) goto fail;
+    if ((st = dalloc(m, (void **)&m->qkv, T * nqkv * sizeof(float), err))) goto fail;
+    if ((st = dalloc(m, (void **)&m->q, T * H * d * sizeof(uint16_t), err))) goto fail;
+    if ((st = dalloc(m, (void **)&m->att, T * H * d * sizeof(uint16_t), err))) goto fail;
+    if ((st = dalloc(m, (void **)&m->h, T * F * sizeof(uint16_t), err))) goto fail;
+    if ((st = dalloc(m, (void **)&m->gu, T * 2 * F * sizeof(uint16_t), err))) goto fail;
+    if ((st = dalloc(m, (void **)&m->logits, (size_t)p->n_seq * V * sizeof(float), err))) goto fail;
+    if ((st = dalloc(m, (void **)&m->io, 3 * T * sizeof(int32_t), err))) goto fail;
+    if ((st = dalloc(m, (void **)&m->out_ids, T * sizeof(int32_t), err))) goto fail;
+    if ((st = dalloc(m, &m->attn_ws, mer_cuda_attn_decode_ws(p->n_seq, H, d, p->n_split), err))) goto fail;
+    if ((st = mer_cuda_host_alloc(3 * T * sizeof(int32_t), (void **)&m->io_h, err))) goto fail;
+    if ((st = mer_cuda_host_alloc(T * sizeof(int32_t), (void **)&m->out_h, err))) goto fail;
+    /* Unwritten cache positions are never read, but the prefill kernel stages whole tiles: keep them
+     * finite. */
+    if ((st = mer_cuda_memset(m->c, m->kv, 0, m->kv_layer * 2 * hp->n_layer * sizeof(uint16_t), err))) goto fail;
+    {
+        float *inv = malloc((size_t)d / 2 * sizeof(float));
+        if (!inv) {
+            st = mer__errf(err, MER_E_NOMEM, "qwen2 cuda: out of memory");
+            goto fail;
+        }
+        for (int i = 0; i < d / 2; i++) /* as HF: 1 / theta^(2i/d) in f32 */
+            inv[i] = 1.0f / powf(hp->rope_theta, (float)(2 * i) / (float)d);
+        st = dalloc(m, (void **)&m->inv_freq, (size_t)d / 2 * sizeof(float), err);
+        if (!st) st = mer_cuda_upload(m->c, m->inv_freq, inv, (size_t)d / 2 * sizeof(float), err);
+        free(inv);
+        if (st) goto fail;
+    }
+    *out = m;
+    return MER_OK;
+fail:
+    mer_qwen2_cuda_free(m);
+    return st;
+}
+
+static size_t matrix_bytes(const mer_qwen2_cuda_hp *hp) {
+    const size_t E = hp->n_embd, Hd = (size_t)hp->n_head * hp->head_dim, KVd = (size_t)hp->n_kv_head * hp->head_dim,
+                 F = hp->n_ff;
+    size_t layer = ((Hd + 2 * KVd) * E + E * Hd + 2 * F * E + E * F) * 2 + (2 * E + Hd + 2 * KVd) * 4;
+    return layer * hp->n_layer + (size_t)hp->n_vocab * E * 2 + E * 4;
+}
+
+static mer_status alloc_weights(mer_qwen2_cuda *m, int with_bias, mer_err *err) {
+    const mer_qwen2_cuda_hp *hp = &m->hp;
+    const size_t E = hp->n_embd, Hd = (size_t)hp->n_head * hp->head_dim, F = hp->n_ff, V = hp->n_vocab;
+    const size_t nqkv = (size_t)(hp->n_head + 2 * hp->n_kv_head) * hp->head_dim;
+    mer_status st;
+    if ((st = dalloc(m, (void **)&m->embed, V * E * 2, err))) return st;
+    if (hp->tied)
+        m->lm_head = m->embed;
+    else if ((st = dalloc(m, (void **)&m->lm_head, V * E * 2, err)))
+        return st;
+    if ((st = dalloc(m, (void **)&m->out_norm, E * 4, err))) return st;
+    for (int l = 0; l < hp->n_layer; l++) {
+        qlayer *L = &m->layers[l];
+        if ((st = dalloc(m, (void **)&L->attn_norm, E * 4, err))) return st;
+        if ((st = dalloc(m, (void **)&L->ffn_norm, E * 4, err))) return st;
+        if ((st = dalloc(m, (void **)&L->wqkv, nqkv * E * 2, err))) return st;
+        if (with_bias && (st = dalloc(m, (void **)&L->bqkv, nqkv * 4, err))) return st;
+        if ((st = dalloc(m, (void **)&L->wo, E * Hd * 2, err))) return st;
+        if ((st = dalloc(m, (void **)&L->wgu, 2 * F * E * 2, err))) return st;
+        if ((st = dalloc(m, (void **)&L->wdown, E * F * 2, err))) return st;
+    }
+    m->step_bytes = matrix_bytes(hp);
+    return MER_OK;
+}
+
+// --- random weights ----------------------------------------------------------------------------------
+
+mer_status mer_qwen2_cuda_init_random(const mer_qwen2_cuda_hp *hp, uint64_t seed, const mer_qwen2_cuda_params *p,
+                                      mer_qwen2_cuda **out, mer_err *err) {
+    mer_qwen2_cuda *m = NULL;
+    mer_status st = alloc_model(hp, p, &m, err);
+    if (st) return st;
+    if ((st = alloc_weights(m, 1, err))) goto fail;
+    const size_t E = hp->n_embd, Hd = (size_t)hp->n_head * hp->head_dim, F = hp->n_ff, V = hp->n_vocab;
+    const size_t nqkv = (size_t)(hp->n_head + 2 * hp->n_kv_head) * hp->head_dim;
+    uint64_t s = seed * 1000003u;
+#define U16(ptr, n, fan_in) mer_cuda_fill_uniform_bf16(m->c, ptr, n, ++s, sqrtf(3.0f / (float)(fan_in)), err)
+    if ((st = mer_cuda_fill_uniform_bf16(m->c, m->embed, V * E, ++s, 1.0f, err))) goto fail;
+    if (!hp->tied && (st = U16(m->lm_head, V * E, E))) goto fail;
+    if ((st = mer_cuda_fill_uniform_f32(m->c, m->out_norm, E, ++s, 1.0f, 0.1f, err))) goto fail;
+    for (int l = 0; l < hp->n_layer; l++) {
+        qlayer *L = &m->layers[l];
+        if ((st = mer_cuda_fill_uniform_f32(m->c, L->attn_norm, E, ++s, 1.0f, 0.1f, err))) goto fail;
+        if ((st = mer_cuda_fill_uniform_f32(m->c, L->ffn_norm, E, ++s, 1.0f, 0.1f, err))) goto fail;
+        if ((st = mer_cuda_fill_uniform_f32(m->c, L->bqkv, nqkv, ++s, 0.0f, 0.1f, err))) goto fail;
+        if ((st = U16(L->wqkv, nqkv * E, E))) goto fail;
+        if ((st = U16(L->wo, E * Hd, Hd))) goto fail;
+        if ((st = U16(L->wgu, 2 * F * E, E))) goto fail;
+        if ((st = U16(L->wdown, E * F, F))) goto fail;
+    }
+#undef U16
+    if ((st = mer_cuda_sync(m->c, err))) goto fail;
+    *out = m;
+    return MER_OK;
+fail:
+    mer_qwen2_cuda_free(m);
+    return st;
+}
+
+// --- loading a checkpoint ----------------------------------------------------------------------------
+
+/* Finds `name` with shape [rows][cols] (cols == 0: a vector of rows) and converts it to bf16 (or f32 when
+ * f32out) into host buffer dst. */
+static mer_status fetch(const mer_weights *w, const char *name, int64_t rows, int64_t cols, int f32out, void *dst,
+                        float *tmp, mer_err *err) {
+    const mer_wtensor *t = mer_weights_find(w, name);
+    if (!t) return mer__errf(err, MER_E_NOTFOUND, "%s: tensor '%s' is missing", w->path, name);
+    int ok = cols ? (t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols)
+                  : (t->n_dims == 1 && t->shape[0] == rows);
+    if (!ok) {
+        char sh[96] = "";
+        size_t o = 0;
+        for (int i = 0; i < t->n_dims && o < sizeof sh - 24; i++)
+            o += (size_t)snprintf(sh + o, sizeof sh - o, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+        if (cols)
+            return mer__errf(err, MER_E_SHAPE, "%s: tensor '%s' has shape [%s], expected [%lld, %lld]", w->path, name, sh,
+                             (long long)rows, (long long)cols);
+        return mer__errf(err, MER_E_SHAPE, "%s: tensor '%s' has shape [%s], expected [%lld]", w->path, name, sh,
+                         (long long)rows);
+    }
+    const size_t n_row = cols ? (size_t)cols : (size_t)rows, n_rows = cols ? (size_t)rows : 1;
+    mer_dtype dt = t->dtype;
+    size_t blk = mer_dtype_block_elems(dt);
+    if (!(dt == MER_DTYPE_F32 || dt == MER_DTYPE_F16 || dt == MER_DTYPE_BF16 || dt == MER_DTYPE_Q8_0 ||
+          dt == MER_DTYPE_Q4_0) ||
+        !blk || n_row % blk)
+        return mer__errf(err, MER_E_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which the CUDA model does not take",
+                         w->path, name, mer_dtype_name(dt));
+    const size_t row_bytes = mer_dtype_row_bytes(dt, n_row);
+    if (row_bytes == 0 || t->n_bytes < row_bytes * n_rows)
+        return mer__errf(err, MER_E_FORMAT, "%s: tensor '%s' is shorter than its shape", w->path, name);
+    for (size_t r = 0; r < n_rows; r++) {
+        const uint8_t *src = (const uint8_t *)t->data + r * row_bytes;
+        if (dt == MER_DTYPE_BF16 && !f32out) {
+            memcpy((uint16_t *)dst + r * n_row, src, row_bytes);
+            continue;
+        }
+        if (dt == MER_DTYPE_F32) {
+            memcpy(tmp, src, row_bytes); /* the mapping may be unaligned */
+        } else if (dt == MER_DTYPE_F16 || dt == MER_DTYPE_BF16) {
+            uint16_t *hb = (uint16_t *)(void *)(tmp + n_row); /* the second half of tmp holds the raw row */
+            memcpy(hb, src, row_bytes);
+            for (size_t i = 0; i < n_row; i++)
+                tmp[i] = dt == MER_DTYPE_F16 ? mer_fp16_to_fp32(hb[i]) : mer_bf16_to_fp32(hb[i]);
+        } else {
+            mer_dequantize_row(dt, src, tmp, n_row);
+        }
+        if (f32out)
+            memcpy((float *)dst + r * n_row, tmp, n_row * sizeof(float));
+        else
+            for (size_t i = 0; i < n_row; i++) ((uint16_t *)dst)[r * n_row + i] = mer_fp32_to_bf16(tmp[i]);
+    }
+    return MER_OK;
+}
+
+/* Converts the listed tensors (stacked by rows) and uploads them to dev. */
+static mer_status upload_stack(mer_qwen2_cuda *m, const mer_weights *w, int n, const char *const *names,
+                               const int64_t *rows, int64_t cols, int f32out, void *dev, void *host, float *tmp,
+                               mer_err *err) {
+    const size_t es = f32out ? 4 : 2;
+    const size_t row_elems = cols ? (size_t)cols : 1;
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        mer_status st = fetch(w, names[i], rows[i], cols, f32out, (uint8_t *)host + off * es, tmp, err);
+        if (st) return st;
+        off += (size_t)rows[i] * row_elems;
+    }
+    return mer_cuda_upload(m->c, dev, host, off * es, err);
+}
+
+mer_status mer_qwen2_cuda_load(const mer_weights *w, const mer_qwen2_cuda_params *p, mer_qwen2_cuda **out,
+                               mer_err *err) {
+    *out = NULL;
+    if (!w->config)
+        return mer__errf(err, MER_E_UNSUPPORTED, "%s: the CUDA Qwen2 needs an HF checkpoint with config.json", w->path);
+    mer_qwen2_cuda_hp hp;
+    mer_status st = mer_qwen2_cuda_hp_from_config(w->config, &hp, err);
+    if (st) return st;
+    if (!hp.tied && !mer_weights_find(w, "lm_head.weight")) hp.tied = 1; /* tied checkpoints omit it */
+    mer_qwen2_cuda *m = NULL;
+    void *host = NULL;
+    float *tmp = NULL;
+    char nm[4][160];
+    const char *names[4] = {nm[0], nm[1], nm[2], nm[3]};
+    if ((st = alloc_model(&hp, p, &m, err))) return st;
+    const int64_t E = hp.n_embd, Hd = (int64_t)hp.n_head * hp.head_dim, KVd = (int64_t)hp.n_kv_head * hp.head_dim,
+                  F = hp.n_ff, V = hp.n_vocab;
+    snprintf(nm[0], sizeof nm[0], "model.layers.0.self_attn.q_proj.bias");
+    const int with_bias = mer_weights_find(w, nm[0]) != NULL;
+    if ((st = alloc_weights(m, with_bias, err))) goto fail;
+    {
+        size_t biggest = (size_t)V * E;
+        if ((size_t)(2 * F * E) > biggest) biggest = (size_t)(2 * F * E);
+        if ((size_t)((Hd + 2 * KVd) * E) > biggest) biggest = (size_t)((Hd + 2 * KVd) * E);
+        int64_t widest = E > F ? E : F;
+        if (Hd > widest) widest = Hd;
+        host = malloc(biggest * 4 > biggest * 2 ? biggest * 4 : biggest * 2);
+        tmp = malloc((size_t)widest * 2 * sizeof(float));
+        if (!host || !tmp) {
+            st = mer__errf(err, MER_E_NOMEM, "qwen2 cuda: out of host memory for %zu bytes of staging", biggest * 4);
+            goto fail;
+        }
+    }
+    {
+        int64_t r1[1] = {V};
+        snprintf(nm[0], sizeof nm[0], "model.embed_tokens.weight");
+        if ((st = upload_stack(m, w, 1, names, r1, E, 0, m->embed, host, tmp, err))) goto fail;
+        if (!hp.tied) {
+            snprintf(nm[0], sizeof nm[0], "lm_head.weight");
+            if ((st = upload_stack(m, w, 1, names, r1, E, 0, m->lm_head, host, tmp, err))) goto fail;
+        }
+        int64_t re[1] = {E};
+        snprintf(nm[0], sizeof nm[0], "model.norm.weight");
+        if ((st = upload_stack(m, w, 1, names, re, 0, 1, m->out_norm, host, tmp, err))) goto fail;
+    }
+    for (int l = 0; l < hp.n_layer; l++) {
+        qlayer *L = &m->layers[l];
+        int64_t re[1] = {E}, rqkv[3] = {Hd, KVd, KVd}, rgu[2] = {F, F};
+#define NM(i, fmt) snprintf(nm[i], sizeof nm[i], "model.layers.%d." fmt, l)
+        NM(0, "input_layernorm.weight");
+        if ((st = upload_stack(m, w, 1, names, re, 0, 1, L->attn_norm, host, tmp, err))) goto fail;
+        NM(0, "post_attention_layernorm.weight");
+        if ((st = upload_stack(m, w, 1, names, re, 0, 1, L->ffn_norm, host, tmp, err))) goto fail;
+        NM(0, "self_attn.q_proj.weight");
+        NM(1, "self_attn.k_proj.weight");
+        NM(2, "self_attn.v_proj.weight");
+        if ((st = upload_stack(m, w, 3, names, rqkv, E, 0, L->wqkv, host, tmp, err))) goto fail;
+        if (with_bias) {
+            NM(0, "self_attn.q_proj.bias");
+            NM(1, "self_attn.k_proj.bias");
+            NM(2, "self_attn.v_proj.bias");
+            if ((st = upload_stack(m, w, 3, names, rqkv, 0, 1, L->bqkv, host, tmp, err))) goto fail;
+        }
+        int64_t ro[1] = {E};
+        NM(0, "self_attn.o_proj.weight");
+        if ((st = upload_stack(m, w, 1, names, ro, Hd, 0, L->wo, host, tmp, err))) goto fail;
+        NM(0, "mlp.gate_proj.weight");
+        NM(1, "mlp.up_proj.weight");
+        if ((st = upload_stack(m, w, 2, names, rgu, E, 0, L->wgu, host, tmp, err))) goto fail;
+        NM(0, "mlp.down_proj.weight");
+        if ((st = upload_stack(m, w, 1, names, ro, F, 0, L->wdown, host, tmp, err))) goto fail;
+#undef NM
+    }
+    free(host);
+    free(tmp);
+    *out = m;
+    return MER_OK;
+fail:
+    free(host);
+    free(tmp);
+    mer_qwen2_cuda_free(m);
+    return st;
+}
+
+// --- accessors ---------------------------------------------------------------------------------------
+
+const mer_qwen2_cuda_hp *mer_qwen2_cuda_hparams(const mer_qwen2_cuda *m) { return &m->hp; }
+const mer_qwen2_cuda_params *mer_qwen2_cuda_params_of(const mer_qwen2_cuda *m) { return &m->p; }
+struct mer_cuda *mer_qwen2_cuda_backend(mer_qwen2_cuda *m) { return m->c; }
+size_t mer_qwen2_cuda_step_bytes(const mer_qwen2_cuda *m) { return m->step_bytes; }
+
+void mer_qwen2_cuda_set_graph(mer_qwen2_cuda *m, int on) {
+    drop_graphs(m);
+    m->p.use_graph = on != 0;
+}
+
+int mer_qwen2_cuda_n_past(const mer_qwen2_cuda *m, int slot) {
+    return slot >= 0 && slot < m->p.n_seq ? m->n_past[slot] : 0;
+}
+
+mer_status mer_qwen2_cuda_reset(mer_qwen2_cuda *m, int slot, mer_err *err) {
+    if (slot < 0 || slot >= m->p.n_seq)
+        return mer__errf(err, MER_E_ARG, "qwen2 cuda: slot %d (the model holds %d sequences)", slot, m->p.n_seq);
+    m->n_past[slot] = 0;
+    return MER_OK;
+}
+
+// --- the forward pass --------------------------------------------------------------------------------
+
+/* T tokens whose ids, positions and slots are in m->io. prefill: one sequence (slot, positions
+ * pos0..pos0+T-1), else decode tokens of distinct slots. Logits for rows [lrow0, lrow0 + n_l) go to
+ * logits_dev; argmax of those rows to m->out_ids when do_argmax. */
+static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int pos0, int lrow0, int n_l,
+                          float *logits_dev, int do_argmax, mer_err *err) {
+    const mer_qwen2_cuda_hp *hp = &m->hp;
+    mer_cuda *c = m->c;
+    const int E = hp->n_embd, H = hp->n_head, KV = hp->n_kv_head, d = hp->head_dim, F = hp->n_ff;
+    const int nqkv = (H + 2 * KV) * d;
+    const int tm = m->t_max;
+    const int32_t *ids = m->io, *pos = m->io + tm, *slots = m->io + 2 * tm;
+    const float scale = 1.0f / sqrtf((float)d);
+    mer_status st;
+    if ((st = mer_cuda_embed(c, m->x, m->embed, hp->n_vocab, E, ids, T, err))) return st;
+    for (int l = 0; l < hp->n_layer; l++) {
+        const qlayer *L = &m->layers[l];
+        uint16_t *kc = m->kv + (size_t)l * 2 * m->kv_layer, *vc = kc + m->kv_layer;
+        if ((st = mer_cuda_rmsnorm(c, m->xn, m->x, L->attn_norm, T, E, hp->rms_eps, err))) return st;
+        if ((st = mer_cuda_matmul(c, m->qkv, nqkv, m->xn, E, L->wqkv, T, E, nqkv, MER_CUDA_EPI_F32, err))) return st;
+        if ((st = mer_cuda_qkv_rope(c, m->qkv, L->bqkv, m->inv_freq, m->q, kc, vc, pos, slots, T, H, KV, d, m->p.n_ctx,
+                                    err)))
+            return st;
+        if (prefill)
+            st = mer_cuda_attn_prefill(c, m->att, m->q, kc, vc, slot, pos0, T, H, KV, d, m->p.n_ctx, scale, pos, slots,
+                                       err);
+        else
+            st = mer_cuda_attn_decode(c, m->att, m->q, kc, vc, pos, slots, T, H, KV, d, m->p.n_ctx, m->p.n_split, scale,
+                                      m->attn_ws, err);
+        if (st) return st;
+        if ((st = mer_cuda_matmul(c, m->x, E, m->att, H * d, L->wo, T, H * d, E, MER_CUDA_EPI_F32_ADD, err))) return st;
+        if ((st = mer_cuda_rmsnorm(c, m->xn, m->x, L->ffn_norm, T, E, hp->rms_eps, err))) return st;
+        if (mer_cuda_matmul_uses_gemv(c, T)) {
+            if ((st = mer_cuda_matmul(c, m->h, F, m->xn, E, L->wgu, T, E, 2 * F, MER_CUDA_EPI_SILU_BF16, err)))
+                return st;
+        } else {
+            if ((st = mer_cuda_matmul(c, m->gu, 2 * F, m->xn, E, L->wgu, T, E, 2 * F, MER_CUDA_EPI_BF16, err)))
+                return st;
+            if ((st = mer_cuda_silu_mul(c, m->h, m->gu, T, F, err))) return st;
+        }
+        if ((st = mer_cuda_matmul(c, m->x, E, m->h, F, L->wdown, T, F, E, MER_CUDA_EPI_F32_ADD, err))) return st;
+    }
+    if ((st = mer_cuda_rmsnorm(c, m->xn, m->x + (size_t)lrow0 * E, m->out_norm, n_l, E, hp->rms_eps, err))) return st;
+    if ((st = mer_cuda_matmul(c, logits_dev, hp->n_vocab, m->xn, E, m->lm_head, n_l, E, hp->n_vocab, MER_CUDA_EPI_F32,
+                              err)))
+        return st;
+    if (do_argmax && (st = mer_cuda_argmax(c, m->out_ids, logits_dev, n_l, hp->n_vocab, err))) return st;
+    return MER_OK;
+}
+
+static mer_status check_ids(const mer_qwen2_cuda *m, const int32_t *ids, int n, mer_err *err) {
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->hp.n_vocab)
+            return mer__errf(err, MER_E_ARG, "qwen2 cuda: token %d is id %d, outside the vocabulary of %d", i,
+                             (int)ids[i], m->hp.n_vocab);
+    return MER_OK;
+}
+
+mer_status mer_qwen2_cuda_prefill(mer_qwen2_cuda *m, int slot, const int32_t *ids, int n, float *logits,
+                                  int all_logits, int32_t *greedy, mer_err *err) {
+    if (slot < 0 || slot >= m->p.n_seq)
+        return mer__errf(err, MER_E_ARG, "qwen2 cuda: slot %d (the model holds %d sequences)", slot, m->p.n_seq);
+    if (n < 1) return mer__errf(err, MER_E_ARG, "qwen2 cuda: prefill of %d tokens", n);
+    mer_status st = check_ids(m, ids, n, err);
+    if (st) return st;
+    if (n > m->p.n_ctx - m->n_past[slot])
+        return mer__errf(err, MER_E_RANGE, "qwen2 cuda: %d + %d tokens exceed the context of %d", m->n_past[slot], n,
+                         m->p.n_ctx);
+    const size_t V = (size_t)m->hp.n_vocab;
+    const int tm = m->t_max;
+    float *all_dev = NULL;
+    if (logits && all_logits && (st = mer_cuda_alloc(m->c, (size_t)m->p.n_batch * V * sizeof(float), (void **)&all_dev, err)))
+        return st;
+    const int p0 = m->n_past[slot];
+    for (int c0 = 0; c0 < n; c0 += m->p.n_batch) {
+        const int T = n - c0 < m->p.n_batch ? n - c0 : m->p.n_batch;
+        const int last = c0 + T == n;
+        for (int i = 0; i < T; i++) {
+            m->io_h[i] = ids[c0 + i];
+            m->io_h[tm + i] = p0 + c0 + i;
+            m->io_h[2 * tm + i] = slot;
+        }
+        if ((st = mer_cuda_upload_async(m->c, m->io, m->io_h, 3 * (size_t)tm * sizeof(int32_t), err))) goto done;
+        if (logits && all_logits) {
+            if ((st = forward(m, T, 1, slot, p0 + c0, 0, T, all_dev, last && greedy, err))) goto done;
+            if ((st = mer_cuda_download(m->c, logits + (size_t)c0 * V, all_dev, (size_t)T * V * sizeof(float), err)))
+                goto done;
+            if (last && greedy && (st = mer_cuda_download(m->c, greedy, m->out_ids + (T - 1), sizeof(int32_t), err)))
+                goto done;
+        } else {
+            /* Only the last chunk needs logits; earlier ones still run the head on one row (cheap) to keep
+             * one code path. */
+            if ((st = forward(m, T, 1, slot, p0 + c0, T - 1, 1, m->logits, last && greedy, err))) goto done;
+            if (last && logits && (st = mer_cuda_download(m->c, logits, m->logits, V * sizeof(float), err))) goto done;
+            if (last && greedy && (st = mer_cuda_download(m->c, greedy, m->out_ids, sizeof(int32_t), err))) goto done;
+        }
+        /* The io array is rewritten by the next chunk: wait for this one. */
+        if ((st = mer_cuda_sync(m->c, err))) goto done;
+    }
+    m->n_past[slot] += n;
+done:
+    mer_cuda_release(m->c, all_dev);
+    return st;
+}
+
+mer_status mer_qwen2_cuda_decode(mer_qwen2_cuda *m, int n, const int *slots, const int32_t *ids, float *logits,
+                                 int32_t *greedy, mer_err *err) {
+    if (n < 1 || n > m->p.n_seq)
+        return mer__errf(err, MER_E_ARG, "qwen2 cuda: decode of %d sequences (the model holds %d)", n, m->p.n_seq);
+    mer_status st = check_ids(m, ids, n, err);
+    if (st) return st;
+    const int tm = m->t_max;
+    for (int i = 0; i < n; i++) {
+        const int s = slots[i];
+        if (s < 0 || s >= m->p.n_seq)
+            return mer__errf(err, MER_E_ARG, "qwen2 cuda: slot %d (the model holds %d sequences)", s, m->p.n_seq);
+        for (int j = 0; j < i; j++)
+            if (slots[j] == s) return mer__errf(err, MER_E_ARG, "qwen2 cuda: slot %d given twice in one step", s);
+        if (m->n_past[s] >= m->p.n_ctx)
+            return mer__errf(err, MER_E_RANGE, "qwen2 cuda: sequence %d is full (%d positions)", s, m->p.n_ctx);
+        m->io_h[i] = ids[i];
+        m->io_h[tm + i] = m->n_past[s];
+        m->io_h[2 * tm + i] = s;
+    }
+    if ((st = mer_cuda_upload_async(m->c, m->io, m->io_h, 3 * (size_t)tm * sizeof(int32_t), err))) return st;
+    if (m->p.use_graph) {
+        if (!m->graphs[n]) {
+            for (int attempt = 0; attempt < 2 && !m->graphs[n]; attempt++) {
+                if ((st = mer_cuda_begin_capture(m->c, err))) return st;
+                mer_status fs = forward(m, n, 0, 0, 0, 0, n, m->logits, 1, err);
+                mer_err e2;
+                st = mer_cuda_end_capture(m->c, fs != MER_OK, &m->graphs[n], &e2);
+                if (fs == MER_OK && st == MER_OK) break;
+                /* Capture with programmatic launches failed: try once more without them. */
+                if (attempt == 0 && mer_cuda_get_pdl(m->c)) {
+                    mer_cuda_set_pdl(m->c, 0);
+                    continue;
+                }
+                if (fs != MER_OK) return fs;
+                if (err) *err = e2;
+                return st;
+            }
+        }
+        if ((st = mer_cuda_graph_launch(m->c, m->graphs[n], err))) return st;
+    } else if ((st = forward(m, n, 0, 0, 0, 0, n, m->logits, 1, err))) {
+        return st;
+    }
+    if (greedy && (st = mer_cuda_download_async(m->c, m->out_h, m->out_ids, (size_t)n * sizeof(int32_t), err))) return st;
+    if (logits &&
+        (st = mer_cuda_download(m->c, logits, m->logits, (size_t)n * m->hp.n_vocab * sizeof(float), err)))
+        return st;
+    if ((st = mer_cuda_sync(m->c, err))) return st;
+    if (greedy) memcpy(greedy, m->out_h, (size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++) m->n_past[slots[i]]++;
+    return MER_OK;
+}
+
+#else /* !MER_CUDA */
+
+static mer_status no_cuda(mer_err *err) {
+    return mer__errf(err, MER_E_UNSUPPORTED, "qwen2 cuda: mer was built without CUDA (make CUDA=1)");
+}
+
+mer_status mer_qwen2_cuda_load(const mer_weights *w, const mer_qwen2_cuda_params *p, mer_qwen2_cuda **out,
+                               mer_err *err) {
+    (void)w;
+    (void)p;
+    *out = NULL;
+    return no_cuda(err);
+}
+mer_status mer_qwen2_cuda_init_random(const mer_qwen2_cuda_hp *hp, uint64_t seed, const mer_qwen2_cuda_params *p,
+                                      mer_qwen2_cuda **out, mer_err *err) {
+    (void)hp;
+    (void)seed;
+    (void)p;
+    *out = NULL;
+    return no_cuda(err);
+}
+void mer_qwen2_cuda_free(mer_qwen2_cuda *m) { (void)m; }
+const mer_qwen2_cuda_hp *mer_qwen2_cuda_hparams(const mer_qwen2_cuda *m) {
+    (void)m;
+    return NULL;
+}
+const mer_qwen2_cuda_params *mer_qwen2_cuda_params_of(const mer_qwen2_cuda *m) {
+    (void)m;
+    return NULL;
+}
+struct mer_cuda *mer_qwen2_cuda_backend(mer_qwen2_cuda *m) {
+    (void)m;
+    return NULL;
+}
+size_t mer_qwen2_cuda_step_bytes(const mer_qwen2_cuda *m) {
+    (void)m;
+    return 0;
+}
+void mer_qwen2_cuda_set_graph(mer_qwen2_cuda *m, int on) {
+    (void)m;
+    (void)on;
+}
+int mer_qwen2_cuda_n_past(const mer_qwen2_cuda *m, int slot) {
+    (void)m;
+    (void)slot;
+    return 0;
+}
+mer_status mer_qwen2_cuda_reset(mer_qwen2_cuda *m, int slot, mer_err *err) {
+    (void)m;
+    (void)slot;
+    return no_cuda(err);
+}
+mer_status mer_qwen2_cuda_prefill(mer_qwen2_cuda *m, int slot, const int32_t *ids, int n, float *logits,
+                                  int all_logits, int32_t *greedy, mer_err *err) {
+    (void)m; (void)slot; (void)ids; (void)n; (void)logits; (void)all_logits; (void)greedy;
+    return no_cuda(err);
+}
+mer_status mer_qwen2_cuda_decode(mer_qwen2_cuda *m, int n, const int *slots, const int32_t *ids, float *logits,
+                                 int32_t *greedy, mer_err *err) {
+    (void)m; (void)n; (void)slots; (void)ids; (void)logits; (void)greedy;
+    return no_cuda(err);
+}
+
+#endif
