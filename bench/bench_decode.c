@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -23,6 +24,22 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double loadavg(void) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    double l = -1;
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1) l = -1;
+        fclose(f);
+    }
+    return l;
 }
 
 static double peak_rss_bytes(void) {
@@ -251,7 +268,7 @@ static double bandwidth(mer_threadpool *pool, mer_weights *w, int passes) {
 // --- decode ------------------------------------------------------------------------------------------
 
 typedef struct result {
-    double tok_s, bound_tok_s, bw, weight_bytes, total_bytes, kv_bytes, rss;
+    double tok_s, bound_tok_s, bw, weight_bytes, total_bytes, kv_bytes, rss, busy;
 } result;
 
 static int run_one(const mer__qwen2_hp *hp, mer_dtype t, int n_threads, result *out) {
@@ -277,17 +294,17 @@ static int run_one(const mer__qwen2_hp *hp, mer_dtype t, int n_threads, result *
     }
     double bw = bandwidth(pool, m->w, 2);
     int32_t prompt[1] = {151644};
-    double best = 1e30;
+    double best = 1e30, best_cpu = 0;
     const int rounds = 2, steps = 4;
     for (int r = 0; r < rounds; r++) {
         mer_qwen2_ctx_reset(c);
         if (mer_qwen2_prefill(c, prompt, 1, &err)) break;
         int32_t id = 42;
         for (int s = 0; s < steps; s++) {
-            double ts = now();
+            double ts = now(), cs = cpu_now();
             if (mer_qwen2_prefill(c, &id, 1, &err)) break;
-            double dt = now() - ts;
-            if (dt < best) best = dt;
+            double dt = now() - ts, dc = cpu_now() - cs;
+            if (dt < best) best = dt, best_cpu = dc;
             id = (id * 7919 + 13) % hp->n_vocab;
         }
     }
@@ -297,6 +314,7 @@ static int run_one(const mer__qwen2_hp *hp, mer_dtype t, int n_threads, result *
     mer_qwen2_info info;
     mer_qwen2_get_info(m, &info);
     out->tok_s = 1.0 / best;
+    out->busy = best_cpu / (best * n_threads);
     out->bw = bw;
     out->weight_bytes = (double)info.weight_bytes;
     out->bound_tok_s = bw / (double)info.weight_bytes;
@@ -340,6 +358,7 @@ int main(int argc, char **argv) {
     mer_threadpool_init(0, &tmp, NULL);
     n_threads = mer_threadpool_n_threads(tmp);
     mer_threadpool_free(tmp);
+    printf("load average at start: %.1f on %ld CPUs\n", loadavg(), sysconf(_SC_NPROCESSORS_ONLN));
     printf("bench_decode: Qwen2.5-7B shape (hidden 3584, %d of 28 layers, 28/4 heads, ff 18944, vocab 152064), "
            "random weights, %d threads, kernels %s\n", hp.n_layer, n_threads, k ? k->name : "?");
     if (hp.n_layer < full_layers)
@@ -359,6 +378,9 @@ int main(int argc, char **argv) {
                "(bar 0.70)%s\n",
                mer_dtype_name(TYPES[ti]), r.tok_s, 1e3 / r.tok_s, r.bw / 1e9, r.bound_tok_s, ratio,
                ratio >= 0.7 ? "" : "  BELOW BAR");
+        printf("  %-5s our threads ran %.0f%% of that step's wall time x %d threads (load average now %.1f)%s\n",
+               mer_dtype_name(TYPES[ti]), 100 * r.busy, n_threads, loadavg(),
+               r.busy < 0.8 ? ": the machine is shared, the figures above are depressed by other processes" : "");
         if (hp.n_layer < full_layers) {
             /* per-token time scales with the bytes read: (lm_head + L layers) -> (lm_head + 28 layers) */
             double lm = (double)hp.n_vocab * (double)mer_dtype_row_bytes(TYPES[ti], (size_t)hp.n_embd);
