@@ -69,10 +69,10 @@ static void matmul_case(mer_dtype t, int n_tok, int n_in, int n_out, int with_bi
     float *bias = with_bias ? randv((size_t)n_out, 1.0f) : NULL;
     float *wd = zeros((size_t)n_out * n_in);
     void *wq = make_weight(t, w, n_out, n_in, wd);
-    /* x as the kernel sees it: q8_0-rounded for the integer dots */
+    /* x as the kernel sees it: q8_0-rounded for the integer dots (few tokens), as it is for the GEMM */
     float *xe = zeros((size_t)n_tok * n_in);
     for (int i = 0; i < n_tok; i++) {
-        if (t == MER_DTYPE_Q8_0 || t == MER_DTYPE_Q4_0) {
+        if ((t == MER_DTYPE_Q8_0 || t == MER_DTYPE_Q4_0) && n_tok < MER_CPU_QGEMM_MIN_TOK) {
             mer_block_q8_0 *b = malloc((size_t)n_in / 32 * sizeof *b);
             mer_quantize_row(MER_DTYPE_Q8_0, x + i * ldx, b, (size_t)n_in);
             mer_dequantize_row(MER_DTYPE_Q8_0, b, xe + (size_t)i * n_in, (size_t)n_in);

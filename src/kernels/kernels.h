@@ -127,11 +127,17 @@ mer_threadpool *mer_cpu_ctx_pool(const mer_cpu_ctx *c);
 
 // --- operations (multi-threaded over the context's pool) ---------------------------------------------
 
+/* Token counts from which mer_cpu_matmul uses the packed f32 GEMM (weights converted to f32 while
+ * packing) instead of dot products that stream W once per call. */
+#define MER_CPU_GEMM_MIN_TOK 4   /* f32, f16, bf16 weights */
+#define MER_CPU_QGEMM_MIN_TOK 32 /* q8_0, q4_0 weights (like llama.cpp's BLAS path for large batches) */
+
 /* y[n_tok, n_out] (row stride ldy) = x[n_tok, n_in] (row stride ldx) @ W^T (+ bias[n_out] if non-NULL).
  * W is [n_out, n_in] contiguous of dtype wt: f32, f16, bf16, q8_0 or q4_0 (n_in a multiple of 32 for
- * the last two). q8_0/q4_0: x is quantised to q8_0 blocks on the fly and the dots are integer, as in
- * llama.cpp. f32/f16/bf16 with n_tok >= 4 run the packed GEMM (weights converted to f32 while
- * packing); fewer tokens run dot products that stream W once. y must not overlap x or W. */
+ * the last two). q8_0/q4_0 with n_tok < MER_CPU_QGEMM_MIN_TOK: x is quantised to q8_0 blocks on the fly
+ * and the dots are integer, as in llama.cpp; from MER_CPU_QGEMM_MIN_TOK tokens the weights are
+ * dequantised into the GEMM's packed panels and x is used as it is. f32/f16/bf16 run the GEMM from
+ * MER_CPU_GEMM_MIN_TOK tokens, dot products below. y must not overlap x or W. */
 void mer_cpu_matmul(mer_cpu_ctx *c, float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                     mer_dtype wt, const float *bias, int n_tok, int n_in, int n_out);
 

@@ -13,7 +13,6 @@
 #define WS_OP_BYTES ((size_t)8 << 20) /* im2col / patch rows */
 #define GEMM_NC 512                   /* columns of W per packed B block (multiple of every NR) */
 #define GEMM_MC 144                   /* rows of x per L2 block (multiple of every MR: 4, 6, 8) */
-#define GEMM_MIN_TOK 4                /* f32/f16/bf16 matmuls with fewer rows use dot products */
 #define ELEMWISE_MIN_SPLIT 32768      /* element-wise ops smaller than this run on one thread */
 #define ATTN_TILE 64                  /* keys per online-softmax tile */
 #define ATTN_MAX_D 512
@@ -336,11 +335,14 @@ void mer_cpu_matmul(mer_cpu_ctx *c, float *y, size_t ldy, const float *x, size_t
     case MER_DTYPE_F32:
     case MER_DTYPE_F16:
     case MER_DTYPE_BF16:
-        if (n_tok >= GEMM_MIN_TOK) matmul_gemm(c, y, ldy, x, ldx, w, wt, ldw, bias, n_tok, n_in, n_out);
+        if (n_tok >= MER_CPU_GEMM_MIN_TOK) matmul_gemm(c, y, ldy, x, ldx, w, wt, ldw, bias, n_tok, n_in, n_out);
         else matmul_dot(c, y, ldy, x, ldx, w, wt, ldw, bias, n_tok, n_in, n_out);
         return;
     case MER_DTYPE_Q8_0:
-    case MER_DTYPE_Q4_0: matmul_dot(c, y, ldy, x, ldx, w, wt, ldw, bias, n_tok, n_in, n_out); return;
+    case MER_DTYPE_Q4_0:
+        if (n_tok >= MER_CPU_QGEMM_MIN_TOK) matmul_gemm(c, y, ldy, x, ldx, w, wt, ldw, bias, n_tok, n_in, n_out);
+        else matmul_dot(c, y, ldy, x, ldx, w, wt, ldw, bias, n_tok, n_in, n_out);
+        return;
     default: MER_ASSERT(!"mer_cpu_matmul: unsupported weight dtype");
     }
 }

@@ -36,6 +36,8 @@ static inline __m256i tail_mask(int n) {
     return _mm256_loadu_si256((const __m256i *)(m + 8 - n));
 }
 
+static inline float h2f(uint16_t h) { return _cvtsh_ss(h); } /* F16C: exact, like mer_fp16_to_fp32 */
+
 static inline __m256 bf16x8_to_f32(const uint16_t *p) {
     __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
@@ -143,14 +145,55 @@ static void a2_pack_a(float *dst, const float *x, size_t ldx, int mr, int kc) {
         for (int i = 0; i < MR; i++) dst[(size_t)k * MR + i] = x[(size_t)i * ldx + k];
 }
 
+static inline __m256i q4_unpack(const uint8_t *qs);
+
 static inline __m256 load8_as_f32(const void *row, mer_dtype wt, int k) {
     if (wt == MER_DTYPE_F32) return _mm256_loadu_ps((const float *)row + k);
     if (wt == MER_DTYPE_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + k)));
     return bf16x8_to_f32((const uint16_t *)row + k);
 }
 
-/* Full panels of 16 rows of f32/f16/bf16 weights: 8x8 register transposes; anything else generic. */
+/* 32 elements of a q8_0 / q4_0 block to f32 (exactly as mer_dequantize_row: q * d, (q - 8) * d). */
+static inline void deq_block(const void *blk, mer_dtype wt, float *out) {
+    __m256i q;
+    float d;
+    if (wt == MER_DTYPE_Q8_0) {
+        const mer_block_q8_0 *b = blk;
+        q = _mm256_loadu_si256((const __m256i *)b->qs);
+        d = h2f(b->d);
+    } else {
+        const mer_block_q4_0 *b = blk;
+        q = q4_unpack(b->qs);
+        d = h2f(b->d);
+    }
+    const __m256 vd = _mm256_set1_ps(d);
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), vd));
+    _mm256_storeu_ps(out + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), vd));
+    _mm256_storeu_ps(out + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), vd));
+    _mm256_storeu_ps(out + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), vd));
+}
+
+static void a2_pack_b(float *dst, const void *w, mer_dtype wt, size_t ldw, int nr, int k0, int kc);
+
+/* q8_0 / q4_0 panels: dequantise the 16 row segments into a small buffer, then pack that as f32. */
+static void a2_pack_b_blocks(float *dst, const void *w, mer_dtype wt, size_t ldw, int k0, int kc) {
+    _Alignas(32) float tmp[NR * MER_GEMM_KC];
+    const size_t bb = wt == MER_DTYPE_Q8_0 ? sizeof(mer_block_q8_0) : sizeof(mer_block_q4_0);
+    for (int j = 0; j < NR; j++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)j * ldw + (size_t)(k0 / MER_QK) * bb;
+        for (int b = 0; b < kc / MER_QK; b++) deq_block(row + (size_t)b * bb, wt, tmp + j * kc + b * MER_QK);
+    }
+    a2_pack_b(dst, tmp, MER_DTYPE_F32, (size_t)kc * sizeof(float), NR, 0, kc);
+}
+
+/* Full panels of 16 rows: 8x8 register transposes (q8_0/q4_0 dequantised first); edges generic. */
 static void a2_pack_b(float *dst, const void *w, mer_dtype wt, size_t ldw, int nr, int k0, int kc) {
+    if (nr == NR && (wt == MER_DTYPE_Q8_0 || wt == MER_DTYPE_Q4_0) && k0 % MER_QK == 0 && kc % MER_QK == 0 &&
+        kc <= MER_GEMM_KC) {
+        a2_pack_b_blocks(dst, w, wt, ldw, k0, kc);
+        return;
+    }
     if (nr != NR || (wt != MER_DTYPE_F32 && wt != MER_DTYPE_F16 && wt != MER_DTYPE_BF16)) {
         mer__gemm_pack_b_any(dst, w, wt, ldw, nr, k0, kc, NR);
         return;
@@ -402,48 +445,78 @@ static void a2_quantize_q8_0(const float *x, mer_block_q8_0 *y, int n) {
     }
 }
 
-static inline __m256 i8dot32(__m256i w, __m256i x) { /* 8 lanes of int32 sums as float */
+/* 8 int32 lane sums of w*x over 32 int8 pairs (|w| <= 127 or w = -128 with |x| <= 127). */
+static inline __m256i i8dot32(__m256i w, __m256i x) {
     __m256i aw = _mm256_sign_epi8(w, w), sx = _mm256_sign_epi8(x, w);
-    __m256i s16 = _mm256_maddubs_epi16(aw, sx);
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
-}
-
-static float a2_dot_q8_0(const mer_block_q8_0 *w, const mer_block_q8_0 *x, int nb) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    int b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m256 p0 = i8dot32(_mm256_loadu_si256((const __m256i *)w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
-        __m256 p1 = i8dot32(_mm256_loadu_si256((const __m256i *)w[b + 1].qs),
-                            _mm256_loadu_si256((const __m256i *)x[b + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(mer_fp16_to_fp32(w[b].d) * mer_fp16_to_fp32(x[b].d)), p0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(mer_fp16_to_fp32(w[b + 1].d) * mer_fp16_to_fp32(x[b + 1].d)), p1, acc1);
-    }
-    if (b < nb) {
-        __m256 p0 = i8dot32(_mm256_loadu_si256((const __m256i *)w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(mer_fp16_to_fp32(w[b].d) * mer_fp16_to_fp32(x[b].d)), p0, acc0);
-    }
-    return hsum8(_mm256_add_ps(acc0, acc1));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1));
 }
 
 static inline __m256i q4_unpack(const uint8_t *qs) { /* 32 signed values q - 8, element order */
     __m128i raw = _mm_loadu_si128((const __m128i *)qs);
-    __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(0x0f));
-    __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f));
-    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+    __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1);
+    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0f)), _mm256_set1_epi8(8));
+}
+
+/* The scales of 4 blocks: d_w * d_x as 4 floats, converted together (F16C). */
+#define SCALES4(W, X, b)                                                                                  \
+    _mm_mul_ps(_mm_cvtph_ps(_mm_setr_epi16((short)(W)[b].d, (short)(W)[(b) + 1].d, (short)(W)[(b) + 2].d,   \
+                                           (short)(W)[(b) + 3].d, 0, 0, 0, 0)),                           \
+               _mm_cvtph_ps(_mm_setr_epi16((short)(X)[b].d, (short)(X)[(b) + 1].d, (short)(X)[(b) + 2].d,   \
+                                           (short)(X)[(b) + 3].d, 0, 0, 0, 0)))
+
+/* Blocks are summed into four lane accumulators (block b into accumulator b % 4), reduced at the end. */
+#define QDOT_BODY(WLOAD)                                                                                  \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;                             \
+    int b = 0;                                                                                            \
+    for (; b + 4 <= nb; b += 4) {                                                                         \
+        __m128 d4 = SCALES4(w, x, b);                                                                     \
+        __m256 d44 = _mm256_set_m128(d4, d4);                                                             \
+        __m256i p0 = i8dot32(WLOAD(b), _mm256_loadu_si256((const __m256i *)x[b].qs));                     \
+        __m256i p1 = i8dot32(WLOAD(b + 1), _mm256_loadu_si256((const __m256i *)x[b + 1].qs));             \
+        __m256i p2 = i8dot32(WLOAD(b + 2), _mm256_loadu_si256((const __m256i *)x[b + 2].qs));             \
+        __m256i p3 = i8dot32(WLOAD(b + 3), _mm256_loadu_si256((const __m256i *)x[b + 3].qs));             \
+        acc0 = _mm256_fmadd_ps(_mm256_permute_ps(d44, 0x00), _mm256_cvtepi32_ps(p0), acc0);               \
+        acc1 = _mm256_fmadd_ps(_mm256_permute_ps(d44, 0x55), _mm256_cvtepi32_ps(p1), acc1);               \
+        acc2 = _mm256_fmadd_ps(_mm256_permute_ps(d44, 0xAA), _mm256_cvtepi32_ps(p2), acc2);               \
+        acc3 = _mm256_fmadd_ps(_mm256_permute_ps(d44, 0xFF), _mm256_cvtepi32_ps(p3), acc3);               \
+    }                                                                                                     \
+    for (; b < nb; b++) {                                                                                 \
+        __m256i p0 = i8dot32(WLOAD(b), _mm256_loadu_si256((const __m256i *)x[b].qs));                     \
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(x[b].d)), _mm256_cvtepi32_ps(p0), acc0);   \
+    }                                                                                                     \
+    return hsum8(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+
+#define Q8_LOAD(i) _mm256_loadu_si256((const __m256i *)w[i].qs)
+#define Q4_LOAD(i) q4_unpack(w[i].qs)
+
+static float a2_dot_q8_0(const mer_block_q8_0 *w, const mer_block_q8_0 *x, int nb) { QDOT_BODY(Q8_LOAD) }
+
+/* Two q4_0 blocks per register, [block b | block b+1]: low nibbles pair with x elements 0..15, high
+ * nibbles with 16..31; with unsigned nibbles q, sum (q - 8) x = maddubs(q, x) - maddubs(8, x). Lanes 0-3
+ * of the result belong to block b, 4-7 to block b+1. */
+static inline __m256 q4_pair(const mer_block_q4_0 *w, const mer_block_q8_0 *x) {
+    const __m256i m = _mm256_set1_epi8(15), e = _mm256_set1_epi8(8);
+    __m256i raw = _mm256_loadu2_m128i((const __m128i *)w[1].qs, (const __m128i *)w[0].qs);
+    __m256i lo = _mm256_and_si256(raw, m), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m);
+    __m256i xl = _mm256_loadu2_m128i((const __m128i *)x[1].qs, (const __m128i *)x[0].qs);
+    __m256i xh = _mm256_loadu2_m128i((const __m128i *)(x[1].qs + 16), (const __m128i *)(x[0].qs + 16));
+    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh));
+    __m256i sx = _mm256_add_epi16(_mm256_maddubs_epi16(e, xl), _mm256_maddubs_epi16(e, xh));
+    __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_sub_epi16(p, sx), _mm256_set1_epi16(1)));
+    __m256 d = _mm256_set_m128(_mm_set1_ps(h2f(w[1].d) * h2f(x[1].d)), _mm_set1_ps(h2f(w[0].d) * h2f(x[0].d)));
+    return _mm256_mul_ps(d, f);
 }
 
 static float a2_dot_q4_0(const mer_block_q4_0 *w, const mer_block_q8_0 *x, int nb) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
     int b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m256 p0 = i8dot32(q4_unpack(w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
-        __m256 p1 = i8dot32(q4_unpack(w[b + 1].qs), _mm256_loadu_si256((const __m256i *)x[b + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(mer_fp16_to_fp32(w[b].d) * mer_fp16_to_fp32(x[b].d)), p0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(mer_fp16_to_fp32(w[b + 1].d) * mer_fp16_to_fp32(x[b + 1].d)), p1, acc1);
+    for (; b + 4 <= nb; b += 4) {
+        acc0 = _mm256_add_ps(acc0, q4_pair(w + b, x + b));
+        acc1 = _mm256_add_ps(acc1, q4_pair(w + b + 2, x + b + 2));
     }
-    if (b < nb) {
-        __m256 p0 = i8dot32(q4_unpack(w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(mer_fp16_to_fp32(w[b].d) * mer_fp16_to_fp32(x[b].d)), p0, acc0);
+    for (; b < nb; b++) {
+        __m256i p0 = i8dot32(Q4_LOAD(b), _mm256_loadu_si256((const __m256i *)x[b].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(x[b].d)), _mm256_cvtepi32_ps(p0), acc0);
     }
     return hsum8(_mm256_add_ps(acc0, acc1));
 }
