@@ -136,6 +136,78 @@ done:
     return worst;
 }
 
+/* The conv feature extractor on a clip long enough for the kernels to work in several tiles (the conv
+ * reads its input tile by tile) against a direct float64 evaluation of the same layers. */
+static void check_long_clip(const mer_hubert *m) {
+    const mer_hubert_hparams *hp = &m->hp;
+    const long S = 600000;
+    const int T = mer_hubert_n_frames(hp, S), C = hp->conv_dim[hp->n_conv - 1];
+    mer_err err = {0};
+    mer_threadpool *pool = NULL;
+    mer_cpu_ctx *c = NULL;
+    mer_hubert_ctx *x = NULL;
+    float *in = malloc((size_t)S * sizeof(float)), *feat = malloc((size_t)T * C * sizeof(float));
+    uint64_t r = 88172645463325252ull;
+    for (long i = 0; i < S; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        in[i] = (float)((double)(r >> 11) / 9007199254740992.0 * 2 - 1);
+    }
+    CHECK(mer_threadpool_init(2, &pool, &err) == MER_OK);
+    CHECK(mer_cpu_ctx_init(pool, MER_ISA_AUTO, &c, &err) == MER_OK);
+    CHECK(mer_hubert_ctx_init(m, c, S, &x, &err) == MER_OK);
+    mer_hubert_out o = {.extract_features = feat};
+    CHECK(x && mer_hubert_encode(x, in, S, &o, NULL, &err) == MER_OK);
+    /* float64 reference: [C][L] layout, conv + bias, layer norm over channels (eps 1e-5), exact GELU */
+    double *cur = malloc((size_t)S * sizeof(double)), *nxt = NULL;
+    for (long i = 0; i < S; i++) cur[i] = in[i];
+    long l = S;
+    int cin = 1;
+    for (int li = 0; li < hp->n_conv; li++) {
+        const int Co = hp->conv_dim[li], k = hp->conv_kernel[li], st = hp->conv_stride[li];
+        const long lo = (l - k) / st + 1;
+        nxt = malloc((size_t)Co * lo * sizeof(double));
+        for (int co = 0; co < Co; co++)
+            for (long p = 0; p < lo; p++) {
+                double a = m->conv_b[li] ? m->conv_b[li][co] : 0;
+                for (int ci = 0; ci < cin; ci++)
+                    for (int kk = 0; kk < k; kk++)
+                        a += (double)m->conv_w[li][((size_t)co * cin + ci) * k + kk] * cur[(size_t)ci * l + p * st + kk];
+                nxt[(size_t)co * lo + p] = a;
+            }
+        for (long p = 0; p < lo; p++) {
+            double mu = 0, var = 0;
+            for (int co = 0; co < Co; co++) mu += nxt[(size_t)co * lo + p];
+            mu /= Co;
+            for (int co = 0; co < Co; co++) var += (nxt[(size_t)co * lo + p] - mu) * (nxt[(size_t)co * lo + p] - mu);
+            var /= Co;
+            for (int co = 0; co < Co; co++) {
+                double v = (nxt[(size_t)co * lo + p] - mu) / sqrt(var + 1e-5) * m->conv_ln_w[li][co] + m->conv_ln_b[li][co];
+                nxt[(size_t)co * lo + p] = 0.5 * v * (1 + erf(v / sqrt(2.0)));
+            }
+        }
+        free(cur);
+        cur = nxt;
+        l = lo;
+        cin = Co;
+    }
+    double me = 0, mr = 0;
+    for (long t = 0; t < T && l == T; t++)
+        for (int co = 0; co < C; co++) {
+            double ref = cur[(size_t)co * T + t], d = fabs(feat[(size_t)t * C + co] - ref);
+            if (d > me || d != d) me = d;
+            if (fabs(ref) > mr) mr = fabs(ref);
+        }
+    CHECK_EQ_INT(l, T);
+    printf("hubert_tiny conv stack on %ld samples (%d frames): rel err %.3g vs float64\n", S, T, me / mr);
+    CHECK_MSG(me / mr <= 1e-4, "long clip extract_features rel err %.3g", me / mr);
+    free(cur);
+    free(in);
+    free(feat);
+    mer_hubert_ctx_free(x);
+    mer_cpu_ctx_free(c);
+    mer_threadpool_free(pool);
+}
+
 static void check_broken(void) {
     mer_err err = {0};
     mer_weights *w = NULL;
@@ -195,6 +267,7 @@ static void run(void) {
         double e2 = check_model(m, ex, 2, "safetensors 2 threads");
         printf("hubert_tiny safetensors: worst rel err %.3g (1 thread), %.3g (2 threads)\n", e1, e2);
         CHECK(e1 == e2);
+        check_long_clip(m);
         mer_hubert_free(m);
     } else {
         printf("FAIL %s\n", err.msg);
