@@ -7,6 +7,7 @@
  * context, a missing tokenizer). */
 #include "test.h"
 
+#include "io/safetensors.h"
 #include "io/weights.h"
 #include "mer.h"
 #include "models/tokenizer.h"
@@ -361,14 +362,94 @@ static void lora_paths(void) {
     mer_weights_close(el.w);
 }
 
-// --- errors ------------------------------------------------------------------------------------------
-
 static int write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
     fputs(text, f);
     return fclose(f);
 }
+
+/* Rewrites the fixture adapter's names (prefix and PEFT adapter name) into a new safetensors file;
+ * `extra` adds one more tensor (a copy of the first A) under that name. Returns 0 on success. */
+static int renamed_adapter(const char *out, const char *prefix, const char *adapter, const char *extra) {
+    mer_weights *w = NULL;
+    mer_err err = {0};
+    if (mer_weights_open(QLORA "/adapter_model.safetensors", &w, &err)) return -1;
+    size_t n = w->n_tensors + 1;
+    mer_st_tensor *t = calloc(n, sizeof *t);
+    char (*names)[192] = calloc(n, sizeof *names);
+    size_t k = 0;
+    for (size_t i = 0; i < w->n_tensors; i++) {
+        const mer_wtensor *x = &w->tensors[i];
+        const char *rest = strstr(x->name, "model.layers.");
+        const char *ab = strstr(x->name, ".lora_");
+        if (!rest || !ab) continue;
+        snprintf(names[k], sizeof names[k], "%s%.*s.lora_%c%s%s.weight", prefix, (int)(ab - rest), rest, ab[6],
+                 adapter ? "." : "", adapter ? adapter : "");
+        t[k] = (mer_st_tensor){names[k], x->dtype, x->n_dims, x->shape, x->data, x->n_bytes};
+        k++;
+    }
+    if (extra && k) {
+        snprintf(names[k], sizeof names[k], "%s", extra);
+        t[k] = t[0];
+        t[k].name = names[k];
+        k++;
+    }
+    int rc = mer__safetensors_write(out, t, k, NULL, 0, &err) ? -1 : 0;
+    free(t);
+    free(names);
+    mer_weights_close(w);
+    return rc;
+}
+
+static void lora_names(void) {
+    expected el;
+    if (load_expected(QLORA "/expected.safetensors", &el)) return;
+    char dir[160], f[200], cfg[200];
+    snprintf(dir, sizeof dir, "%s/adapter", tmpdir());
+    mkdir(dir, 0700);
+    snprintf(cfg, sizeof cfg, "%s/adapter_config.json", dir);
+    CHECK(write_file(cfg, "{\"r\": 4, \"lora_alpha\": 8}") == 0);
+    /* AffectGPT's prefix with PEFT's in-memory adapter name */
+    snprintf(f, sizeof f, "%s/a.safetensors", dir);
+    if (!renamed_adapter(f, "llama_model.base_model.model.", "default", NULL)) {
+        mer_qwen2 *m = load(QDIR, NULL, f, 0);
+        parity("lora llama_model.* .default names", m, &el, 1e-4, 1);
+        mer_qwen2_free(m);
+    } else CHECK(0);
+    /* a LoRA on a module the decoder has none for */
+    mer_qwen2_params p = mer_qwen2_default_params();
+    mer_qwen2 *m = NULL;
+    mer_err err = {0};
+    p.lora_path = f;
+    if (!renamed_adapter(f, "base_model.model.", NULL, "base_model.model.lm_head.lora_A.weight")) {
+        CHECK_EQ_INT(mer_qwen2_load(QDIR, &p, &m, &err), MER_E_UNSUPPORTED);
+        CHECK_MSG(strstr(err.msg, "lm_head.lora_A.weight") != NULL, "message: %s", err.msg);
+    } else CHECK(0);
+    /* the same matrix twice (two adapter names) */
+    if (!renamed_adapter(f, "base_model.model.", "default",
+                         "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight")) {
+        CHECK_EQ_INT(mer_qwen2_load(QDIR, &p, &m, &err), MER_E_FORMAT);
+    } else CHECK(0);
+    /* a layer the model does not have */
+    if (!renamed_adapter(f, "base_model.model.", NULL, "base_model.model.model.layers.7.mlp.up_proj.lora_A.weight")) {
+        CHECK_EQ_INT(mer_qwen2_load(QDIR, &p, &m, &err), MER_E_SHAPE);
+    } else CHECK(0);
+    /* the scale: adapter_config.json without lora_alpha, none at all, or given */
+    if (!renamed_adapter(f, "base_model.model.", NULL, NULL)) {
+        CHECK(write_file(cfg, "{\"r\": 4}") == 0);
+        CHECK_EQ_INT(mer_qwen2_load(QDIR, &p, &m, &err), MER_E_NOTFOUND);
+        unlink(cfg);
+        CHECK_EQ_INT(mer_qwen2_load(QDIR, &p, &m, &err), MER_E_NOTFOUND);
+        CHECK_MSG(strstr(err.msg, "adapter_config.json") != NULL, "message: %s", err.msg);
+        p.lora_scale = 2.0; /* given: no config needed */
+        CHECK_EQ_INT(mer_qwen2_load(QDIR, &p, &m, &err), MER_OK);
+        mer_qwen2_free(m);
+    } else CHECK(0);
+    mer_weights_close(el.w);
+}
+
+// --- errors ------------------------------------------------------------------------------------------
 
 static char *read_text(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -706,13 +787,17 @@ static void sampler_tests(void) {
     static double ref[V];
     static float got[V];
     for (int i = 0; i < V; i++) logits[i] = (float)(rnd() * 12.0 - 6.0);
+    /* ties at the top: top-k keeps every token equal to the k-th largest (torch.topk threshold) */
+    logits[10] = logits[20] = logits[30] = 7.0f;
+    logits[40] = 7.5f;
     int32_t hist[40];
     for (int i = 0; i < 40; i++) hist[i] = (int32_t)(rnd() * V);
     hist[39] = hist[0]; /* a repeat: penalised once */
     static const struct { double rep, temp; int k; double p, minp; } C[] = {
         {1.0, 0, 0, 1, 0},      {1.3, 0, 0, 1, 0},     {1.0, 0.7, 0, 1, 0},   {1.0, 1.0, 20, 1, 0},
         {1.0, 1.0, 0, 0.9, 0},  {1.05, 0.7, 20, 0.8, 0}, {1.2, 0.5, 0, 0.95, 0.05}, {1.0, 2.0, 1, 1, 0},
-        {1.0, 1.0, 0, 1, 0.2},  {0.8, 1.3, 500, 0.5, 0}, {1.0, 1.0, V + 5, 0.999, 0},
+        {1.0, 1.0, 0, 1, 0.2},  {0.8, 1.3, 500, 0.5, 0}, {1.0, 1.0, V + 5, 0.999, 0}, {1.0, 1.0, 2, 1, 0},
+        {1.0, 1.0, 3, 1, 0},
     };
     for (size_t c = 0; c < sizeof C / sizeof C[0]; c++) {
         mer_sampler_params sp = mer_sampler_default_params();
@@ -857,6 +942,7 @@ static void run(void) {
     mer_qwen2_free(m);
     conversions(&e);
     lora_paths();
+    lora_names();
     gguf_paths(&e, &et);
     sampler_tests();
     errors();
