@@ -16,15 +16,14 @@ them in float32 eval mode:
 
 Usage: ref_encoders.py THREADS REPEATS N_CLIPS. Prints one line
   "REF clip_wall_ms=.. clip_cpu_ms=.. hubert_wall_ms=.. hubert_cpu_ms=.." per image / per clip: the
-best of REPEATS runs after one warm-up run, wall time and this process' CPU time (all threads)."""
+best of REPEATS runs after one warm-up run, wall time and this process' CPU time (all threads).
+The modules are also imported by scripts/make_features_fixtures.py, which checks them against HF
+transformers' outputs on the tiny fixtures before using them as a reference."""
 import sys, time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-threads, repeats, n_clips = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-torch.set_num_threads(threads)
-torch.manual_seed(0)
 
 
 class Block(nn.Module):
@@ -60,13 +59,18 @@ class ClipVision(nn.Module):
         self.blocks = nn.ModuleList(Block(d, heads, ff, quick_gelu) for _ in range(layers))
         self.proj = nn.Linear(d, proj, bias=False)
 
-    def forward(self, px):
+    def hidden(self, px):
         x = self.patch(px).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls.expand(x.shape[0], 1, -1), x], 1) + self.pos
         x = self.pre(x)
+        hs = [x]
         for b in self.blocks:
             x = b(x)
-        return self.proj(self.post(x[:, 0]))
+            hs.append(x)
+        return hs, self.proj(self.post(x[:, 0]))
+
+    def forward(self, px):
+        return self.hidden(px)[1]
 
 
 class ConvLN(nn.Module):
@@ -82,45 +86,59 @@ class Hubert(nn.Module):
     def __init__(self, d=1024, layers=24, heads=16, ff=4096, c=512, posk=128, posg=16):
         super().__init__()
         ks, ss = (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)
+        self.posk = posk
         self.convs = nn.ModuleList(ConvLN(1 if i == 0 else c, c, ks[i], ss[i]) for i in range(7))
         self.fp_ln, self.fp = nn.LayerNorm(c), nn.Linear(c, d)
         self.pos = nn.Conv1d(d, d, posk, padding=posk // 2, groups=posg)
         self.blocks = nn.ModuleList(Block(d, heads, ff, F.gelu) for _ in range(layers))
         self.ln = nn.LayerNorm(d)
 
-    def forward(self, wav):
+    def hidden(self, wav):
+        """extract_features, the hidden states (transformers 5: the last block's raw output last) and
+        last_hidden_state (its final layer norm)."""
         x = wav[:, None]
         for c in self.convs:
             x = c(x)
-        h = self.fp(self.fp_ln(x.transpose(1, 2)))
-        p = self.pos(h.transpose(1, 2))[:, :, :-1]
+        feat = x.transpose(1, 2)
+        h = self.fp(self.fp_ln(feat))
+        p = self.pos(h.transpose(1, 2))
+        if self.posk % 2 == 0:
+            p = p[:, :, :-1]
         h = h + F.gelu(p).transpose(1, 2)
         hs = [h]
         for b in self.blocks:
             h = b(h)
             hs.append(h)
-        hs[-1] = self.ln(h)
-        return torch.stack(hs[-4:]).mean(0).mean(1)
+        return feat, hs, self.ln(h)
+
+    def forward(self, wav):  # the AffectGPT feature (transformers 4's list: the last entry layer-normed)
+        _, hs, last = self.hidden(wav)
+        return torch.stack(hs[-4:-1] + [last]).mean(0).mean(1)
 
 
-def best_ms(f, n):
-    f()
-    wall, cpu = [], []
-    for _ in range(n):
-        t0, c0 = time.perf_counter(), time.process_time()
+if __name__ == "__main__":
+    threads, repeats, n_clips = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+
+    def best_ms(f, n):
         f()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return min(wall) * 1000, min(cpu) * 1000
+        wall, cpu = [], []
+        for _ in range(n):
+            t0, c0 = time.perf_counter(), time.process_time()
+            f()
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        return min(wall) * 1000, min(cpu) * 1000
 
 
-with torch.no_grad():
-    clip = ClipVision().eval()
-    px = torch.randn(1, 3, 224, 224)
-    cw, cc = best_ms(lambda: clip(px), repeats)
-    del clip
-    hub = Hubert().eval()
-    wav = torch.randn(n_clips, 32000)
-    hw, hc = best_ms(lambda: hub(wav), repeats)
-print(f"REF clip_wall_ms={cw:.1f} clip_cpu_ms={cc:.1f} hubert_wall_ms={hw / n_clips:.1f} "
-      f"hubert_cpu_ms={hc / n_clips:.1f} torch={torch.__version__} threads={threads}")
+    with torch.no_grad():
+        clip = ClipVision().eval()
+        px = torch.randn(1, 3, 224, 224)
+        cw, cc = best_ms(lambda: clip(px), repeats)
+        del clip
+        hub = Hubert().eval()
+        wav = torch.randn(n_clips, 32000)
+        hw, hc = best_ms(lambda: hub(wav), repeats)
+    print(f"REF clip_wall_ms={cw:.1f} clip_cpu_ms={cc:.1f} hubert_wall_ms={hw / n_clips:.1f} "
+          f"hubert_cpu_ms={hc / n_clips:.1f} torch={torch.__version__} threads={threads}")

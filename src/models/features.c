@@ -11,6 +11,7 @@
 #include <string.h>
 
 #define N_FACES 8
+#define FACE_SIZE 224
 #define N_CLIPS 8
 #define CLIP_SEC 2
 #define SR 16000
@@ -172,7 +173,9 @@ mer_status mer_encoders_faces(mer_encoders *e, const char *npy_path, float *out,
                        a.descr, a.n_dims);
         goto done;
     }
-    const int H = (int)a.shape[1], W = (int)a.shape[2], S = e->clip->hp.image_size;
+    /* cv2.resize(face, (224, 224)) as AffectGPT does, then the CLIP processor (a no-op resize for a
+     * 224-pixel model) */
+    const int H = (int)a.shape[1], W = (int)a.shape[2], S = FACE_SIZE;
     const size_t fsz = (size_t)H * W * 3;
     long idx[N_FACES];
     mer_frame_indices((long)a.shape[0], N_FACES, idx);
