@@ -680,8 +680,8 @@ mer_status mer_encoders_images(mer_encoders *e, const char *const *paths, int n,
 mer_status mer_encoders_frames(mer_encoders *e, const uint8_t *const *imgs, int w, int h, int n, float *out,
                                mer_err *err);
 /* AffectGPT's face input: an OpenFace .npy of uint8 [n, H, W, 3] BGR crops; 8 of them at
- * floor(i * n / 8) (repeating the last when n < 8), each cv2.resize'd to the model's size (bilinear),
- * BGR kept unless rgb_faces: out [8][visual_dim]. */
+ * floor(i * n / 8) (repeating the last when n < 8), each cv2.resize'd to 224 x 224 (bilinear) as
+ * AffectGPT does, then through the CLIP processor; BGR kept unless rgb_faces: out [8][visual_dim]. */
 mer_status mer_encoders_faces(mer_encoders *e, const char *npy_path, float *out, mer_err *err);
 /* Audio features of a 16 kHz mono waveform: 8 clips of 2 s (start_i = i * max(D - 2, 0) / 7 s,
  * zero-padded), normalised, through HuBERT: out [8][audio_dim]. */
