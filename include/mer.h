@@ -562,6 +562,55 @@ mer_status mer_video_read(mer_video *v, const int64_t *idx, size_t n, int out_w,
  * int (i.e. floor(i * n_frames / k)), padded to n by repeating the last. n_frames >= 1, n >= 1. */
 void mer_video_sample_indices(int64_t n_frames, int n, int64_t *idx);
 
+// --- faces over a video: `mer run` and `mer faces` ------------------------------------------------------
+
+/* One sampled frame: every face found, the expression probabilities of each, and which one is the
+ * followed (main) face. */
+typedef struct mer_face_frame {
+    int64_t index;  /* frame number in the video */
+    double time;    /* seconds (index / fps) */
+    mer_face_box *boxes;                 /* [n_boxes], descending score */
+    float (*probs)[MER_FACE_N_EXPR];     /* [n_boxes] expression probabilities of each face */
+    size_t n_boxes;
+    int main;       /* the followed face in boxes[], or -1 (set by mer_face_summarize) */
+} mer_face_frame;
+
+/* What `mer run` reports. All memory is owned by the report (mer_face_report_free). */
+typedef struct mer_face_report {
+    mer_face_frame *frames;
+    size_t n_frames;
+    size_t n_with_face;              /* frames where the main face is seen */
+    float mean[MER_FACE_N_EXPR];     /* mean probabilities of the main face over those frames */
+    char *labels;       /* Track2 open-vocabulary label set, e.g. "[happy, surprised]"; "[]" for none */
+    char *description;  /* one paragraph: which expressions, when, how confident ("no face found") */
+} mer_face_report;
+
+/* Follows the main face: detections of consecutive sampled frames are linked into tracks (each box to
+ * the unclaimed box of the previous frame with the highest IoU, if >= 0.3); the main track is the one seen
+ * in the most frames (ties: larger mean box area, then earlier start). Per frame, main_out[i] is that
+ * track's box, or when the track is absent the frame's largest box, or -1 for a frame without faces. */
+void mer_face_track_main(const mer_face_frame *frames, size_t n_frames, int *main_out);
+
+/* Fills r->frames[*].main (mer_face_track_main), r->n_with_face, r->mean, r->labels, r->description
+ * from the frames' boxes and probabilities. Label rule: an expression other than neutral is reported
+ * when the main face shows it as its most probable expression with probability >= 0.5 in at least one
+ * frame, or when its mean probability over the frames with the face is >= 0.3; labels appear in the order
+ * of the first frame that shows them. Neutral is never a label (it is not in the emotion wheels: the
+ * Track2 metric would score it as nothing), so a neutral-only video gives "[]". */
+mer_status mer_face_summarize(mer_face_report *r, mer_err *err);
+void mer_face_report_free(mer_face_report *r);
+
+/* Samples n frames of the video at `path` (mer_video_sample_indices), detects the faces and their
+ * expressions in each, and summarises (mer_face_summarize). Returns MER_OK and *out (free with
+ * mer_face_report_free); a video without faces is a valid report with n_with_face == 0. Needs MER_MEDIA. */
+mer_status mer_face_run_video(mer_face *f, const char *path, int n, mer_face_report **out, mer_err *err);
+
+/* Writes the main face of every sampled frame that has one as OpenFace-style crops (mer_face_crop_bgr,
+ * size x size, BGR) to a numpy file out_npy: uint8 [n_faces, size, size, 3]. *n_written gets n_faces
+ * (0 writes an empty [0, size, size, 3] array). Needs MER_MEDIA. */
+mer_status mer_face_write_crops(mer_face *f, const char *path, int n, int size, const char *out_npy,
+                                size_t *n_written, mer_err *err);
+
 // --- dataset jobs: OV-label extraction (mer extract) -------------------------------------------------
 
 /* Counts of a resumable dataset job (infer, extract). */

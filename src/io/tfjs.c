@@ -114,7 +114,7 @@ static mer_status parse_entry(const cJSON *j, const char *where, tfjs_entry *e, 
 static void convert(const tfjs_entry *e, const uint8_t *src, uint8_t *dst) {
     for (size_t i = 0; i < e->n_elems; i++) {
         if (e->out == MER_DTYPE_BOOL) {
-            dst[i] = src[i] != 0;
+            dst[i] = src[i]; /* the byte as stored, as tfjs keeps it */
             continue;
         }
         double v;
@@ -122,7 +122,7 @@ static void convert(const tfjs_entry *e, const uint8_t *src, uint8_t *dst) {
             unsigned q = e->q == 1 ? src[i] : (unsigned)(src[2 * i] | src[2 * i + 1] << 8);
             v = (double)q * e->qscale + e->qmin;
             if (e->out == MER_DTYPE_I32) {
-                v = round(v);
+                v = floor(v + 0.5); /* Math.round */
                 int32_t iv = v > 2147483647.0 ? INT32_MAX : v < -2147483648.0 ? INT32_MIN : (int32_t)v;
                 memcpy(dst + 4 * i, &iv, 4);
                 continue;
