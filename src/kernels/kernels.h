@@ -17,8 +17,8 @@
  *
  * Determinism. Work is split so that each output element is computed by exactly one thread, with an
  * operation order that does not depend on how many threads there are: for a given ISA, results are
- * bit-identical for 1, 2 or N threads. Different ISAs round differently (within float tolerance; the
- * AVX-512 BF16 path also rounds x to bf16 for bf16 weights, as llama.cpp does).
+ * bit-identical for 1, 2 or N threads. Different ISAs round differently (within float tolerance; on
+ * CPUs with AVX512_BF16 the dot-product path for bf16 weights also rounds x to bf16, as llama.cpp does).
  *
  * Precondition violations (NULL pointers, impossible sizes, an unsupported weight dtype) are programmer
  * errors and trip MER_ASSERT; models validate shapes when they load. Everything here is thread-safe
@@ -36,7 +36,7 @@ typedef enum mer_cpu_isa {
     MER_ISA_AUTO = -1,   /* the best the CPU supports */
     MER_ISA_GENERIC = 0, /* portable C, the reference */
     MER_ISA_AVX2 = 1,    /* AVX2 + FMA + F16C */
-    MER_ISA_AVX512 = 2,  /* AVX-512 F/BW/VL/DQ (+ VNNI, + BF16 when present) */
+    MER_ISA_AVX512 = 2,  /* AVX-512 F/BW/VL/DQ + VNNI (+ BF16 dots when the CPU has AVX512_BF16) */
 } mer_cpu_isa;
 
 /* The best ISA this CPU runs that this build contains. */

@@ -6,10 +6,10 @@
 #include "kernels/kernels.h"
 
 extern const mer_kernels mer__kernels_generic;
-/* 1 when this build has the x86 SIMD variants (kernels_avx2.c, kernels_avx512.c). */
+/* 1 when this build has the x86 SIMD variants (kernels_avx2.c; kernels_avx512.c). */
 #if defined(__x86_64__)
 #define MER_KERNELS_X86 1
-#define MER_KERNELS_AVX512 0
+#define MER_KERNELS_AVX512 1
 #else
 #define MER_KERNELS_X86 0
 #define MER_KERNELS_AVX512 0
