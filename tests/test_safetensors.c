@@ -356,7 +356,26 @@ static void test_bad_inputs(void) {
             !strstr(cases[i].needle, "metadata") && !strstr(cases[i].needle, "twice"))
             CHECK_MSG(strstr(err.msg, "offset") != NULL, "case %zu: message '%s' gives an offset", i, err.msg);
     }
-    /* A file that lies about its header length by one byte still parses only if the JSON is complete. */
+    /* A header of 123 bytes: the file starts with 0x7b, '{', and is still a safetensors file. */
+    {
+        char hdr[124];
+        const char *j = "{\"t\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}";
+        memset(hdr, ' ', sizeof hdr);
+        memcpy(hdr, j, strlen(j));
+        unsigned char file[8 + 123 + 2] = {123};
+        memcpy(file + 8, hdr, 123);
+        file[131] = 7;
+        file[132] = 9;
+        put("build-tmp-test-st-7b.safetensors", file, sizeof file);
+        mer_weights *w7 = NULL;
+        mer_err e7 = {0};
+        mer_status st7 = mer_weights_open("build-tmp-test-st-7b.safetensors", &w7, &e7);
+        CHECK_MSG(st7 == MER_OK, "header length 123: %s", e7.msg);
+        const mer_wtensor *t7 = w7 ? mer_weights_find(w7, "t") : NULL;
+        CHECK(t7 && t7->n_bytes == 2 && ((const unsigned char *)t7->data)[1] == 9);
+        mer_weights_close(w7);
+        remove("build-tmp-test-st-7b.safetensors");
+    }
     mer_err err = {0};
     mer_weights *w = NULL;
     CHECK_EQ_INT(mer_weights_open(DIR "/missing.safetensors", &w, &err), MER_E_IO);

@@ -274,10 +274,16 @@ static mer_status open_file(const char *path, mer_weights **out, mer_err *err) {
     fclose(f);
     if (n >= 4 && !memcmp(head, "GGUF", 4)) return mer__gguf_open(path, out, err);
     if (n >= 4 && !memcmp(head, "PK\x03\x04", 4)) return mer__torch_open(path, out, err);
+    /* safetensors first: its 8-byte length may itself start with '{' (0x7b); a JSON text read as a
+     * little-endian length is far beyond any file size */
+    if (n >= 9 && head[8] == '{') {
+        uint64_t hlen = 0;
+        for (int k = 7; k >= 0; k--) hlen = hlen << 8 | head[k];
+        if (hlen < ((uint64_t)1 << 48)) return mer__safetensors_open(path, out, err);
+    }
     size_t i = 0;
     while (i < n && (head[i] == ' ' || head[i] == '\t' || head[i] == '\n' || head[i] == '\r')) i++;
     if (i < n && head[i] == '{') return mer__safetensors_open_index(path, out, err);
-    if (n >= 9 && head[8] == '{') return mer__safetensors_open(path, out, err);
     if (n >= 2 && head[0] == 0x80 && head[1] <= 5)
         return mer__errf(err, MER_E_UNSUPPORTED,
                          "%s: a legacy (pre-zip) PyTorch pickle checkpoint; re-save it with torch.save in the zip "
