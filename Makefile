@@ -66,8 +66,8 @@ $(BUILD)/mer: $(TOOLS:%.c=$(BUILD)/obj/%.o) $(BUILD)/libmer.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libmer.a
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/libmer.a -o $@ $(LDLIBS)
+	@mkdir -p $(dir $@) $(BUILD)/test-tmp
+	$(CC) $(CPPFLAGS) -DMER_TEST_TMP='"$(BUILD)/test-tmp"' $(CFLAGS) $< $(BUILD)/libmer.a -o $@ $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libmer.a
 	@mkdir -p $(dir $@)

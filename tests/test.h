@@ -16,6 +16,11 @@ static int t_pass, t_fail;
 #define CHECK_EQ_INT(a, b) CHECK_MSG((long long)(a) == (long long)(b), "%s == %s (%lld vs %lld)", #a, #b, (long long)(a), (long long)(b))
 #define CHECK_STR(a, b) CHECK_MSG(strcmp((a), (b)) == 0, "%s == %s (\"%s\" vs \"%s\")", #a, #b, (a), (b))
 #define CHECK_NEAR(a, b, tol) CHECK_MSG(fabs((double)(a) - (double)(b)) <= (tol), "%s ~ %s (%.9g vs %.9g, tol %g)", #a, #b, (double)(a), (double)(b), (double)(tol))
+/* Scratch directory of this build's tests (the Makefile passes BUILD/test-tmp), so that test runs of
+ * several builds do not collide. */
+#ifndef MER_TEST_TMP
+#define MER_TEST_TMP "build/test-tmp"
+#endif
 /* Directory of committed fixtures, relative to the repository root where tests run. */
 #define FIXTURES "tests/fixtures"
 static void run(void);

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #define PY "/usr/bin/python3"
-#define T "build-test-tmp/audio"
+#define T MER_TEST_TMP "/audio"
 
 static float *read_f32(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #define PY "/usr/bin/python3"
-#define TMP "build-test-tmp/cli"
+#define TMP MER_TEST_TMP "/cli"
 
 static char mer[512];
 

@@ -180,8 +180,8 @@ static void test_split(const mer_wheels *w) {
 }
 
 static void test_bad_files(void) {
-    const char *dir = "build-test-tmp";
-    (void)!system("mkdir -p build-test-tmp");
+    const char *dir = MER_TEST_TMP;
+    (void)!system("mkdir -p " MER_TEST_TMP);
     struct { const char *name, *content, *want; mer_status st; } cases[] = {
         {"nocol.csv", "name,labels\na,[happy]\n", "missing column 'openset'", MER_E_FORMAT},
         {"quote.csv", "name,openset\na,\"[happy]\nb,[sad]\n", ":2: unbalanced quote", MER_E_FORMAT},
@@ -206,9 +206,9 @@ static void test_bad_files(void) {
     }
     mer_label_table t = {0};
     mer_err err = {0};
-    CHECK(mer_label_table_read("build-test-tmp/does-not-exist.csv", "openset", &t, &err) == MER_E_IO);
+    CHECK(mer_label_table_read(MER_TEST_TMP "/does-not-exist.csv", "openset", &t, &err) == MER_E_IO);
     mer_wheels *w = NULL;
-    CHECK(mer_wheels_load("build-test-tmp", &w, &err) == MER_E_IO && w == NULL);
+    CHECK(mer_wheels_load(MER_TEST_TMP, &w, &err) == MER_E_IO && w == NULL);
     CHECK(strstr(err.msg, "wheel1.csv") != NULL);
 }
 

@@ -9,7 +9,7 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 
-#define T "build-test-tmp/extract"
+#define T MER_TEST_TMP "/extract"
 
 static void run(void) {
     FILE *f = fopen(FIXTURES "/pipeline/extract_expected.json", "rb");

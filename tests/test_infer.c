@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define D "build-test-tmp/infer"
+#define D MER_TEST_TMP "/infer"
 #define AG FIXTURES "/models/affectgpt_tiny"
 
 static char mer[512];

@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define T "build-test-tmp/job"
+#define T MER_TEST_TMP "/job"
 #define N 60
 
 static char names_buf[N][32];

@@ -8,7 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define DB "build-test-tmp/store.db"
+#define DB MER_TEST_TMP "/store.db"
 
 static int collect(void *ud, const char *name, int ok, const char *text, const char *error, double s) {
     char *buf = ud;
@@ -19,7 +19,7 @@ static int collect(void *ud, const char *name, int ok, const char *text, const c
 }
 
 static void run(void) {
-    (void)!system("mkdir -p build-test-tmp && rm -f " DB " " DB "-wal " DB "-shm");
+    (void)!system("mkdir -p " MER_TEST_TMP " && rm -f " DB " " DB "-wal " DB "-shm");
     mer_store *s = NULL;
     mer_err err = {0};
     CHECK(mer__store_open(DB, "{\"task\":\"ov\"}", &s, &err) == MER_OK);
@@ -73,9 +73,9 @@ static void run(void) {
     CHECK(mer__store_open(DB, "other", &s, &err) == MER_E_ARG);
     CHECK(s == NULL && strstr(err.msg, DB) != NULL);
     /* a file that is not a database */
-    FILE *f = fopen("build-test-tmp/notdb.db", "wb");
+    FILE *f = fopen(MER_TEST_TMP "/notdb.db", "wb");
     fputs("this is not sqlite, just text that is long enough to look like a header.......", f);
     fclose(f);
-    CHECK(mer__store_open("build-test-tmp/notdb.db", "cfg", &s, &err) != MER_OK);
+    CHECK(mer__store_open(MER_TEST_TMP "/notdb.db", "cfg", &s, &err) != MER_OK);
     CHECK(strstr(err.msg, "notdb.db") != NULL);
 }

@@ -555,7 +555,7 @@ static void check_cli(void) {
     CHECK_EQ_INT(sh(cmd, out, sizeof out), 0);
     CHECK_STR(out, "ied 4 \302\275 months");
     /* errors: one line, exit 2 */
-    snprintf(cmd, sizeof cmd, "echo hi | %s tokenize --tokenizer build-test-tmp/no-such-tokenizer.json", mer);
+    snprintf(cmd, sizeof cmd, "echo hi | %s tokenize --tokenizer " MER_TEST_TMP "/no-such-tokenizer.json", mer);
     CHECK_EQ_INT(sh(cmd, out, sizeof out), 2);
     CHECK(strstr(out, "no-such-tokenizer.json") != NULL && strchr(out, '\n') == out + strlen(out) - 1);
     snprintf(cmd, sizeof cmd, "echo hi | %s tokenize --tokenizer " FIXTURES "/tokenizer/ref_extra.txt", mer);
