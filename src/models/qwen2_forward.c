@@ -123,6 +123,10 @@ static void proj(mer_qwen2_ctx *c, const mer__qwen2_layer *ly, int p, float *y, 
     mer_cpu_scale(c->cpu, c->lo_t, c->lo_t, c->m->lora_scale, (size_t)n * (size_t)lp->r);
     mer_cpu_matmul(c->cpu, c->lo_y, (size_t)w->n_out, c->lo_t, (size_t)lp->r, lp->b, MER_DTYPE_F32, NULL, n, lp->r,
                    w->n_out);
+    if (ldy == (size_t)w->n_out) {
+        mer_cpu_add(c->cpu, y, y, c->lo_y, (size_t)n * ldy);
+        return;
+    }
     for (int t = 0; t < n; t++)
         mer_cpu_add(c->cpu, y + (size_t)t * ldy, y + (size_t)t * ldy, c->lo_y + (size_t)t * (size_t)w->n_out,
                     (size_t)w->n_out);
