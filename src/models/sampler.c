@@ -20,6 +20,7 @@ struct mer_sampler {
     float *scores;  /* [n_vocab] */
     sc_pair *pairs; /* [n_vocab] */
     float *heap;    /* [n_vocab] */
+    double *w;      /* [n_vocab] exp(score - max) of the draw */
     uint8_t *seen;  /* [n_vocab], all 0 between calls */
     uint64_t rng[4];
 };
@@ -81,8 +82,9 @@ mer_status mer_sampler_init(const mer_sampler_params *p, int n_vocab, mer_sample
     s->scores = malloc((size_t)n_vocab * sizeof *s->scores);
     s->pairs = malloc((size_t)n_vocab * sizeof *s->pairs);
     s->heap = malloc((size_t)n_vocab * sizeof *s->heap);
+    s->w = malloc((size_t)n_vocab * sizeof *s->w);
     s->seen = calloc((size_t)n_vocab, 1);
-    if (!s->scores || !s->pairs || !s->heap || !s->seen) {
+    if (!s->scores || !s->pairs || !s->heap || !s->w || !s->seen) {
         mer_sampler_free(s);
         return mer__errf(err, MER_E_NOMEM, "out of memory for a sampler of %d tokens", n_vocab);
     }
@@ -97,6 +99,7 @@ void mer_sampler_free(mer_sampler *s) {
     free(s->scores);
     free(s->pairs);
     free(s->heap);
+    free(s->w);
     free(s->seen);
     free(s);
 }
@@ -165,19 +168,47 @@ static size_t finite_pairs(mer_sampler *s, const float *sc, float *mx) {
     return n;
 }
 
+static int cmp_desc(const void *a, const void *b) { return cmp_asc(b, a); }
+
+/* HF sorts ascending and drops the tokens whose cumulative probability is <= 1 - top_p. Equivalently,
+ * walking down from the most probable, a token is kept while 1 - (mass before it) > 1 - top_p. Only the
+ * head of the distribution can be kept, so only tokens above a probability threshold are sorted: the
+ * threshold is lowered until the tokens above it hold at least top_p of the mass. */
 static void top_p(mer_sampler *s, float *sc) {
-    float mx;
-    size_t n = finite_pairs(s, sc, &mx);
-    if (n <= 1) return;
+    const int V = s->n_vocab;
+    float mx = -INFINITY;
+    size_t n_fin = 0;
+    for (int i = 0; i < V; i++)
+        if (sc[i] > -INFINITY) n_fin++, mx = sc[i] > mx ? sc[i] : mx;
+    if (n_fin <= 1) return;
     double z = 0;
-    for (size_t i = 0; i < n; i++) z += exp((double)s->pairs[i].s - (double)mx);
-    qsort(s->pairs, n, sizeof *s->pairs, cmp_asc);
-    double cum = 0, cut = 1.0 - s->p.top_p;
-    for (size_t i = 0; i + 1 < n; i++) { /* the largest is always kept */
-        cum += exp((double)s->pairs[i].s - (double)mx) / z;
-        if (cum <= cut) sc[s->pairs[i].i] = -INFINITY;
-        else break;
+    for (int i = 0; i < V; i++)
+        if (sc[i] > -INFINITY) z += exp((double)sc[i] - (double)mx);
+    size_t n = 0;
+    for (double t = 1.0 / 1024;; t /= 64) {
+        /* p_i >= t  <=>  s_i >= max + log(t z) */
+        double lim = t > 1e-300 ? (double)mx + log(t * z) : -INFINITY;
+        double mass = 0;
+        n = 0;
+        for (int i = 0; i < V; i++)
+            if (sc[i] > -INFINITY && (double)sc[i] >= lim) {
+                s->pairs[n].s = sc[i], s->pairs[n].i = i, n++;
+                mass += exp((double)sc[i] - (double)mx);
+            }
+        if (mass >= s->p.top_p * z || !(lim > -INFINITY)) break;
     }
+    qsort(s->pairs, n, sizeof *s->pairs, cmp_desc);
+    double before = 0, cut = 1.0 - s->p.top_p;
+    size_t keep = 1; /* the most probable is always kept */
+    before = exp((double)s->pairs[0].s - (double)mx);
+    for (; keep < n; keep++) {
+        if (1.0 - before / z <= cut) break;
+        before += exp((double)s->pairs[keep].s - (double)mx);
+    }
+    for (size_t k = 0; k < keep; k++) s->seen[s->pairs[k].i] = 1;
+    for (int i = 0; i < V; i++)
+        if (!s->seen[i]) sc[i] = -INFINITY;
+    for (size_t k = 0; k < keep; k++) s->seen[s->pairs[k].i] = 0;
 }
 
 static void min_p(mer_sampler *s, float *sc) {
@@ -214,16 +245,18 @@ int32_t mer_sampler_sample(mer_sampler *s, const float *logits, const int32_t *h
     mer_sampler_process(s, sc, hist, n_hist);
     int32_t best = argmax(sc, s->n_vocab);
     if (s->p.temperature <= 0) return best;
-    double mx = sc[best], z = 0;
-    for (int i = 0; i < s->n_vocab; i++)
-        if (sc[i] > -INFINITY) z += exp((double)sc[i] - mx);
+    double mx = sc[best], z = 0, *w = s->w;
+    for (int i = 0; i < s->n_vocab; i++) {
+        w[i] = sc[i] > -INFINITY ? exp((double)sc[i] - mx) : 0.0;
+        z += w[i];
+    }
     double u = uniform01(s->rng);
     if (!(z > 0) || !isfinite(z)) return best;
     double target = u * z, cum = 0;
     int32_t last = best;
     for (int i = 0; i < s->n_vocab; i++) {
-        if (!(sc[i] > -INFINITY)) continue;
-        cum += exp((double)sc[i] - mx);
+        if (w[i] == 0.0) continue;
+        cum += w[i];
         last = i;
         if (cum > target) return i;
     }
