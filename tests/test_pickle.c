@@ -183,6 +183,22 @@ static void run(void) {
     bytes_case("\x80\x02]q\x00h\x00" "a.", 9, MER_OK, "");
     bytes_case("\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01.", 14, MER_OK, "");
     {
+        /* one big list turned into a set again and again through memo references: the item budget
+           stops it (a quadratic blow-up in time and memory otherwise) */
+        mer_buf b = {0};
+        static const char head[] = "\x80\x02" "cbuiltins\nset\nq\x00]q\x01(";
+        mer__buf_append(&b, head, sizeof head - 1);
+        for (int i = 0; i < 20000; i++) mer__buf_putc(&b, 'N');
+        mer__buf_putc(&b, 'e');
+        for (int i = 0; i < 10000; i++) mer__buf_append(&b, "h\x00h\x01\x85R0", 7);
+        mer__buf_printf(&b, "N.");
+        mer_pickle p;
+        mer_err err = {0};
+        CHECK_EQ_INT(mer__pickle_load("blowup.pkl", (const uint8_t *)b.data, b.len, &p, &err), MER_E_RANGE);
+        CHECK_MSG(strstr(err.msg, "blowup.pkl") && strstr(err.msg, "REDUCE at offset"), "%s", err.msg);
+        mer__buf_free(&b);
+    }
+    {
         mer_pickle p;
         CHECK(mer__pickle_load("l.pkl", (const uint8_t *)"\x80\x02\x8a\x02\xff\x7f\x8a\x01\xff\x86.", 11, &p, NULL) == MER_OK);
         CHECK(p.root && p.root->n == 2 && p.root->items[0]->i == 32767 && p.root->items[1]->i == -1);

@@ -184,6 +184,12 @@ static void bad_inputs(void) {
     expect_err(d, n, MER_E_FORMAT, "holds 16 bytes", "storage member shorter than numel");
     free(d);
 
+    /* a dict that holds itself twice: 2^16 paths at the nesting limit; the visit budget stops it */
+    static const char cyc[] = "\x80\x02}q\x00(X\x01\x00\x00\x00" "a" "h\x00X\x01\x00\x00\x00" "b" "h\x00u.";
+    d = make_ckpt(cyc, sizeof cyc - 1, 4, &n);
+    expect_err(d, n, MER_E_FORMAT, "over and over", "self-referencing state dict");
+    free(d);
+
     /* corrupt storage data: CRC mismatch */
     size_t fn;
     uint8_t *f = slurp(IO_FIX "/affectgpt.pth", &fn);

@@ -90,20 +90,14 @@ fail:
     return st;
 }
 
-/* The i-th string of a 1-D unicode array, or of a 1-D object array of str. */
-static mer_status elem_str(const char *path, const char *key, const mer_npy *a, const mer_pickle *pk, size_t i, char **out,
-                           mer_err *err) {
+/* The i-th string of a 1-D unicode array, or of a 1-D object array of str. `where` names the member in
+ * messages ("<path>[filenames.npy]"). */
+static mer_status elem_str(const char *path, const char *where, const char *key, const mer_npy *a, const mer_pickle *pk,
+                           size_t i, char **out, mer_err *err) {
     *out = NULL;
     size_t len;
     if (a->kind == MER_NPY_UNICODE) {
-        char nm[64];
-        snprintf(nm, sizeof nm, "%.40s.npy", key);
-        size_t pl = strlen(path) + strlen(nm) + 4;
-        char *full = malloc(pl);
-        if (!full) return mer__errf(err, MER_E_NOMEM, "%s: out of memory", path);
-        snprintf(full, pl, "%s[%s]", path, nm);
-        mer_status st = mer__npy_str(full, a, i, out, &len, err);
-        free(full);
+        mer_status st = mer__npy_str(where, a, i, out, &len, err);
         if (st) return st;
     } else {
         const mer_py *v = pk->root->items[i];
@@ -142,6 +136,7 @@ static mer_status check_column(const char *path, const char *key, const mer_npy 
 static mer_status read_columns(const char *path, const mer_npz *z, mer_label_table *out, mer_err *err) {
     mer_npy fn, fi;
     mer_pickle pn = {0}, pi = {0};
+    char *wn = NULL, *wi = NULL;
     size_t cap = 0;
     memset(&fi, 0, sizeof fi);
     mer_status st = mer__npz_get(z, "filenames", &fn, err);
@@ -154,16 +149,25 @@ static mer_status read_columns(const char *path, const mer_npz *z, mer_label_tab
         goto fail;
     }
     if (fn.kind == MER_NPY_NUMERIC) goto fail; /* both empty */
+    size_t wl = strlen(path) + 24;
+    if (!(wn = malloc(wl)) || !(wi = malloc(wl))) {
+        st = mer__errf(err, MER_E_NOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    snprintf(wn, wl, "%s[filenames.npy]", path);
+    snprintf(wi, wl, "%s[fileitems.npy]", path);
     for (size_t i = 0; i < fn.n_elems; i++) {
         char *name, *labels;
-        if ((st = elem_str(path, "filenames", &fn, &pn, i, &name, err))) goto fail;
-        if ((st = elem_str(path, "fileitems", &fi, &pi, i, &labels, err))) {
+        if ((st = elem_str(path, wn, "filenames", &fn, &pn, i, &name, err))) goto fail;
+        if ((st = elem_str(path, wi, "fileitems", &fi, &pi, i, &labels, err))) {
             free(name);
             goto fail;
         }
         if ((st = add_row(path, out, &cap, name, labels, err))) goto fail;
     }
 fail:
+    free(wn);
+    free(wi);
     mer__pickle_free(&pn);
     mer__pickle_free(&pi);
     mer__npy_free(&fn);

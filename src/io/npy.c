@@ -231,6 +231,10 @@ mer_status mer__npy_str(const char *name, const mer_npy *a, size_t i, char **out
     for (size_t j = 0; j < n; j++) {
         const uint8_t *q = p + 4 * j;
         uint32_t cp = (uint32_t)q[0] | ((uint32_t)q[1] << 8) | ((uint32_t)q[2] << 16) | ((uint32_t)q[3] << 24);
+        if (cp < 0x80) {
+            s[k++] = (char)cp;
+            continue;
+        }
         if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
             free(s);
             return mer__errf(err, MER_E_FORMAT, "%s: invalid code point U+%X in element %zu at offset %zu", name, cp, i,

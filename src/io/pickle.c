@@ -124,6 +124,8 @@ typedef struct vm {
     mer_py **memo;
     size_t memo_cap;
     size_t memo_next; /* MEMOIZE index */
+    size_t item_budget; /* container slots still allowed: bounds the work of REDUCE/BUILD copies */
+    int over_budget;    /* set when add_item/dict_set failed for the budget, not for memory */
     mer_err *err;
 } vm;
 
@@ -140,7 +142,36 @@ static mer_status verr(vm *v, mer_status st, const char *fmt, ...) {
     return mer__errf(v->err, st, "%s: pickle: %s (opcode 0x%02x at offset %zu)", v->name, msg, v->op, v->op_off);
 }
 
-static mer_status nomem(vm *v) { return verr(v, MER_E_NOMEM, "out of memory"); }
+static mer_status nomem(vm *v) {
+    if (v->over_budget)
+        return verr(v, MER_E_RANGE, "the pickle builds more container items than its size allows (shared references)");
+    return verr(v, MER_E_NOMEM, "out of memory");
+}
+
+// --- arena: nodes and strings are carved from 64 KiB slabs, freed together ---------------------------
+
+typedef struct slab {
+    struct slab *next;
+    size_t used, cap;
+    max_align_t data[];
+} slab;
+
+static void *arena_alloc(mer_pickle *p, size_t n) {
+    n = (n + 15) & ~(size_t)15;
+    slab *s = p->arena;
+    if (!s || s->cap - s->used < n) {
+        size_t cap = n > 65536 ? n : 65536;
+        slab *ns = malloc(sizeof *ns + cap);
+        if (!ns) return NULL;
+        ns->next = s;
+        ns->used = 0;
+        ns->cap = cap;
+        p->arena = s = ns;
+    }
+    void *r = (char *)s->data + s->used;
+    s->used += n;
+    return r;
+}
 
 static mer_py *mk(vm *v, mer_py_type t) {
     mer_pickle *p = v->out;
@@ -151,15 +182,27 @@ static mer_py *mk(vm *v, mer_py_type t) {
         p->nodes = nn;
         p->cap_nodes = nc;
     }
-    mer_py *x = calloc(1, sizeof *x);
+    mer_py *x = arena_alloc(p, sizeof *x);
     if (!x) return NULL;
+    memset(x, 0, sizeof *x);
     x->type = t;
     x->dtype = MER_DTYPE_INVALID;
     p->nodes[p->n_nodes++] = x;
     return x;
 }
 
-static int add_item(mer_py *c, mer_py *x) {
+/* shape (and stride) arrays for tensors and arrays */
+static int mk_dims(vm *v, mer_py *x, int with_stride) {
+    x->shape = arena_alloc(v->out, (with_stride ? 2 : 1) * MER_PY_MAX_DIMS * sizeof(int64_t));
+    if (!x->shape) return -1;
+    if (with_stride) x->stride = x->shape + MER_PY_MAX_DIMS;
+    return 0;
+}
+
+/* Both return -1 when out of memory or out of the item budget (see mer__pickle_load). */
+static int add_item(vm *v, mer_py *c, mer_py *x) {
+    if (!v->item_budget) return v->over_budget = 1, -1;
+    v->item_budget--;
     if (c->n == c->cap) {
         size_t nc = c->cap ? c->cap * 2 : 4;
         mer_py **ni = realloc(c->items, nc * sizeof *ni);
@@ -172,7 +215,9 @@ static int add_item(mer_py *c, mer_py *x) {
 }
 
 /* dict pairs are stored flat; n counts pairs */
-static int dict_set(mer_py *d, mer_py *k, mer_py *val) {
+static int dict_set(vm *v, mer_py *d, mer_py *k, mer_py *val) {
+    if (v->item_budget < 2) return v->over_budget = 1, -1;
+    v->item_budget -= 2;
     size_t items = d->n * 2;
     if (items + 2 > d->cap) {
         size_t nc = d->cap ? d->cap * 2 : 8;
@@ -264,7 +309,7 @@ static mer_status readlen(vm *v, int k, const uint8_t **p, size_t *len) {
 static mer_py *mk_str(vm *v, mer_py_type t, const char *s, size_t len) {
     mer_py *x = mk(v, t);
     if (!x) return NULL;
-    x->s = malloc(len + 1);
+    x->s = arena_alloc(v->out, len + 1);
     if (!x->s) return NULL;
     if (len) memcpy(x->s, s, len);
     x->s[len] = 0;
@@ -276,7 +321,7 @@ static mer_py *mk_str(vm *v, mer_py_type t, const char *s, size_t len) {
 static mer_py *mk_latin1(vm *v, const uint8_t *s, size_t len) {
     mer_py *x = mk(v, MER_PY_STR);
     if (!x) return NULL;
-    x->s = malloc(2 * len + 1);
+    x->s = arena_alloc(v->out, 2 * len + 1);
     if (!x->s) return NULL;
     size_t k = 0;
     for (size_t i = 0; i < len; i++) k += (size_t)mer__utf8_encode(s[i], x->s + k);
@@ -357,7 +402,7 @@ static mer_status make_tensor(vm *v, mer_py *args, size_t min_args, mer_py **res
     if (stg->type != MER_PY_STORAGE) return verr(v, MER_E_FORMAT, "tensor rebuild from a %s, not a storage", mer__py_type_name(stg));
     if (!is_int(off) || off->i < 0) return verr(v, MER_E_FORMAT, "tensor rebuild with a bad storage offset");
     mer_py *t = mk(v, MER_PY_TENSOR);
-    if (!t) return nomem(v);
+    if (!t || mk_dims(v, t, 1)) return nomem(v);
     int nd1, nd2;
     mer_status st = int_tuple(v, args->items[2], t->shape, &nd1, "tensor size");
     if (!st) st = int_tuple(v, args->items[3], t->stride, &nd2, "tensor stride");
@@ -427,7 +472,7 @@ static mer_status apply(vm *v, mer_py *fn, mer_py *args, mer_py **res, int neste
                 const mer_py *pr = l->items[k];
                 if ((pr->type != MER_PY_TUPLE && pr->type != MER_PY_LIST) || pr->n != 2)
                     return verr(v, MER_E_FORMAT, "OrderedDict item is not a pair");
-                if (dict_set(x, pr->items[0], pr->items[1])) return nomem(v);
+                if (dict_set(v, x, pr->items[0], pr->items[1])) return nomem(v);
             }
         } else if (args->n != 0) {
             return verr(v, MER_E_UNSUPPORTED, "OrderedDict with %zu arguments", args->n);
@@ -439,7 +484,7 @@ static mer_status apply(vm *v, mer_py *fn, mer_py *args, mer_py **res, int neste
         if (args->n == 1 && (args->items[0]->type == MER_PY_LIST || args->items[0]->type == MER_PY_TUPLE ||
                              args->items[0]->type == MER_PY_SET)) {
             for (size_t k = 0; k < args->items[0]->n; k++)
-                if (add_item(x, args->items[0]->items[k])) return nomem(v);
+                if (add_item(v, x, args->items[0]->items[k])) return nomem(v);
         } else if (args->n != 0) {
             return verr(v, MER_E_UNSUPPORTED, "set() with unexpected arguments");
         }
@@ -453,7 +498,7 @@ static mer_status apply(vm *v, mer_py *fn, mer_py *args, mer_py **res, int neste
             (strcmp(args->items[1]->s, "latin1") != 0 && strcmp(args->items[1]->s, "latin-1") != 0))
             return verr(v, MER_E_UNSUPPORTED, "_codecs.encode other than (str, 'latin1')");
         const mer_py *s = args->items[0];
-        if (!(x = mk(v, MER_PY_BYTES)) || !(x->s = malloc(s->len + 1))) return nomem(v);
+        if (!(x = mk(v, MER_PY_BYTES)) || !(x->s = arena_alloc(v->out, s->len + 1))) return nomem(v);
         size_t k = 0, i = 0;
         while (i < s->len) {
             uint32_t cp;
@@ -468,7 +513,7 @@ static mer_status apply(vm *v, mer_py *fn, mer_py *args, mer_py **res, int neste
     case G_NP_RECONSTRUCT:
         if (args->n != 3 || args->items[0]->type != MER_PY_GLOBAL || args->items[0]->g != G_NP_NDARRAY)
             return verr(v, MER_E_UNSUPPORTED, "numpy _reconstruct of something other than numpy.ndarray");
-        if (!(x = mk(v, MER_PY_NDARRAY))) return nomem(v);
+        if (!(x = mk(v, MER_PY_NDARRAY)) || mk_dims(v, x, 0)) return nomem(v);
         break;
     case G_NP_DTYPE:
         if (args->n < 1 || args->items[0]->type != MER_PY_STR || args->items[0]->len > 32)
@@ -525,6 +570,7 @@ static mer_status build(vm *v, mer_py *obj, mer_py *state) {
         return MER_OK;
     }
     if (obj->type == MER_PY_NDARRAY) {
+        if (obj->ref) return verr(v, MER_E_FORMAT, "numpy array state set twice");
         if (state->type != MER_PY_TUPLE || (state->n != 5 && state->n != 4))
             return verr(v, MER_E_FORMAT, "numpy array state is not (version, shape, dtype, fortran, data)");
         mer_py **s = state->items + (state->n == 5);
@@ -543,6 +589,8 @@ static mer_status build(vm *v, mer_py *obj, mer_py *state) {
         if (s[1]->s[0] == 'O') {
             if (data->type != MER_PY_LIST || data->n != ne)
                 return verr(v, MER_E_FORMAT, "object array data is not a list of %zu elements", ne);
+            if (data->n > v->item_budget) return verr(v, MER_E_RANGE, "object array larger than the pickle allows");
+            v->item_budget -= data->n;
             if (data->n && !(obj->items = malloc(data->n * sizeof *obj->items))) return nomem(v);
             if (data->n) memcpy(obj->items, data->items, data->n * sizeof *obj->items);
             obj->n = obj->cap = data->n;
@@ -861,7 +909,7 @@ static mer_status step(vm *v, int *stop) {
         if (v->sp < base(v) + k) return verr(v, MER_E_FORMAT, "stack underflow");
         if (!(x = mk(v, MER_PY_TUPLE))) return nomem(v);
         for (size_t i = 0; i < k; i++)
-            if (add_item(x, v->stack[v->sp - k + i])) return nomem(v);
+            if (add_item(v, x, v->stack[v->sp - k + i])) return nomem(v);
         v->sp -= k;
         return push(v, x);
     }
@@ -871,37 +919,37 @@ static mer_status step(vm *v, int *stop) {
         if ((st = pop_mark(v, &from, &cnt))) return st;
         if (!(x = mk(v, v->op == OP_TUPLE ? MER_PY_TUPLE : v->op == OP_LIST ? MER_PY_LIST : MER_PY_SET))) return nomem(v);
         for (size_t i = 0; i < cnt; i++)
-            if (add_item(x, v->stack[from + i])) return nomem(v);
+            if (add_item(v, x, v->stack[from + i])) return nomem(v);
         return push(v, x);
     case OP_DICT:
         if ((st = pop_mark(v, &from, &cnt))) return st;
         if (cnt % 2) return verr(v, MER_E_FORMAT, "odd number of items for a dict");
         if (!(x = mk(v, MER_PY_DICT))) return nomem(v);
         for (size_t i = 0; i < cnt; i += 2)
-            if (dict_set(x, v->stack[from + i], v->stack[from + i + 1])) return nomem(v);
+            if (dict_set(v, x, v->stack[from + i], v->stack[from + i + 1])) return nomem(v);
         return push(v, x);
     case OP_APPEND:
         if ((st = pop(v, &a)) || (st = top(v, &x))) return st;
         if (x->type != MER_PY_LIST) return verr(v, MER_E_UNSUPPORTED, "APPEND to a %s", mer__py_type_name(x));
-        return add_item(x, a) ? nomem(v) : MER_OK;
+        return add_item(v, x, a) ? nomem(v) : MER_OK;
     case OP_APPENDS:
     case OP_ADDITEMS:
         if ((st = pop_mark(v, &from, &cnt)) || (st = top(v, &x))) return st;
         if (x->type != (v->op == OP_APPENDS ? MER_PY_LIST : MER_PY_SET))
             return verr(v, MER_E_UNSUPPORTED, "%s to a %s", opname(v->op), mer__py_type_name(x));
         for (size_t i = 0; i < cnt; i++)
-            if (add_item(x, v->stack[from + i])) return nomem(v);
+            if (add_item(v, x, v->stack[from + i])) return nomem(v);
         return MER_OK;
     case OP_SETITEM:
         if ((st = pop(v, &b)) || (st = pop(v, &a)) || (st = top(v, &x))) return st;
         if (x->type != MER_PY_DICT) return verr(v, MER_E_UNSUPPORTED, "SETITEM on a %s", mer__py_type_name(x));
-        return dict_set(x, a, b) ? nomem(v) : MER_OK;
+        return dict_set(v, x, a, b) ? nomem(v) : MER_OK;
     case OP_SETITEMS:
         if ((st = pop_mark(v, &from, &cnt)) || (st = top(v, &x))) return st;
         if (x->type != MER_PY_DICT) return verr(v, MER_E_UNSUPPORTED, "SETITEMS on a %s", mer__py_type_name(x));
         if (cnt % 2) return verr(v, MER_E_FORMAT, "odd number of items for SETITEMS");
         for (size_t i = 0; i < cnt; i += 2)
-            if (dict_set(x, v->stack[from + i], v->stack[from + i + 1])) return nomem(v);
+            if (dict_set(v, x, v->stack[from + i], v->stack[from + i + 1])) return nomem(v);
         return MER_OK;
     case OP_GLOBAL: {
         const char *m, *nm;
@@ -982,6 +1030,9 @@ mer_status mer__pickle_load(const char *name, const uint8_t *data, size_t n, mer
     v.out = out;
     v.err = err;
     v.op = -1;
+    /* Python's own data never needs more container slots than a few per input byte; crafted memo
+     * references could otherwise make REDUCE/BUILD copy the same big list again and again */
+    v.item_budget = n < SIZE_MAX / 8 - 4096 ? 8 * n + 4096 : SIZE_MAX;
     mer_status st = MER_OK;
     int stop = 0;
     while (!stop) {
@@ -1001,13 +1052,12 @@ mer_status mer__pickle_load(const char *name, const uint8_t *data, size_t n, mer
 
 void mer__pickle_free(mer_pickle *p) {
     if (!p) return;
-    for (size_t k = 0; k < p->n_nodes; k++) {
-        mer_py *x = p->nodes[k];
-        if (x->type != MER_PY_NDARRAY) free(x->s); /* an ndarray's raw data belongs to its bytes node */
-        free(x->items);
-        free(x);
-    }
+    for (size_t k = 0; k < p->n_nodes; k++) free(p->nodes[k]->items);
     free(p->nodes);
+    for (slab *s = p->arena, *nx; s; s = nx) {
+        nx = s->next;
+        free(s);
+    }
     memset(p, 0, sizeof *p);
 }
 

@@ -17,8 +17,10 @@
  * Any other global, an unsupported opcode (INST, OBJ, EXT*, NEXT_BUFFER, text PERSID, ...) or a
  * malformed stream is an error that names the opcode and its byte offset. Stack, mark and memo sizes
  * are bounded by the input length, so no input makes the loader allocate more than a small multiple of
- * its size. The value graph may share nodes (memo) and, for crafted input, contain cycles: walkers must
- * bound their depth (MER_PY_MAX_DEPTH).
+ * its size (and the total of container items built is bounded by 8 x the input length + 4096, so that
+ * memo references cannot make REDUCE/BUILD copy one big list again and again). The value graph may share
+ * nodes (memo) and, for crafted input, contain cycles or exponentially many paths: walkers must bound
+ * both their depth (MER_PY_MAX_DEPTH) and their total work (e.g. visit at most n_nodes entries).
  *
  * The writer emits exactly what CPython's pickle.dumps(d, protocol=2) emits for a dict {str: str}, and
  * exactly what np.save writes for a 0-d object array holding such a dict (a protocol 3 pickle). */
@@ -68,15 +70,17 @@ struct mer_py {
     mer_py *ref;          /* TENSOR: its STORAGE; NDARRAY: its DTYPE */
     int n_dims;           /* TENSOR, NDARRAY */
     int fortran;          /* NDARRAY */
-    int64_t shape[MER_PY_MAX_DIMS];
-    int64_t stride[MER_PY_MAX_DIMS]; /* TENSOR, in elements */
+    int64_t *shape;       /* TENSOR, NDARRAY: MER_PY_MAX_DIMS entries, n_dims used; NULL otherwise */
+    int64_t *stride;      /* TENSOR: in elements */
 };
 
-/* The result of a load: the root value and every node (freed together). */
+/* The result of a load: the root value and every node (freed together: nodes and their strings live in
+ * an arena, container item arrays are malloc'd). */
 typedef struct mer_pickle {
     mer_py *root;
     mer_py **nodes;
     size_t n_nodes, cap_nodes;
+    void *arena; /* internal: chain of slabs */
 } mer_pickle;
 
 /* Unpickles data[0..n). `name` is used in messages ("<name>: pickle: <what> (opcode X at offset N)").

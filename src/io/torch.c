@@ -30,6 +30,7 @@ typedef struct ctx {
     const char *prefix; /* "<top>/" */
     size_t prefix_len;
     stor *cache;        /* one per zip entry */
+    size_t visits_left; /* dict entries the walk may still visit: a tree needs fewer than the node count */
     mer_err *err;
 } ctx;
 
@@ -183,6 +184,9 @@ static mer_status walk(ctx *c, const mer_py *d, mer_buf *prefix, int depth) {
     if (depth > MAX_NEST) return MER_OK;
     for (size_t i = 0; i < d->n; i++) {
         const mer_py *k = d->items[2 * i], *v = d->items[2 * i + 1];
+        if (!c->visits_left--)
+            return mer__errf(c->err, MER_E_FORMAT, "%s: the state dict refers to the same dicts over and over (shared or "
+                             "cyclic references)", c->w->path);
         if (k->type != MER_PY_STR || (v->type != MER_PY_TENSOR && v->type != MER_PY_DICT)) continue;
         size_t save = prefix->len;
         mer_status st = mer__buf_append(prefix, k->s, k->len);
@@ -220,7 +224,7 @@ static mer_status open_zip(mer_weights *w, torch_impl *impl, mer_err *err) {
     size_t pkl_n = 0, plen = 0;
     mer_pickle pk = {0};
     mer_buf prefix = {0};
-    ctx c = {w, impl, NULL, 0, NULL, err};
+    ctx c = {w, impl, NULL, 0, NULL, 0, err};
     const mer_zip_entry *e = find_pkl(z, &plen);
     if (!e) {
         st = mer__errf(err, MER_E_FORMAT, "%s: a zip without <folder>/data.pkl: not a PyTorch checkpoint", w->path);
@@ -272,6 +276,7 @@ static mer_status open_zip(mer_weights *w, torch_impl *impl, mer_err *err) {
         st = mer__errf(err, MER_E_NOMEM, "%s: out of memory", w->path);
         goto fail;
     }
+    c.visits_left = pk.n_nodes + 16;
     st = walk(&c, root, &prefix, 0);
 fail:
     free(c.cache);
