@@ -658,6 +658,9 @@ typedef struct mer_infer_params {
     const char *llm;        /* Qwen2.5-7B-Instruct (folder, safetensors or GGUF) */
     const char *tokenizer;  /* NULL: <llm folder>/tokenizer.json, or the GGUF */
     const char *affectgpt;  /* the AffectGPT checkpoint .pth (LoRA A/B + fusion + projectors under `model`) */
+    const char *bundle;     /* a `mer convert` bundle: when set, every part comes from it (clip, hubert, llm and
+                               affectgpt are ignored; tokenizer, if set, overrides the bundle's; the bundle's
+                               own LoRA scale is used) */
     const char *wtype;      /* LLM weights converted at load: NULL (as stored), f32 f16 bf16 q8_0 q4_0 */
     double lora_scale;      /* lora_alpha / r: 32/16 = 2 for the released checkpoints */
     /* data: MER2025's layout under data_dir: video/<name>.mp4, audio/<name>.wav,
@@ -744,6 +747,46 @@ mer_status mer_encoders_wav(mer_encoders *e, const char *wav_path, float *out, m
  * Atomic (temporary file + rename). */
 mer_status mer_features_npz_write(const char *path, const float *visual, int n_visual, int dim_visual,
                                   const float *audio, int n_audio, int dim_audio, mer_err *err);
+
+// --- single-file AffectGPT bundles (mer convert) -----------------------------------------------------
+
+/* What goes into a bundle. The four checkpoints are required. */
+typedef struct mer_bundle_params {
+    const char *clip;         /* CLIP (clip-vit-large-patch14): HF folder, or a file with config.json beside it */
+    const char *hubert;       /* HuBERT (chinese-hubert-large), likewise */
+    const char *llm;          /* Qwen2 (Qwen2.5-7B-Instruct): HF folder, safetensors or a qwen2 GGUF */
+    const char *affectgpt;    /* AffectGPT checkpoint_*.pth (LoRA A/B + fusion layers + projectors) */
+    const char *tokenizer;    /* NULL: the LLM folder's tokenizer.json (or the GGUF's own); a tokenizer.json or
+                                 a GGUF otherwise */
+    const char *type;         /* LLM matrices: "q8_0" (default), "q4_0", "f16", "bf16" or "f32"; 1-D tensors f32 */
+    const char *encoder_type; /* CLIP/HuBERT tensors of 2+ dims: NULL = f32 when type is f32, bf16 when it is
+                                 bf16, f16 otherwise (the encoders take no block formats); "f32", "f16", "bf16",
+                                 or "keep" (as stored). 1-D tensors are f32 */
+    double lora_scale;        /* LoRA scale lora_alpha / r (default 2 = 32/16, the released configs) */
+    int keep_lora;            /* 0: merge W += scale * B @ A (in f32, before conversion); 1: keep the A/B
+                                 tensors (f32) beside unmerged weights, applied at load */
+    int n_threads;            /* conversion threads; <= 0: one per CPU */
+} mer_bundle_params;
+
+mer_bundle_params mer_bundle_default_params(void); /* q8_0, LoRA merged with scale 2 */
+
+typedef struct mer_bundle_stats {
+    size_t n_tensors;             /* in the file */
+    size_t n_llm, n_clip, n_hubert, n_fusion;
+    size_t n_lora;                /* projections whose LoRA was merged, or A/B pairs kept */
+    uint64_t bytes_out;           /* tensor data */
+} mer_bundle_stats;
+
+/* Packs the parts of an AffectGPT model into one GGUF v3 file at out_path (atomically): a qwen2 GGUF as
+ * mer_quantize_file writes it (llama.cpp names and qwen2.* keys, tokenizer.ggml.*), with the checkpoint's
+ * LoRA merged (or kept as lora.* tensors), plus clip.* and hubert.* tensors with their config.json texts as
+ * mer.clip.config / mer.hubert.config, the fusion layers as affectgpt.* (f32), mer.bundle.version = 1,
+ * mer.affectgpt.lora / lora_scale and the source paths (mer.source.*). Every part is loaded and checked
+ * (and the widths matched) before anything is written. stats may be NULL. The file is read back by
+ * mer_infer_run (params.bundle), and as a qwen2 GGUF by mer_qwen2_load and mer_tokenizer_load (not by
+ * llama.cpp, which refuses files holding tensors its architecture does not use). */
+mer_status mer_bundle_convert(const mer_bundle_params *params, const char *out_path, mer_bundle_stats *stats,
+                              mer_err *err);
 
 #ifdef __cplusplus
 }

@@ -39,6 +39,7 @@ int mer_cmd_pack(int argc, char **argv);
 int mer_cmd_generate(int argc, char **argv);
 int mer_cmd_inspect(int argc, char **argv);
 int mer_cmd_quantize(int argc, char **argv);
+int mer_cmd_convert(int argc, char **argv);
 int mer_cmd_tokenize(int argc, char **argv);
 /* The face-api models folder: `opt` if given, else $MER_MODELS/face-api, <exe>/../models/face-api,
  * ./models/face-api (the first holding the detector's manifest). 0 if found (defined in cmd_run.c). */

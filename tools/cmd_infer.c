@@ -5,7 +5,8 @@
 #include <string.h>
 
 static const char *HELP =
-    "usage: mer infer --clip DIR --hubert DIR --llm DIR|GGUF --affectgpt CKPT.pth --data DIR -o RESULT.npz [options]\n"
+    "usage: mer infer --model BUNDLE.gguf --data DIR -o RESULT.npz [options]\n"
+    "       mer infer --clip DIR --hubert DIR --llm DIR|GGUF --affectgpt CKPT.pth --data DIR -o RESULT.npz [options]\n"
     "\n"
     "Runs AffectGPT (MER2025 Track2/Track3 baseline) on every name: 8 face crops or video frames through\n"
     "CLIP, 8 two-second audio clips through HuBERT, attention fusion, the prompt with the subtitle and\n"
@@ -16,6 +17,7 @@ static const char *HELP =
     "RESULT.csv and RESULT.jsonl.\n"
     "\n"
     "models:\n"
+    "  --model BUNDLE      every part from one file made by `mer convert` (its LoRA scale is used)\n"
     "  --clip DIR          clip-vit-large-patch14 (HF folder)\n"
     "  --hubert DIR        chinese-hubert-large (HF folder; pytorch_model.bin is read safely)\n"
     "  --llm PATH          Qwen2.5-7B-Instruct: HF folder, safetensors or GGUF\n"
@@ -90,9 +92,12 @@ int mer_cmd_infer(int argc, char **argv) {
         else if (!strcmp(argv[i], "--quiet")) p.progress = 0;
         else return cli_fail("infer", "unknown option '%s' (see mer infer --help)", argv[i]);
     }
-    if (bundle)
-        return cli_fail("infer", "--model %s: single-file bundles (mer convert) are not implemented yet; pass --clip, "
-                                 "--hubert, --llm and --affectgpt", bundle);
+    if (bundle) {
+        if (p.clip || p.hubert || p.llm || p.affectgpt)
+            return cli_fail("infer", "--model %s holds every part: give it without --clip, --hubert, --llm, --affectgpt",
+                            bundle);
+        p.bundle = bundle;
+    }
     if (input) {
         if (!strcmp(input, "face")) p.input_frame = 0;
         else if (!strcmp(input, "frame")) p.input_frame = 1;
@@ -103,8 +108,9 @@ int mer_cmd_infer(int argc, char **argv) {
         else if (!strcmp(task, "description")) p.task = MER_TASK_DESCRIPTION;
         else return cli_fail("infer", "--task must be ov or description, not '%s'", task);
     }
-    if (!p.clip || !p.hubert || !p.llm || !p.affectgpt || !p.data_dir || !out)
-        return cli_fail("infer", "--clip, --hubert, --llm, --affectgpt, --data and -o are required (see mer infer --help)");
+    if (!p.bundle && (!p.clip || !p.hubert || !p.llm || !p.affectgpt))
+        return cli_fail("infer", "--model BUNDLE, or --clip, --hubert, --llm and --affectgpt, are required (see mer infer --help)");
+    if (!p.data_dir || !out) return cli_fail("infer", "--data and -o are required (see mer infer --help)");
     mer_job_summary s;
     mer_err err = {0};
     if (mer_infer_run(&p, out, &s, &err)) return cli_fail_err("infer", &err);

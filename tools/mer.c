@@ -11,6 +11,7 @@ static const mer_cmd COMMANDS[] = {
     {"generate", "generate text with a Qwen2 model (HF folder, safetensors or GGUF; LoRA; sampling)", mer_cmd_generate},
     {"inspect", "list a model file's format, metadata and tensors (safetensors, GGUF, .pth, HF folder)", mer_cmd_inspect},
     {"quantize", "convert a checkpoint to GGUF (q8_0, q4_0, f16, bf16, f32) with llama.cpp's names", mer_cmd_quantize},
+    {"convert", "pack CLIP, HuBERT, Qwen2 + LoRA and the AffectGPT fusion into one GGUF bundle (infer --model)", mer_cmd_convert},
     {"tokenize", "text to Qwen2 token ids and back (tokenizer.json or GGUF), Qwen2.5 chat template", mer_cmd_tokenize},
     {"run", "recognise facial expressions in a video with the built-in face models (labels + description)", mer_cmd_run},
     {"faces", "write OpenFace-style face crops of a video as NAME.npy (BGR) for AffectGPT's face inputs", mer_cmd_faces},

@@ -56,4 +56,18 @@ mer_status mer__gguf_write(mer_gguf_writer *g, const char *path, mer_gguf_fill_f
 /* The same bytes appended to out. */
 mer_status mer__gguf_serialize(mer_gguf_writer *g, mer_buf *out, mer_gguf_fill_fn fill, void *ud, mer_err *err);
 
+// --- converter helpers (gguf_convert.c), shared with the bundle writer (models/bundle_convert.c) ------
+
+struct mer_config;
+/* llama.cpp's general.file_type (llama_ftype) for a tensor type: 0 f32, 1 f16, 2 q4_0, 7 q8_0, 32 bf16. */
+uint32_t mer__gguf_file_type(mer_dtype t);
+/* The <arch>.* hyper-parameters llama.cpp reads (gguf_names.c's table), from a config.json. */
+mer_status mer__gguf_add_hparams(mer_gguf_writer *g, const char *arch, const struct mer_config *cfg, mer_err *err);
+/* A byte-level BPE tokenizer.json at `path` (and tokenizer_config.json at tc_path, which may be NULL or
+ * absent) as llama.cpp's tokenizer.ggml.* keys (model "gpt2", pre "qwen2", tokens, token_type, merges, special
+ * ids). cfg (may be NULL) is the model's config.json: vocab_size pads the token list, *_token_id are the
+ * fallback special ids. *added = 0 and MER_OK when `path` does not exist. */
+mer_status mer__gguf_add_tokenizer(mer_gguf_writer *g, const char *path, const char *tc_path,
+                                   const struct mer_config *cfg, int *added, mer_err *err);
+
 #endif

@@ -22,8 +22,7 @@ mer_quantize_params mer_quantize_default_params(void) {
     return p;
 }
 
-/* llama.cpp's general.file_type for the requested type (llama_ftype). */
-static uint32_t file_type_of(mer_dtype t) {
+uint32_t mer__gguf_file_type(mer_dtype t) {
     switch (t) {
     case MER_DTYPE_F32: return 0;
     case MER_DTYPE_F16: return 1;
@@ -143,7 +142,7 @@ static mer_status fill_tensor(void *ud, size_t i, void *dst, size_t n_bytes, mer
 
 // --- metadata ----------------------------------------------------------------------------------------
 
-static mer_status add_hparams(mer_gguf_writer *g, const char *arch, const mer_config *cfg, mer_err *err) {
+mer_status mer__gguf_add_hparams(mer_gguf_writer *g, const char *arch, const mer_config *cfg, mer_err *err) {
     size_t n;
     const mer_gguf_hparam *hp = mer__gguf_hparams(arch, &n);
     for (size_t i = 0; i < n; i++) {
@@ -211,19 +210,14 @@ static int special_id(const cJSON *tc, const char *key, char *const *tokens, siz
     return 0;
 }
 
-static mer_status add_tokenizer(mer_gguf_writer *g, const char *dir, const mer_config *cfg, int *added,
-                                mer_err *err) {
+mer_status mer__gguf_add_tokenizer(mer_gguf_writer *g, const char *path, const char *tc_path, const mer_config *cfg,
+                                   int *added, mer_err *err) {
     *added = 0;
     mer_status st = MER_OK;
-    char *path = mer__path_join(dir, "tokenizer.json"), *tc_path = mer__path_join(dir, "tokenizer_config.json");
     cJSON *tj = NULL, *tc = NULL;
     char **tokens = NULL, **pads = NULL, **merges = NULL;
     int32_t *types = NULL;
     size_t n_vocab = 0, n_merges = 0;
-    if (!path || !tc_path) {
-        st = mer__errf(err, MER_E_NOMEM, "%s: out of memory", dir);
-        goto fail;
-    }
     FILE *f = fopen(path, "rb");
     if (!f) goto fail; /* no tokenizer.json: nothing to add */
     fclose(f);
@@ -258,7 +252,7 @@ static mer_status add_tokenizer(mer_gguf_writer *g, const char *dir, const mer_c
         }
         if ((int64_t)id->valuedouble > top) top = (int64_t)id->valuedouble;
     }
-    if (mer__config_get_int_or(cfg, "vocab_size", 0, &cfg_n, err)) {
+    if (cfg && mer__config_get_int_or(cfg, "vocab_size", 0, &cfg_n, err)) {
         st = MER_E_FORMAT;
         goto fail;
     }
@@ -328,7 +322,7 @@ static mer_status add_tokenizer(mer_gguf_writer *g, const char *dir, const mer_c
     if (!st) st = mer__gguf_add_str_array(g, "tokenizer.ggml.merges", (const char *const *)merges, n_merges, err);
     if (st) goto fail;
     /* special ids: tokenizer_config.json, else config.json's *_token_id */
-    f = fopen(tc_path, "rb");
+    f = tc_path ? fopen(tc_path, "rb") : NULL;
     if (f) {
         fclose(f);
         tc = load_json(tc_path, &st, err);
@@ -342,7 +336,7 @@ static mer_status add_tokenizer(mer_gguf_writer *g, const char *dir, const mer_c
         uint32_t id;
         int64_t v;
         if (tc && special_id(tc, SPECIAL[i][0], tokens, n_vocab, &id)) st = mer__gguf_add_u32(g, SPECIAL[i][2], id, err);
-        else if (mer__config_get_int(cfg, SPECIAL[i][1], &v, NULL) == MER_OK && v >= 0 && (uint64_t)v < n_vocab)
+        else if (cfg && mer__config_get_int(cfg, SPECIAL[i][1], &v, NULL) == MER_OK && v >= 0 && (uint64_t)v < n_vocab)
             st = mer__gguf_add_u32(g, SPECIAL[i][2], (uint32_t)v, err);
     }
     const cJSON *ab = tc ? cJSON_GetObjectItemCaseSensitive(tc, "add_bos_token") : NULL;
@@ -359,6 +353,16 @@ fail:
     free(types);
     cJSON_Delete(tc);
     cJSON_Delete(tj);
+    return st;
+}
+
+/* The folder's tokenizer.json and tokenizer_config.json, when there is a tokenizer.json. */
+static mer_status add_tokenizer(mer_gguf_writer *g, const char *dir, const mer_config *cfg, int *added,
+                                mer_err *err) {
+    *added = 0;
+    char *path = mer__path_join(dir, "tokenizer.json"), *tc_path = mer__path_join(dir, "tokenizer_config.json");
+    mer_status st = path && tc_path ? mer__gguf_add_tokenizer(g, path, tc_path, cfg, added, err)
+                                    : mer__errf(err, MER_E_NOMEM, "%s: out of memory", dir);
     free(tc_path);
     free(path);
     return st;
@@ -423,7 +427,7 @@ mer_status mer_quantize_file(const char *in_path, const char *out_path, const me
         if (arch) {
             st = mer__gguf_add_str(g, "general.architecture", arch, err);
             if (!st) st = mer__gguf_add_str(g, "general.name", base_name(in_path), err);
-            if (!st && w->config) st = add_hparams(g, arch, w->config, err);
+            if (!st && w->config) st = mer__gguf_add_hparams(g, arch, w->config, err);
             if (st) goto fail;
             if (!strcmp(arch, "qwen2") && w->config) { /* the folder's tokenizer.json, when there is one */
                 char *dir = mer__is_dir(in_path) ? mer__strndup(in_path, strlen(in_path)) : mer__path_dir(in_path);
@@ -441,7 +445,7 @@ mer_status mer_quantize_file(const char *in_path, const char *out_path, const me
         }
     }
     s.arch = mer__gguf_arch_known(arch); /* the table's static string, or NULL */
-    st = mer__gguf_add_u32(g, "general.file_type", file_type_of(target), err);
+    st = mer__gguf_add_u32(g, "general.file_type", mer__gguf_file_type(target), err);
     if (st) goto fail;
 
     c.src = malloc((w->n_tensors ? w->n_tensors : 1) * sizeof *c.src);

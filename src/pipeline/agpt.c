@@ -1,6 +1,8 @@
 /* agpt.c - AffectGPT assembled from its parts, and one sample's features and answer (see agpt.h). */
 #include "pipeline/agpt.h"
+#include "models/bundle.h"
 #include "models/clip_preprocess.h"
+#include "models/tokenizer.h"
 
 #include <string.h>
 
@@ -15,6 +17,7 @@ void mer__agpt_free(mer__agpt *a) {
     mer_hubert_free(a->hub);
     mer_affectgpt_fusion_free(&a->fusion);
     mer_weights_close(a->ckpt);
+    mer__bundle_close(a->bundle); /* after the encoders, which borrow its tensors */
     mer_cpu_ctx_free(a->cpu);
     mer_threadpool_free(a->pool);
     free(a->pixels);
@@ -35,8 +38,45 @@ static char *default_tokenizer(const char *llm) {
     return p;
 }
 
+static mer_status finish_load(mer__agpt *a, const mer_infer_params *p, const char *clip, const char *hubert,
+                              const char *llm, const char *affectgpt, mer_err *err);
+
+/* Every part from a `mer convert` bundle (models/bundle.h); the rest of mer__agpt_load checks them. */
+static mer_status load_bundle(const mer_infer_params *p, mer__agpt *a, mer_err *err) {
+    mer_status st;
+    mer__bundle *b;
+    if ((st = mer__bundle_open(p->bundle, &a->bundle, err))) return st;
+    b = a->bundle;
+    if ((st = mer_threadpool_init(p->n_threads, &a->pool, err)) ||
+        (st = mer_cpu_ctx_init(a->pool, MER_ISA_AUTO, &a->cpu, err)) ||
+        (st = mer_clip_load(b->clip_w, b->clip_cfg, &a->clip, err)) ||
+        (st = mer_clip_ctx_init(a->clip, a->cpu, &a->clip_ctx, err)) ||
+        (st = mer_hubert_load(b->hubert_w, b->hubert_cfg, &a->hub, err)) ||
+        (st = mer_hubert_ctx_init(a->hub, a->cpu, (long)MER_AGPT_SR * MER_AGPT_CLIP_S, &a->hub_ctx, err)))
+        return st;
+    if (p->tokenizer) st = mer_tokenizer_load(p->tokenizer, NULL, &a->tok, err);
+    else st = mer__tokenizer_from_weights(b->w, NULL, &a->tok, err);
+    if (st) return st;
+    mer_qwen2_params qp = mer_qwen2_default_params();
+    qp.wtype = p->wtype;
+    qp.lora_path = b->lora_kept ? p->bundle : NULL; /* its lora.* tensors */
+    qp.lora_scale = b->lora_scale;
+    qp.n_threads = p->n_threads;
+    if ((st = mer_qwen2_load(p->bundle, &qp, &a->llm, err))) return st;
+    return mer_affectgpt_fusion_load(b->w, MER_BUNDLE_FUSION, &a->fusion, err);
+}
+
 mer_status mer__agpt_load(const mer_infer_params *p, mer__agpt **out, mer_err *err) {
     *out = NULL;
+    if (p->bundle) {
+        mer__agpt *a = calloc(1, sizeof *a);
+        if (!a) return mer__errf(err, MER_E_NOMEM, "out of memory");
+        mer_status st = load_bundle(p, a, err);
+        if (!st) st = finish_load(a, p, p->bundle, p->bundle, p->bundle, p->bundle, err);
+        if (st) mer__agpt_free(a);
+        else *out = a;
+        return st;
+    }
     if (!p->clip || !p->hubert || !p->llm || !p->affectgpt)
         return mer__errf(err, MER_E_ARG, "AffectGPT needs --clip, --hubert, --llm and --affectgpt");
     mer__agpt *a = calloc(1, sizeof *a);
@@ -60,34 +100,10 @@ mer_status mer__agpt_load(const mer_infer_params *p, mer__agpt **out, mer_err *e
     qp.lora_scale = p->lora_scale > 0 ? p->lora_scale : 2.0;
     qp.n_threads = p->n_threads;
     if ((st = mer_qwen2_load(p->llm, &qp, &a->llm, err))) goto fail;
-    mer_qwen2_ctx_params cp = mer_qwen2_ctx_default_params();
-    cp.n_threads = p->n_threads;
-    cp.n_ctx = 2048;
-    if ((st = mer_qwen2_ctx_init(a->llm, &cp, &a->llm_ctx, err))) goto fail;
     if ((st = mer_weights_open(p->affectgpt, &a->ckpt, err)) ||
-        (st = mer_affectgpt_fusion_load(a->ckpt, "", &a->fusion, err)))
+        (st = mer_affectgpt_fusion_load(a->ckpt, "", &a->fusion, err)) ||
+        (st = finish_load(a, p, p->clip, p->hubert, p->llm, p->affectgpt, err)))
         goto fail;
-    mer_qwen2_info info;
-    mer_qwen2_get_info(a->llm, &info);
-    a->n_embd = info.n_embd;
-    a->n_visual = a->clip->hp.n_proj;
-    a->n_audio = a->hub->hp.n_embd;
-    if (a->fusion.d_visual != a->n_visual || a->fusion.d_audio != a->n_audio || a->fusion.d_llm != a->n_embd) {
-        st = mer__errf(err, MER_E_SHAPE, "%s: the fusion layers take visual %d, audio %d and give %d, but the models give "
-                       "visual %d (%s), audio %d (%s) and the LLM is %d wide (%s)", p->affectgpt, a->fusion.d_visual,
-                       a->fusion.d_audio, a->fusion.d_llm, a->n_visual, p->clip, a->n_audio, p->hubert, a->n_embd, p->llm);
-        goto fail;
-    }
-    const char *stops[] = {"<|im_end|>", "<|endoftext|>"};
-    for (size_t k = 0; k < 2; k++) {
-        int32_t id = mer_tokenizer_token_id(a->tok, stops[k], strlen(stops[k]));
-        if (id >= 0) a->stop_ids[a->n_stop++] = id;
-    }
-    int S = a->clip->hp.image_size;
-    if (!(a->pixels = malloc((size_t)3 * S * S * sizeof(float)))) {
-        st = mer__errf(err, MER_E_NOMEM, "out of memory");
-        goto fail;
-    }
     free(tok_path);
     *out = a;
     return MER_OK;
@@ -95,6 +111,33 @@ fail:
     free(tok_path);
     mer__agpt_free(a);
     return st;
+}
+
+/* The LLM context, the widths checked against each other, stop ids, buffers (names: for messages). */
+static mer_status finish_load(mer__agpt *a, const mer_infer_params *p, const char *clip, const char *hubert,
+                              const char *llm, const char *affectgpt, mer_err *err) {
+    mer_status st;
+    mer_qwen2_ctx_params cp = mer_qwen2_ctx_default_params();
+    cp.n_threads = p->n_threads;
+    cp.n_ctx = 2048;
+    if ((st = mer_qwen2_ctx_init(a->llm, &cp, &a->llm_ctx, err))) return st;
+    mer_qwen2_info info;
+    mer_qwen2_get_info(a->llm, &info);
+    a->n_embd = info.n_embd;
+    a->n_visual = a->clip->hp.n_proj;
+    a->n_audio = a->hub->hp.n_embd;
+    if (a->fusion.d_visual != a->n_visual || a->fusion.d_audio != a->n_audio || a->fusion.d_llm != a->n_embd)
+        return mer__errf(err, MER_E_SHAPE, "%s: the fusion layers take visual %d, audio %d and give %d, but the models give "
+                         "visual %d (%s), audio %d (%s) and the LLM is %d wide (%s)", affectgpt, a->fusion.d_visual,
+                         a->fusion.d_audio, a->fusion.d_llm, a->n_visual, clip, a->n_audio, hubert, a->n_embd, llm);
+    const char *stops[] = {"<|im_end|>", "<|endoftext|>"};
+    for (size_t k = 0; k < 2; k++) {
+        int32_t id = mer_tokenizer_token_id(a->tok, stops[k], strlen(stops[k]));
+        if (id >= 0) a->stop_ids[a->n_stop++] = id;
+    }
+    int S = a->clip->hp.image_size;
+    if (!(a->pixels = malloc((size_t)3 * S * S * sizeof(float)))) return mer__errf(err, MER_E_NOMEM, "out of memory");
+    return MER_OK;
 }
 
 mer_status mer__agpt_visual(mer__agpt *a, const uint8_t *const *imgs, int w, int h, int n, float *feats, mer_err *err) {

@@ -25,6 +25,7 @@ typedef struct mer__agpt {
     mer_qwen2_ctx *llm_ctx;
     mer_tokenizer *tok;
     mer_weights *ckpt;
+    struct mer__bundle *bundle; /* the bundle the parts were loaded from (mer infer --model), or NULL */
     mer_affectgpt_fusion fusion;
     int n_embd, n_visual, n_audio;
     int32_t stop_ids[2];
@@ -32,8 +33,9 @@ typedef struct mer__agpt {
     float *pixels; /* [3][S][S] */
 } mer__agpt;
 
-/* Loads every part named in p (clip, hubert, llm, tokenizer, affectgpt) and checks that they fit
- * together (the fusion's widths against the encoders and the LLM). Caller frees with mer__agpt_free. */
+/* Loads every part named in p (clip, hubert, llm, tokenizer, affectgpt; or all of them from p->bundle)
+ * and checks that they fit together (the fusion's widths against the encoders and the LLM). Caller frees
+ * with mer__agpt_free. */
 mer_status mer__agpt_load(const mer_infer_params *p, mer__agpt **out, mer_err *err);
 void mer__agpt_free(mer__agpt *a);
 

@@ -233,16 +233,28 @@ mer_status mer_infer_run(const mer_infer_params *p0, const char *out_npz, mer_jo
     x.clips = malloc((size_t)MER_AGPT_N_CLIPS * MER_AGPT_SR * MER_AGPT_CLIP_S * sizeof(float));
     x.visual = malloc((size_t)MER_AGPT_N_FRAMES * x.a->n_visual * sizeof(float));
     x.audio = malloc((size_t)MER_AGPT_N_CLIPS * x.a->n_audio * sizeof(float));
-    size_t cl = strlen(p.clip) + strlen(p.hubert) + strlen(p.llm) + strlen(p.affectgpt) + strlen(x.question) + 1024;
+    /* the models in the run's identity: the four parts, or the bundle (mer convert) */
+    size_t cl = (p.bundle ? strlen(p.bundle) : strlen(p.clip) + strlen(p.hubert) + strlen(p.llm) + strlen(p.affectgpt)) +
+                strlen(x.question) + 1024;
+    char *models = malloc(cl);
     config = malloc(cl);
-    if (!x.imgs || !x.clips || !x.visual || !x.audio || !config) { st = mer__errf(err, MER_E_NOMEM, "out of memory"); goto done; }
+    if (!x.imgs || !x.clips || !x.visual || !x.audio || !config || !models) {
+        free(models);
+        st = mer__errf(err, MER_E_NOMEM, "out of memory");
+        goto done;
+    }
+    if (p.bundle) snprintf(models, cl, "\"model\":\"%s\"", p.bundle);
+    else
+        snprintf(models, cl, "\"clip\":\"%s\",\"hubert\":\"%s\",\"llm\":\"%s\",\"affectgpt\":\"%s\"", p.clip, p.hubert,
+                 p.llm, p.affectgpt);
     snprintf(config, cl,
-             "{\"job\":\"infer\",\"clip\":\"%s\",\"hubert\":\"%s\",\"llm\":\"%s\",\"affectgpt\":\"%s\",\"wtype\":\"%s\","
+             "{\"job\":\"infer\",%s,\"wtype\":\"%s\","
              "\"lora_scale\":%.17g,\"input\":\"%s\",\"question\":\"%s\",\"temperature\":%.17g,\"top_p\":%.17g,\"top_k\":%d,"
              "\"repeat_penalty\":%.17g,\"max_new_tokens\":%d,\"seed\":%llu,\"rgb_faces\":%d,\"per_clip_norm\":%d,\"hf5\":%d}",
-             p.clip, p.hubert, p.llm, p.affectgpt, p.wtype ? p.wtype : "", p.lora_scale, p.input_frame ? "frame" : "face",
+             models, p.wtype ? p.wtype : "", p.lora_scale, p.input_frame ? "frame" : "face",
              x.question, p.temperature, p.top_p, p.top_k, p.repeat_penalty, p.max_new_tokens, (unsigned long long)p.seed,
              p.rgb_faces, p.per_clip_norm, p.hf5_hidden);
+    free(models);
     mer_job_params jp = {db, config, "infer", p.progress, p.retry_failed};
     mer_job_stats js;
     st = mer__job_run(&jp, list, names.n, one, &x, &js, err);
