@@ -4,6 +4,7 @@
  *   bench_gpu ceil             device-to-device copy bandwidth, cuBLASLt bf16 GEMM rate (8192^3)
  *   bench_gpu gemv             the decode matmuls of Qwen2.5-7B at 1 and 8 rows: GEMV variants and
  *                              cuBLASLt, in GB/s of weights (weights rotated over > 4x the L2)
+ *   bench_gpu small            the small kernels of a decode step, 200 launches in one graph: time each
  *   bench_gpu model            Qwen2.5-7B shape, random bf16 weights made on the device: prefill of
  *                              512 tokens, batch-1 and batch-8 decode (graph + PDL, graph only, no
  *                              graph), decode after a 512-token prompt
@@ -81,8 +82,9 @@ static mer_status do_mm(void *ud, mer_err *err) {
     mm_arg *a = ud;
     for (int r = 0; r < a->reps; r++) {
         const uint16_t *w = a->w + (size_t)(r % a->n_w) * a->w_stride;
-        int ny = a->epi == MER_CUDA_EPI_SILU_BF16 ? a->n / 2 : a->n;
-        mer_status st = a->path ? mer_cuda_matmul_cublas(a->c, a->y, ny, a->x, a->k, w, a->n_tok, a->k, a->n, a->epi, err)
+        int ny = a->epi == MER_CUDA_EPI_SILU ? a->n / 2 : a->n;
+        mer_status st = a->path ? mer_cuda_matmul_cublas(a->c, a->y, ny, a->x, a->k, w, MER_DTYPE_BF16, a->n_tok, a->k,
+                                                         a->n, a->epi, err)
                                 : mer_cuda_matmul_gemv(a->c, a->y, ny, a->x, a->k, w, a->n_tok, a->k, a->n, a->epi, err);
         if (st) return st;
     }
@@ -126,7 +128,7 @@ static void bench_ceil(mer_cuda *c) {
 static void bench_gemv(mer_cuda *c) {
     static const struct { const char *name; int n, k, epi; } sh[] = {
         {"qkv", 4608, 3584, MER_CUDA_EPI_F32},       {"o", 3584, 3584, MER_CUDA_EPI_F32_ADD},
-        {"gate_up", 37888, 3584, MER_CUDA_EPI_SILU_BF16}, {"down", 3584, 18944, MER_CUDA_EPI_F32_ADD},
+        {"gate_up", 37888, 3584, MER_CUDA_EPI_SILU}, {"down", 3584, 18944, MER_CUDA_EPI_F32_ADD},
         {"lm_head", 152064, 3584, MER_CUDA_EPI_F32},
     };
     for (size_t s = 0; s < MER_ARRAY_LEN(sh); s++) {
@@ -141,25 +143,115 @@ static void bench_gemv(mer_cuda *c) {
         TRY(mer_cuda_fill_uniform_bf16(c, x, (size_t)8 * 18944, 9, 1.0f, &e));
         TRY(mer_cuda_memset(c, y, 0, (size_t)8 * 152064 * 4, &e));
         for (int bt = 1; bt <= 8; bt *= 8) {
-            for (int var = 0; var < 4; var++) { /* 0 auto, 1 tile 1, 2 tile 2, 3 cuBLASLt */
-                if (sh[s].epi == MER_CUDA_EPI_SILU_BF16 && (var == 1 || var == 2)) continue;
-                mer_cuda_set_gemv_tile(c, var == 1 ? 1 : var == 2 ? 2 : 0);
-                mm_arg a = {c, y, x, w, bt, sh[s].k, sh[s].n, sh[s].epi, var == 3, 4 * n_w, n_w, wn, NULL};
+            for (int var = 0; var < 6; var++) { /* auto, 4 / 8 / 16 warps, two tiles, cuBLASLt */
+                if (sh[s].epi == MER_CUDA_EPI_SILU && var == 4) continue;
+                mer_cuda_set_gemv_tile(c, var == 4 ? 2 : 0);
+                mer_cuda_set_gemv_warps(c, var == 1 ? 4 : var == 2 ? 8 : var == 3 ? 16 : 0);
+                mm_arg a = {c, y, x, w, bt, sh[s].k, sh[s].n, sh[s].epi, var == 5, 4 * n_w, n_w, wn, NULL};
                 double t[7], ms;
                 TRY(mer_cuda_time(c, do_mm, &a, &ms, &e));
                 for (int i = 0; i < 7; i++) TRY(mer_cuda_time(c, do_mm, &a, &t[i], &e));
                 ms = median(t, 7) / a.reps;
                 char key[96];
-                static const char *vn[] = {"auto", "tile1", "tile2", "cublas"};
+                static const char *vn[] = {"auto", "nw4", "nw8", "nw16", "tile2", "cublas"};
                 snprintf(key, sizeof key, "gemv_%s_b%d_%s", sh[s].name, bt, vn[var]);
                 result(key, wn * 2.0 / (ms * 1e-3) / 1e9, "GB/s");
             }
         }
         mer_cuda_set_gemv_tile(c, 0);
+        mer_cuda_set_gemv_warps(c, 0);
         mer_cuda_release(c, w);
         mer_cuda_release(c, x);
         mer_cuda_release(c, y);
     }
+    TRY(mer_cuda_trim(c, &e));
+}
+
+// --- small kernels, as a decode step runs them (each launched 200 times in one graph) -----------------
+
+typedef struct small_arg {
+    mer_cuda *c;
+    int which, n_tok;
+    void *a, *b, *d, *kc, *vc, *ws;
+    float *x, *w, *qkv, *inv;
+    int32_t *io;
+} small_arg;
+
+static mer_status small_once(small_arg *s, mer_err *err) {
+    const int E = 3584, H = 28, KV = 4, D = 128, NCTX = 1024;
+    const int32_t *pos = s->io, *slot = s->io + 8;
+    switch (s->which) {
+    case 0: return mer_cuda_f32_to_bf16(s->c, s->a, s->x, 1, err); /* an (almost) empty kernel */
+    case 1: return mer_cuda_rmsnorm(s->c, s->a, MER_DTYPE_BF16, s->x, s->w, s->n_tok, E, 1e-6f, err);
+    case 2:
+        return mer_cuda_qkv_rope(s->c, s->qkv, s->w, s->inv, s->a, s->kc, s->vc, MER_DTYPE_BF16, pos, slot, s->n_tok,
+                                 H, KV, D, NCTX, err);
+    case 3:
+        return mer_cuda_attn_decode(s->c, s->d, s->a, s->kc, s->vc, MER_DTYPE_BF16, pos, slot, s->n_tok, H, KV, D, NCTX,
+                                    16, 0.088f, s->ws, err);
+    case 4: return mer_cuda_argmax(s->c, s->io + 16, s->qkv, s->n_tok, 152064, err);
+    default: return mer_cuda_embed(s->c, s->x, s->a, MER_DTYPE_BF16, 8, E, s->io + 16, s->n_tok, err);
+    }
+}
+
+static void bench_small(mer_cuda *c) {
+    small_arg s = {c, 0, 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    const size_t cache = (size_t)8 * 4 * 1024 * 128;
+    TRY(mer_cuda_alloc(c, 8 * 152064 * 4, (void **)&s.qkv, &e));
+    TRY(mer_cuda_alloc(c, 8 * 3584 * 4, (void **)&s.x, &e));
+    TRY(mer_cuda_alloc(c, 8 * 4608 * 4, (void **)&s.w, &e));
+    TRY(mer_cuda_alloc(c, 64 * 4, (void **)&s.inv, &e));
+    TRY(mer_cuda_alloc(c, 8 * 3584 * 2, &s.a, &e));
+    TRY(mer_cuda_alloc(c, 8 * 3584 * 2, &s.d, &e));
+    TRY(mer_cuda_alloc(c, cache * 2, &s.kc, &e));
+    TRY(mer_cuda_alloc(c, cache * 2, &s.vc, &e));
+    size_t wsb = mer_cuda_attn_decode_ws(8, 28, 128, 16);
+    TRY(mer_cuda_alloc(c, wsb, &s.ws, &e));
+    TRY(mer_cuda_alloc(c, 64 * 4, (void **)&s.io, &e));
+    TRY(mer_cuda_memset(c, s.ws, 0, wsb, &e));
+    TRY(mer_cuda_fill_uniform_f32(c, s.qkv, 8 * 152064, 1, 0.f, 1.f, &e));
+    TRY(mer_cuda_fill_uniform_f32(c, s.x, 8 * 3584, 2, 0.f, 1.f, &e));
+    TRY(mer_cuda_fill_uniform_f32(c, s.w, 8 * 4608, 3, 1.f, 0.1f, &e));
+    TRY(mer_cuda_fill_uniform_f32(c, s.inv, 64, 4, 0.5f, 0.4f, &e));
+    TRY(mer_cuda_fill_uniform_bf16(c, s.kc, cache, 5, 1.f, &e));
+    TRY(mer_cuda_fill_uniform_bf16(c, s.vc, cache, 6, 1.f, &e));
+    TRY(mer_cuda_fill_uniform_bf16(c, s.a, 8 * 3584, 7, 1.f, &e));
+    int32_t io[64] = {0};
+    for (int i = 0; i < 8; i++) io[i] = 160 + 9 * i, io[8 + i] = i, io[16 + i] = 3 * i;
+    TRY(mer_cuda_upload(c, s.io, io, sizeof io, &e));
+    static const char *names[] = {"empty", "rmsnorm", "qkv_rope", "attn_decode_ctx160", "argmax_152064", "embed"};
+    for (int pdl = 0; pdl <= 1; pdl++) {
+        mer_cuda_set_pdl(c, pdl);
+        for (int bt = 1; bt <= 8; bt *= 8)
+            for (int k = 0; k < 6; k++) {
+                s.which = k;
+                s.n_tok = bt;
+                mer_cuda_graph *g = NULL;
+                TRY(mer_cuda_begin_capture(c, &e));
+                mer_status st = MER_OK;
+                for (int i = 0; i < 200 && !st; i++) st = small_once(&s, &e);
+                mer_err e2;
+                TRY(mer_cuda_end_capture(c, st != MER_OK, &g, &e2));
+                if (st || !g) {
+                    fprintf(stderr, "bench_gpu: small %s: %s\n", names[k], e.msg);
+                    continue;
+                }
+                double t[5];
+                for (int r = 0; r < 6; r++) {
+                    double a0 = now_ms();
+                    TRY(mer_cuda_graph_launch(c, g, &e));
+                    TRY(mer_cuda_sync(c, &e));
+                    if (r) t[r - 1] = (now_ms() - a0) * 1e3 / 200;
+                }
+                mer_cuda_graph_free(g);
+                char key[96];
+                snprintf(key, sizeof key, "small_%s_b%d%s", names[k], bt, pdl ? "_pdl" : "");
+                result(key, median(t, 5), "us");
+            }
+    }
+    mer_cuda_set_pdl(c, 0);
+    void *bufs[] = {s.qkv, s.x, s.w, s.inv, s.a, s.d, s.kc, s.vc, s.ws, s.io};
+    for (size_t i = 0; i < MER_ARRAY_LEN(bufs); i++) mer_cuda_release(c, bufs[i]);
     TRY(mer_cuda_trim(c, &e));
 }
 
@@ -352,6 +444,7 @@ int main(int argc, char **argv) {
         const char *what = all ? "all" : argv[i];
         if (!strcmp(what, "ceil") || all) bench_ceil(c);
         if (!strcmp(what, "gemv") || all) bench_gemv(c);
+        if (!strcmp(what, "small") || all) bench_small(c);
         if (!strcmp(what, "model") || all) bench_model();
         if (!strcmp(what, "leak") || all) bench_leak();
         if (!strcmp(what, "parity") && i + 1 < argc) bench_parity(argv[++i]);

@@ -45,7 +45,7 @@ fi
 
 if has test; then
     say "test_cuda"
-    timeout 300 "$BIN/tests/test_cuda" >"$OUTDIR/test_cuda.log" 2>&1
+    timeout 150 "$BIN/tests/test_cuda" >"$OUTDIR/test_cuda.log" 2>&1
     echo "exit $?" >>"$OUTDIR/test_cuda.log"
     grep -E "FAIL|SKIP|passed|rel err|device" "$OUTDIR/test_cuda.log" | head -40 | tee -a "$LOG"
 fi
@@ -53,22 +53,22 @@ fi
 if has parity; then
     say "parity at the 7B widths (HF export, then mer)"
     MID=${TMPDIR:-/tmp}/mer_qwen2_mid
-    timeout 300 python3 bench/gpu_ref.py export "$MID" >>"$LOG" 2>&1 &&
-        timeout 120 "$BIN/bench/bench_gpu" parity "$MID" >"$OUTDIR/parity.txt" 2>>"$LOG"
+    timeout 150 python3 bench/gpu_ref.py export "$MID" >>"$LOG" 2>&1 &&
+        timeout 60 "$BIN/bench/bench_gpu" parity "$MID" >"$OUTDIR/parity.txt" 2>>"$LOG"
     cat "$OUTDIR/parity.txt" 2>/dev/null | tee -a "$LOG"
     rm -rf "$MID"
 fi
 
 if has ours; then
     say "mer benchmarks"
-    timeout 400 "$BIN/bench/bench_gpu" ceil gemv model leak >"$OUTDIR/ours.txt" 2>>"$LOG"
+    timeout 200 "$BIN/bench/bench_gpu" ceil gemv small model leak >"$OUTDIR/ours.txt" 2>>"$LOG"
     echo "exit $?" >>"$LOG"
     tee -a "$LOG" <"$OUTDIR/ours.txt"
 fi
 
 if has hf; then
     say "HF transformers reference"
-    timeout 400 python3 bench/gpu_ref.py bench "$OUTDIR/hf.json" >>"$LOG" 2>&1
+    timeout 240 python3 bench/gpu_ref.py bench "$OUTDIR/hf.json" >>"$LOG" 2>&1
     echo "exit $?" >>"$LOG"
 fi
 

@@ -19,6 +19,7 @@ mer_qwen2_cuda_params mer_qwen2_cuda_default_params(void) {
     p.n_batch = 512;
     p.n_split = 16;
     p.use_graph = 1;
+    p.wtype = MER_DTYPE_BF16;
     return p;
 }
 
@@ -69,30 +70,33 @@ mer_status mer_qwen2_cuda_hp_from_config(const struct mer_config *cfg, mer_qwen2
 
 #define MAX_GRAPHS 64
 
+/* Matrices, embedding, activations and cache are of the model's dtype `at` (bf16 or f32). */
 typedef struct qlayer {
     float *attn_norm, *ffn_norm; /* [E] */
-    uint16_t *wqkv;              /* [(H + 2 KV) d][E]: q_proj, k_proj, v_proj rows */
+    void *wqkv;                  /* [(H + 2 KV) d][E]: q_proj, k_proj, v_proj rows */
     float *bqkv;                 /* [(H + 2 KV) d] or NULL */
-    uint16_t *wo;                /* [E][H d] */
-    uint16_t *wgu;               /* [2 F][E]: gate_proj rows, then up_proj rows */
-    uint16_t *wdown;             /* [E][F] */
+    void *wo;                    /* [E][H d] */
+    void *wgu;                   /* [2 F][E]: gate_proj rows, then up_proj rows */
+    void *wdown;                 /* [E][F] */
 } qlayer;
 
 struct mer_qwen2_cuda {
     mer_qwen2_cuda_hp hp;
     mer_qwen2_cuda_params p;
     mer_cuda *c;
-    uint16_t *embed;   /* [V][E] */
-    uint16_t *lm_head; /* [V][E] (== embed when tied) */
+    mer_dtype at;      /* element type of matrices, activations and cache */
+    size_t es;         /* its size */
+    void *embed;       /* [V][E] */
+    void *lm_head;     /* [V][E] (== embed when tied) */
     float *out_norm;   /* [E] */
     float *inv_freq;   /* [d/2] */
     qlayer *layers;
-    uint16_t *kv;      /* [n_layer][2][n_seq][KV][n_ctx][d] */
+    void *kv;          /* [n_layer][2][n_seq][KV][n_ctx][d] */
     size_t kv_layer;   /* elements of one K (or V) array */
     int t_max;         /* rows of the activation buffers */
     float *x, *qkv, *logits;
-    uint16_t *xn, *q, *att, *h;
-    uint16_t *gu;      /* [t_max][2 F]: gate/up outputs when the matmul runs on cuBLASLt */
+    void *xn, *q, *att, *h;
+    void *gu;          /* [t_max][2 F]: gate/up outputs when the matmul runs on cuBLASLt */
     int32_t *io;       /* device [3][t_max]: ids, pos, slot */
     int32_t *out_ids;  /* device [t_max] */
     void *attn_ws;
@@ -134,6 +138,8 @@ static mer_status check_hp(const mer_qwen2_cuda_hp *hp, const mer_qwen2_cuda_par
         return mer__errf(err, MER_E_UNSUPPORTED,
                          "qwen2 cuda: sizes must be multiples of 8 and head_dim <= 256 (hidden %d, ff %d, head_dim %d)",
                          hp->n_embd, hp->n_ff, hp->head_dim);
+    if (p->wtype != MER_DTYPE_BF16 && p->wtype != MER_DTYPE_F32)
+        return mer__errf(err, MER_E_UNSUPPORTED, "qwen2 cuda: weight dtype %s (bf16 or f32)", mer_dtype_name(p->wtype));
     if (p->n_ctx < 1 || p->n_seq < 1 || p->n_seq > MAX_GRAPHS || p->n_batch < 1 || p->n_split < 1 || p->n_split > 256)
         return mer__errf(err, MER_E_ARG, "qwen2 cuda: bad params (n_ctx %d, n_seq %d, n_batch %d, n_split %d)", p->n_ctx,
                          p->n_seq, p->n_batch, p->n_split);
@@ -150,6 +156,9 @@ static mer_status alloc_model(const mer_qwen2_cuda_hp *hp, const mer_qwen2_cuda_
     if (!m) return mer__errf(err, MER_E_NOMEM, "qwen2 cuda: out of memory");
     m->hp = *hp;
     m->p = *p;
+    m->at = p->wtype;
+    m->es = p->wtype == MER_DTYPE_F32 ? 4 : 2;
+    const size_t es = m->es;
     const int E = hp->n_embd, H = hp->n_head, KV = hp->n_kv_head, d = hp->head_dim, F = hp->n_ff;
     const size_t V = (size_t)hp->n_vocab;
     const size_t nqkv = (size_t)(H + 2 * KV) * d;
@@ -163,23 +172,24 @@ static mer_status alloc_model(const mer_qwen2_cuda_hp *hp, const mer_qwen2_cuda_
     m->t_max = p->n_batch > p->n_seq ? p->n_batch : p->n_seq;
     const size_t T = (size_t)m->t_max;
     m->kv_layer = (size_t)p->n_seq * KV * (size_t)p->n_ctx * d;
-    if ((st = dalloc(m, (void **)&m->kv, m->kv_layer * 2 * hp->n_layer * sizeof(uint16_t), err))) goto fail;
+    if ((st = dalloc(m, &m->kv, m->kv_layer * 2 * hp->n_layer * es, err))) goto fail;
     if ((st = dalloc(m, (void **)&m->x, T * E * sizeof(float), err))) goto fail;
-    if ((st = dalloc(m, (void **)&m->xn, T * E * sizeof(uint16_t), err))) goto fail;
+    if ((st = dalloc(m, &m->xn, T * E * es, err))) goto fail;
     if ((st = dalloc(m, (void **)&m->qkv, T * nqkv * sizeof(float), err))) goto fail;
-    if ((st = dalloc(m, (void **)&m->q, T * H * d * sizeof(uint16_t), err))) goto fail;
-    if ((st = dalloc(m, (void **)&m->att, T * H * d * sizeof(uint16_t), err))) goto fail;
-    if ((st = dalloc(m, (void **)&m->h, T * F * sizeof(uint16_t), err))) goto fail;
-    if ((st = dalloc(m, (void **)&m->gu, T * 2 * F * sizeof(uint16_t), err))) goto fail;
+    if ((st = dalloc(m, &m->q, T * H * d * es, err))) goto fail;
+    if ((st = dalloc(m, &m->att, T * H * d * es, err))) goto fail;
+    if ((st = dalloc(m, &m->h, T * F * es, err))) goto fail;
+    if ((st = dalloc(m, &m->gu, T * 2 * F * es, err))) goto fail;
     if ((st = dalloc(m, (void **)&m->logits, (size_t)p->n_seq * V * sizeof(float), err))) goto fail;
     if ((st = dalloc(m, (void **)&m->io, 3 * T * sizeof(int32_t), err))) goto fail;
     if ((st = dalloc(m, (void **)&m->out_ids, T * sizeof(int32_t), err))) goto fail;
     if ((st = dalloc(m, &m->attn_ws, mer_cuda_attn_decode_ws(p->n_seq, H, d, p->n_split), err))) goto fail;
+    if ((st = mer_cuda_memset(m->c, m->attn_ws, 0, mer_cuda_attn_decode_ws(p->n_seq, H, d, p->n_split), err))) goto fail;
     if ((st = mer_cuda_host_alloc(3 * T * sizeof(int32_t), (void **)&m->io_h, err))) goto fail;
     if ((st = mer_cuda_host_alloc(T * sizeof(int32_t), (void **)&m->out_h, err))) goto fail;
     /* Unwritten cache positions are never read, but the prefill kernel stages whole tiles: keep them
      * finite. */
-    if ((st = mer_cuda_memset(m->c, m->kv, 0, m->kv_layer * 2 * hp->n_layer * sizeof(uint16_t), err))) goto fail;
+    if ((st = mer_cuda_memset(m->c, m->kv, 0, m->kv_layer * 2 * hp->n_layer * es, err))) goto fail;
     {
         float *inv = malloc((size_t)d / 2 * sizeof(float));
         if (!inv) {
@@ -200,39 +210,45 @@ fail:
     return st;
 }
 
-static size_t matrix_bytes(const mer_qwen2_cuda_hp *hp) {
+static size_t matrix_bytes(const mer_qwen2_cuda_hp *hp, size_t es) {
     const size_t E = hp->n_embd, Hd = (size_t)hp->n_head * hp->head_dim, KVd = (size_t)hp->n_kv_head * hp->head_dim,
                  F = hp->n_ff;
-    size_t layer = ((Hd + 2 * KVd) * E + E * Hd + 2 * F * E + E * F) * 2 + (2 * E + Hd + 2 * KVd) * 4;
-    return layer * hp->n_layer + (size_t)hp->n_vocab * E * 2 + E * 4;
+    size_t layer = ((Hd + 2 * KVd) * E + E * Hd + 2 * F * E + E * F) * es + (2 * E + Hd + 2 * KVd) * 4;
+    return layer * hp->n_layer + (size_t)hp->n_vocab * E * es + E * 4;
 }
 
 static mer_status alloc_weights(mer_qwen2_cuda *m, int with_bias, mer_err *err) {
     const mer_qwen2_cuda_hp *hp = &m->hp;
     const size_t E = hp->n_embd, Hd = (size_t)hp->n_head * hp->head_dim, F = hp->n_ff, V = hp->n_vocab;
     const size_t nqkv = (size_t)(hp->n_head + 2 * hp->n_kv_head) * hp->head_dim;
+    const size_t es = m->es;
     mer_status st;
-    if ((st = dalloc(m, (void **)&m->embed, V * E * 2, err))) return st;
+    if ((st = dalloc(m, &m->embed, V * E * es, err))) return st;
     if (hp->tied)
         m->lm_head = m->embed;
-    else if ((st = dalloc(m, (void **)&m->lm_head, V * E * 2, err)))
+    else if ((st = dalloc(m, &m->lm_head, V * E * es, err)))
         return st;
     if ((st = dalloc(m, (void **)&m->out_norm, E * 4, err))) return st;
     for (int l = 0; l < hp->n_layer; l++) {
         qlayer *L = &m->layers[l];
         if ((st = dalloc(m, (void **)&L->attn_norm, E * 4, err))) return st;
         if ((st = dalloc(m, (void **)&L->ffn_norm, E * 4, err))) return st;
-        if ((st = dalloc(m, (void **)&L->wqkv, nqkv * E * 2, err))) return st;
+        if ((st = dalloc(m, &L->wqkv, nqkv * E * es, err))) return st;
         if (with_bias && (st = dalloc(m, (void **)&L->bqkv, nqkv * 4, err))) return st;
-        if ((st = dalloc(m, (void **)&L->wo, E * Hd * 2, err))) return st;
-        if ((st = dalloc(m, (void **)&L->wgu, 2 * F * E * 2, err))) return st;
-        if ((st = dalloc(m, (void **)&L->wdown, E * F * 2, err))) return st;
+        if ((st = dalloc(m, &L->wo, E * Hd * es, err))) return st;
+        if ((st = dalloc(m, &L->wgu, 2 * F * E * es, err))) return st;
+        if ((st = dalloc(m, &L->wdown, E * F * es, err))) return st;
     }
-    m->step_bytes = matrix_bytes(hp);
+    m->step_bytes = matrix_bytes(hp, es);
     return MER_OK;
 }
 
 // --- random weights ----------------------------------------------------------------------------------
+
+static mer_status fill(mer_qwen2_cuda *m, void *p, size_t n, uint64_t seed, float a, mer_err *err) {
+    if (m->at == MER_DTYPE_F32) return mer_cuda_fill_uniform_f32(m->c, p, n, seed, 0.0f, a, err);
+    return mer_cuda_fill_uniform_bf16(m->c, p, n, seed, a, err);
+}
 
 mer_status mer_qwen2_cuda_init_random(const mer_qwen2_cuda_hp *hp, uint64_t seed, const mer_qwen2_cuda_params *p,
                                       mer_qwen2_cuda **out, mer_err *err) {
@@ -243,8 +259,8 @@ mer_status mer_qwen2_cuda_init_random(const mer_qwen2_cuda_hp *hp, uint64_t seed
     const size_t E = hp->n_embd, Hd = (size_t)hp->n_head * hp->head_dim, F = hp->n_ff, V = hp->n_vocab;
     const size_t nqkv = (size_t)(hp->n_head + 2 * hp->n_kv_head) * hp->head_dim;
     uint64_t s = seed * 1000003u;
-#define U16(ptr, n, fan_in) mer_cuda_fill_uniform_bf16(m->c, ptr, n, ++s, sqrtf(3.0f / (float)(fan_in)), err)
-    if ((st = mer_cuda_fill_uniform_bf16(m->c, m->embed, V * E, ++s, 1.0f, err))) goto fail;
+#define U16(ptr, n, fan_in) fill(m, ptr, n, ++s, sqrtf(3.0f / (float)(fan_in)), err)
+    if ((st = fill(m, m->embed, V * E, ++s, 1.0f, err))) goto fail;
     if (!hp->tied && (st = U16(m->lm_head, V * E, E))) goto fail;
     if ((st = mer_cuda_fill_uniform_f32(m->c, m->out_norm, E, ++s, 1.0f, 0.1f, err))) goto fail;
     for (int l = 0; l < hp->n_layer; l++) {
@@ -356,6 +372,7 @@ mer_status mer_qwen2_cuda_load(const mer_weights *w, const mer_qwen2_cuda_params
                   F = hp.n_ff, V = hp.n_vocab;
     snprintf(nm[0], sizeof nm[0], "model.layers.0.self_attn.q_proj.bias");
     const int with_bias = mer_weights_find(w, nm[0]) != NULL;
+    const int mf = m->at == MER_DTYPE_F32; /* matrices as f32 */
     if ((st = alloc_weights(m, with_bias, err))) goto fail;
     {
         size_t biggest = (size_t)V * E;
@@ -363,7 +380,7 @@ mer_status mer_qwen2_cuda_load(const mer_weights *w, const mer_qwen2_cuda_params
         if ((size_t)((Hd + 2 * KVd) * E) > biggest) biggest = (size_t)((Hd + 2 * KVd) * E);
         int64_t widest = E > F ? E : F;
         if (Hd > widest) widest = Hd;
-        host = malloc(biggest * 4 > biggest * 2 ? biggest * 4 : biggest * 2);
+        host = malloc(biggest * 4);
         tmp = malloc((size_t)widest * 2 * sizeof(float));
         if (!host || !tmp) {
             st = mer__errf(err, MER_E_NOMEM, "qwen2 cuda: out of host memory for %zu bytes of staging", biggest * 4);
@@ -373,10 +390,10 @@ mer_status mer_qwen2_cuda_load(const mer_weights *w, const mer_qwen2_cuda_params
     {
         int64_t r1[1] = {V};
         snprintf(nm[0], sizeof nm[0], "model.embed_tokens.weight");
-        if ((st = upload_stack(m, w, 1, names, r1, E, 0, m->embed, host, tmp, err))) goto fail;
+        if ((st = upload_stack(m, w, 1, names, r1, E, mf, m->embed, host, tmp, err))) goto fail;
         if (!hp.tied) {
             snprintf(nm[0], sizeof nm[0], "lm_head.weight");
-            if ((st = upload_stack(m, w, 1, names, r1, E, 0, m->lm_head, host, tmp, err))) goto fail;
+            if ((st = upload_stack(m, w, 1, names, r1, E, mf, m->lm_head, host, tmp, err))) goto fail;
         }
         int64_t re[1] = {E};
         snprintf(nm[0], sizeof nm[0], "model.norm.weight");
@@ -393,7 +410,7 @@ mer_status mer_qwen2_cuda_load(const mer_weights *w, const mer_qwen2_cuda_params
         NM(0, "self_attn.q_proj.weight");
         NM(1, "self_attn.k_proj.weight");
         NM(2, "self_attn.v_proj.weight");
-        if ((st = upload_stack(m, w, 3, names, rqkv, E, 0, L->wqkv, host, tmp, err))) goto fail;
+        if ((st = upload_stack(m, w, 3, names, rqkv, E, mf, L->wqkv, host, tmp, err))) goto fail;
         if (with_bias) {
             NM(0, "self_attn.q_proj.bias");
             NM(1, "self_attn.k_proj.bias");
@@ -402,12 +419,12 @@ mer_status mer_qwen2_cuda_load(const mer_weights *w, const mer_qwen2_cuda_params
         }
         int64_t ro[1] = {E};
         NM(0, "self_attn.o_proj.weight");
-        if ((st = upload_stack(m, w, 1, names, ro, Hd, 0, L->wo, host, tmp, err))) goto fail;
+        if ((st = upload_stack(m, w, 1, names, ro, Hd, mf, L->wo, host, tmp, err))) goto fail;
         NM(0, "mlp.gate_proj.weight");
         NM(1, "mlp.up_proj.weight");
-        if ((st = upload_stack(m, w, 2, names, rgu, E, 0, L->wgu, host, tmp, err))) goto fail;
+        if ((st = upload_stack(m, w, 2, names, rgu, E, mf, L->wgu, host, tmp, err))) goto fail;
         NM(0, "mlp.down_proj.weight");
-        if ((st = upload_stack(m, w, 1, names, ro, F, 0, L->wdown, host, tmp, err))) goto fail;
+        if ((st = upload_stack(m, w, 1, names, ro, F, mf, L->wdown, host, tmp, err))) goto fail;
 #undef NM
     }
     free(host);
@@ -453,43 +470,46 @@ static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int p
                           float *logits_dev, int do_argmax, mer_err *err) {
     const mer_qwen2_cuda_hp *hp = &m->hp;
     mer_cuda *c = m->c;
+    const mer_dtype at = m->at;
     const int E = hp->n_embd, H = hp->n_head, KV = hp->n_kv_head, d = hp->head_dim, F = hp->n_ff;
     const int nqkv = (H + 2 * KV) * d;
     const int tm = m->t_max;
     const int32_t *ids = m->io, *pos = m->io + tm, *slots = m->io + 2 * tm;
     const float scale = 1.0f / sqrtf((float)d);
     mer_status st;
-    if ((st = mer_cuda_embed(c, m->x, m->embed, hp->n_vocab, E, ids, T, err))) return st;
+    if ((st = mer_cuda_embed(c, m->x, m->embed, at, hp->n_vocab, E, ids, T, err))) return st;
     for (int l = 0; l < hp->n_layer; l++) {
         const qlayer *L = &m->layers[l];
-        uint16_t *kc = m->kv + (size_t)l * 2 * m->kv_layer, *vc = kc + m->kv_layer;
-        if ((st = mer_cuda_rmsnorm(c, m->xn, m->x, L->attn_norm, T, E, hp->rms_eps, err))) return st;
-        if ((st = mer_cuda_matmul(c, m->qkv, nqkv, m->xn, E, L->wqkv, T, E, nqkv, MER_CUDA_EPI_F32, err))) return st;
-        if ((st = mer_cuda_qkv_rope(c, m->qkv, L->bqkv, m->inv_freq, m->q, kc, vc, pos, slots, T, H, KV, d, m->p.n_ctx,
-                                    err)))
+        void *kc = (char *)m->kv + (size_t)l * 2 * m->kv_layer * m->es, *vc = (char *)kc + m->kv_layer * m->es;
+        if ((st = mer_cuda_rmsnorm(c, m->xn, at, m->x, L->attn_norm, T, E, hp->rms_eps, err))) return st;
+        if ((st = mer_cuda_matmul(c, m->qkv, nqkv, m->xn, E, L->wqkv, at, T, E, nqkv, MER_CUDA_EPI_F32, err))) return st;
+        if ((st = mer_cuda_qkv_rope(c, m->qkv, L->bqkv, m->inv_freq, m->q, kc, vc, at, pos, slots, T, H, KV, d,
+                                    m->p.n_ctx, err)))
             return st;
         if (prefill)
-            st = mer_cuda_attn_prefill(c, m->att, m->q, kc, vc, slot, pos0, T, H, KV, d, m->p.n_ctx, scale, pos, slots,
-                                       err);
+            st = mer_cuda_attn_prefill(c, m->att, m->q, kc, vc, at, slot, pos0, T, H, KV, d, m->p.n_ctx, scale, pos,
+                                       slots, err);
         else
-            st = mer_cuda_attn_decode(c, m->att, m->q, kc, vc, pos, slots, T, H, KV, d, m->p.n_ctx, m->p.n_split, scale,
-                                      m->attn_ws, err);
+            st = mer_cuda_attn_decode(c, m->att, m->q, kc, vc, at, pos, slots, T, H, KV, d, m->p.n_ctx, m->p.n_split,
+                                      scale, m->attn_ws, err);
         if (st) return st;
-        if ((st = mer_cuda_matmul(c, m->x, E, m->att, H * d, L->wo, T, H * d, E, MER_CUDA_EPI_F32_ADD, err))) return st;
-        if ((st = mer_cuda_rmsnorm(c, m->xn, m->x, L->ffn_norm, T, E, hp->rms_eps, err))) return st;
-        if (mer_cuda_matmul_uses_gemv(c, T)) {
-            if ((st = mer_cuda_matmul(c, m->h, F, m->xn, E, L->wgu, T, E, 2 * F, MER_CUDA_EPI_SILU_BF16, err)))
+        if ((st = mer_cuda_matmul(c, m->x, E, m->att, H * d, L->wo, at, T, H * d, E, MER_CUDA_EPI_F32_ADD, err)))
+            return st;
+        if ((st = mer_cuda_rmsnorm(c, m->xn, at, m->x, L->ffn_norm, T, E, hp->rms_eps, err))) return st;
+        if (mer_cuda_matmul_uses_gemv(c, at, T)) {
+            if ((st = mer_cuda_matmul(c, m->h, F, m->xn, E, L->wgu, at, T, E, 2 * F, MER_CUDA_EPI_SILU, err))) return st;
+        } else { /* no scratch allocation (graph capture): gate/up into m->gu, then silu * up */
+            if ((st = mer_cuda_matmul(c, m->gu, 2 * F, m->xn, E, L->wgu, at, T, E, 2 * F,
+                                      at == MER_DTYPE_F32 ? MER_CUDA_EPI_F32 : MER_CUDA_EPI_BF16, err)))
                 return st;
-        } else {
-            if ((st = mer_cuda_matmul(c, m->gu, 2 * F, m->xn, E, L->wgu, T, E, 2 * F, MER_CUDA_EPI_BF16, err)))
-                return st;
-            if ((st = mer_cuda_silu_mul(c, m->h, m->gu, T, F, err))) return st;
+            if ((st = mer_cuda_silu_mul(c, m->h, m->gu, at, T, F, err))) return st;
         }
-        if ((st = mer_cuda_matmul(c, m->x, E, m->h, F, L->wdown, T, F, E, MER_CUDA_EPI_F32_ADD, err))) return st;
+        if ((st = mer_cuda_matmul(c, m->x, E, m->h, F, L->wdown, at, T, F, E, MER_CUDA_EPI_F32_ADD, err))) return st;
     }
-    if ((st = mer_cuda_rmsnorm(c, m->xn, m->x + (size_t)lrow0 * E, m->out_norm, n_l, E, hp->rms_eps, err))) return st;
-    if ((st = mer_cuda_matmul(c, logits_dev, hp->n_vocab, m->xn, E, m->lm_head, n_l, E, hp->n_vocab, MER_CUDA_EPI_F32,
-                              err)))
+    if ((st = mer_cuda_rmsnorm(c, m->xn, at, m->x + (size_t)lrow0 * E, m->out_norm, n_l, E, hp->rms_eps, err)))
+        return st;
+    if ((st = mer_cuda_matmul(c, logits_dev, hp->n_vocab, m->xn, E, m->lm_head, at, n_l, E, hp->n_vocab,
+                              MER_CUDA_EPI_F32, err)))
         return st;
     if (do_argmax && (st = mer_cuda_argmax(c, m->out_ids, logits_dev, n_l, hp->n_vocab, err))) return st;
     return MER_OK;

@@ -1,12 +1,14 @@
 /* qwen2_cuda.h - the Qwen2 decoder on a CUDA device: weights uploaded as bf16 (from any checkpoint
- * mer_weights reads: f32, f16, bf16, q8_0 and q4_0 tensors are converted), a bf16 KV cache for n_seq
+ * mer_weights reads: f32, f16, bf16, q8_0 and q4_0 tensors are converted) or, for exact parity work, as
+ * f32 (then activations and the KV cache are f32 too and every matmul is full-f32 cuBLASLt), a KV cache
+ * for n_seq
  * sequences ("slots") on the device, prefill in chunks of n_batch tokens, and a decode step for 1..n_seq
  * sequences at once that is captured in a CUDA graph (one graph per batch size, replayed every step).
  *
  * The forward is the HF Qwen2ForCausalLM one: embedding, then per layer RMSNorm -> fused q/k/v
  * projection (+ bias) -> RoPE NeoX -> causal attention with grouped KV heads -> o_proj + residual ->
  * RMSNorm -> silu(gate) * up -> down_proj + residual; final RMSNorm and lm_head. The residual stream is
- * f32, matmul inputs are bf16 with f32 accumulation, logits are f32.
+ * f32, matmul inputs are bf16 (or f32) with f32 accumulation, logits are f32.
  *
  * This header needs no CUDA header. Without CUDA in the build (MER_CUDA=0) every function that can fail
  * returns MER_E_UNSUPPORTED ("built without CUDA"). A model is used by one thread at a time. */
@@ -14,6 +16,7 @@
 #define MER_MODELS_QWEN2_CUDA_H
 
 #include "core/core.h"
+#include "core/dtype.h"
 #include "io/weights.h"
 
 typedef struct mer_qwen2_cuda_hp {
@@ -29,6 +32,7 @@ typedef struct mer_qwen2_cuda_params {
     int n_batch;   /* tokens per prefill forward (512) */
     int n_split;   /* key splits of the decode attention (16) */
     int use_graph; /* capture the decode step in a CUDA graph (1) */
+    mer_dtype wtype; /* MER_DTYPE_BF16 (default) or MER_DTYPE_F32: weights, activations, KV cache */
 } mer_qwen2_cuda_params;
 
 typedef struct mer_qwen2_cuda mer_qwen2_cuda;

@@ -1,13 +1,14 @@
 /* cuda_attn.cu - attention over the device KV cache, with grouped KV heads.
  *
- * Decode (attn_split_kernel + attn_combine_kernel): one block per (key split, KV head, query token); its
+ * Decode (attn_split_kernel): one block per (key split, KV head, query token); its
  * warps take the query heads of that KV group, so the group's K/V rows are fetched from memory once
  * and served to the other heads from L1. Inside a split a warp walks the keys 32 at a time, one key per
  * lane for q.k (no shuffles), keeps an online softmax in the exp2 domain, and accumulates p.V with each
  * lane owning d/32 output elements. The number of keys (pos + 1) is read on the device, so a captured
  * graph serves every position: each split takes ceil(len / n_split) keys rounded up to 32 and splits
- * past the end write an empty partial. The combine kernel merges the partial (max, sum, output)
- * triples.
+ * past the end write an empty partial. The last block of a (token, KV group) to finish (an atomic
+ * arrival counter) merges the partial (max, sum, output) triples, so decode attention is one launch.
+ * Activations and cache are bf16 or f32 (the f32 path of the model).
  *
  * Prefill (attn_prefill_kernel, d = 64 or 128): flash-attention-2 on the tensor cores. A block takes 64
  * query rows of one KV group, where a row is a (token, head-of-the-group) pair, so all the heads that
@@ -23,12 +24,16 @@
 
 // --- decode: split-K -------------------------------------------------------------------------------
 
-template <int DPL>
-__global__ void attn_split_kernel(const uint16_t *__restrict__ q, const uint16_t *__restrict__ kc,
-                                  const uint16_t *__restrict__ vc, const int32_t *__restrict__ pos,
-                                  const int32_t *__restrict__ slot, int H, int KV, int d, int n_ctx, int S, float sl2,
-                                  float *__restrict__ po, float *__restrict__ pml, uint16_t *__restrict__ out) {
-    extern __shared__ float qs[];
+/* Layout of the decode workspace: partial outputs [n_tok][H][S][d] f32, (max, sum) pairs [n_tok][H][S][2],
+ * then arrival counters [n_tok][H] (int; zero between calls: the last block of a (token, group) resets
+ * its counter). */
+template <int DPL, typename T>
+__global__ void attn_split_kernel(const T *__restrict__ q, const T *__restrict__ kc, const T *__restrict__ vc,
+                                  const int32_t *__restrict__ pos, const int32_t *__restrict__ slot, int H, int KV,
+                                  int d, int n_ctx, int S, float sl2, float *__restrict__ po, float *__restrict__ pml,
+                                  int *__restrict__ cnt, T *__restrict__ out) {
+    extern __shared__ float qs[];  // [nw][d] queries, then [rep][2] merge weights
+    __shared__ int is_last;
     mer__pdl_launch();
     mer__pdl_wait();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
@@ -39,14 +44,14 @@ __global__ void attn_split_kernel(const uint16_t *__restrict__ q, const uint16_t
     chunk = (chunk + 31) & ~31;
     const int beg = s * chunk;
     const int end = min(len, beg + chunk);
-    const uint16_t *kb = kc + ((size_t)sl * KV + g) * n_ctx * d;
-    const uint16_t *vb = vc + ((size_t)sl * KV + g) * n_ctx * d;
+    const T *kb = kc + ((size_t)sl * KV + g) * n_ctx * d;
+    const T *vb = vc + ((size_t)sl * KV + g) * n_ctx * d;
     float *qw = qs + warp * d;
     const bool von = lane * DPL < d;
     for (int j = warp; j < rep; j += nw) {
         const int h = g * rep + j;
-        const uint16_t *qr = q + ((size_t)t * H + h) * d;
-        for (int i = lane; i < d; i += 32) qw[i] = mer__bf16(qr[i]) * sl2;
+        const T *qr = q + ((size_t)t * H + h) * d;
+        for (int i = lane; i < d; i += 32) qw[i] = mer__ldf(qr + i) * sl2;
         __syncwarp();
         float m = -1e30f, l = 0.f, o[DPL];
 #pragma unroll
@@ -55,14 +60,14 @@ __global__ void attn_split_kernel(const uint16_t *__restrict__ q, const uint16_t
             const int key = k0 + lane;
             float sc = -INFINITY;
             if (key < end) {
-                const uint16_t *kr = kb + (size_t)key * d;
+                const T *kr = kb + (size_t)key * d;
                 float a = 0.f;
                 for (int i = 0; i < d; i += 8) {
-                    uint4 kv = *(const uint4 *)(kr + i);
+                    float kf[8];
+                    mer__ld8(kr + i, kf);
                     float4 q0 = *(const float4 *)(qw + i), q1 = *(const float4 *)(qw + i + 4);
-                    a += q0.x * mer__bf16_lo(kv.x) + q0.y * mer__bf16_hi(kv.x) + q0.z * mer__bf16_lo(kv.y) +
-                         q0.w * mer__bf16_hi(kv.y) + q1.x * mer__bf16_lo(kv.z) + q1.y * mer__bf16_hi(kv.z) +
-                         q1.z * mer__bf16_lo(kv.w) + q1.w * mer__bf16_hi(kv.w);
+                    a += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] + q1.y * kf[5] +
+                         q1.z * kf[6] + q1.w * kf[7];
                 }
                 sc = a;
             }
@@ -76,22 +81,22 @@ __global__ void attn_split_kernel(const uint16_t *__restrict__ q, const uint16_t
             for (int jj = 0; jj < nk; jj++) {
                 const float pj = __shfl_sync(0xffffffffu, p, jj);
                 if (von) {
-                    const uint16_t *vr = vb + (size_t)(k0 + jj) * d + lane * DPL;
-                    if constexpr (DPL == 8) {
-                        uint4 v = *(const uint4 *)vr;
-                        o[0] += pj * mer__bf16_lo(v.x); o[1] += pj * mer__bf16_hi(v.x);
-                        o[2] += pj * mer__bf16_lo(v.y); o[3] += pj * mer__bf16_hi(v.y);
-                        o[4] += pj * mer__bf16_lo(v.z); o[5] += pj * mer__bf16_hi(v.z);
-                        o[6] += pj * mer__bf16_lo(v.w); o[7] += pj * mer__bf16_hi(v.w);
-                    } else if constexpr (DPL == 4) {
+                    const T *vr = vb + (size_t)(k0 + jj) * d + lane * DPL;
+                    if constexpr (sizeof(T) == 2 && DPL == 8) {
+                        float vf[8];
+                        mer__ld8(vr, vf);
+#pragma unroll
+                        for (int i = 0; i < 8; i++) o[i] += pj * vf[i];
+                    } else if constexpr (sizeof(T) == 2 && DPL == 4) {
                         uint2 v = *(const uint2 *)vr;
                         o[0] += pj * mer__bf16_lo(v.x); o[1] += pj * mer__bf16_hi(v.x);
                         o[2] += pj * mer__bf16_lo(v.y); o[3] += pj * mer__bf16_hi(v.y);
-                    } else if constexpr (DPL == 2) {
+                    } else if constexpr (sizeof(T) == 2 && DPL == 2) {
                         uint32_t v = *(const uint32_t *)vr;
                         o[0] += pj * mer__bf16_lo(v); o[1] += pj * mer__bf16_hi(v);
                     } else {
-                        o[0] += pj * mer__bf16(vr[0]);
+#pragma unroll
+                        for (int i = 0; i < DPL; i++) o[i] += pj * mer__ldf(vr + i);
                     }
                 }
             }
@@ -101,9 +106,9 @@ __global__ void attn_split_kernel(const uint16_t *__restrict__ q, const uint16_t
         if (von) {
             if (S == 1) {
                 const float inv = l > 0.f ? 1.f / l : 0.f;
-                uint16_t *orow = out + ((size_t)t * H + h) * d + lane * DPL;
+                T *orow = out + ((size_t)t * H + h) * d + lane * DPL;
 #pragma unroll
-                for (int i = 0; i < DPL; i++) orow[i] = mer__to_bf16(o[i] * inv);
+                for (int i = 0; i < DPL; i++) mer__stf(orow + i, o[i] * inv);
             } else {
                 float *prow = po + (((size_t)t * H + h) * S + s) * d + lane * DPL;
 #pragma unroll
@@ -116,59 +121,83 @@ __global__ void attn_split_kernel(const uint16_t *__restrict__ q, const uint16_t
         }
         __syncwarp();
     }
-}
-
-__global__ void attn_combine_kernel(const float *__restrict__ po, const float *__restrict__ pml,
-                                    uint16_t *__restrict__ out, int H, int d, int S) {
-    mer__pdl_launch();
-    mer__pdl_wait();
-    const int h = blockIdx.x, t = blockIdx.y;
-    const size_t base = (size_t)t * H + h;
-    const float *ml = pml + base * S * 2;
-    float M = -1e30f;
-    for (int s = 0; s < S; s++) M = fmaxf(M, ml[2 * s]);
-    float L = 0.f;
-    for (int s = 0; s < S; s++) L += exp2f(ml[2 * s] - M) * ml[2 * s + 1];
-    const float inv = L > 0.f ? 1.f / L : 0.f;
-    for (int i = threadIdx.x; i < d; i += blockDim.x) {
-        float a = 0.f;
-        for (int s = 0; s < S; s++) {
-            const float wgt = exp2f(ml[2 * s] - M);
-            if (wgt > 0.f) a += wgt * po[(base * S + s) * d + i];
-        }
-        out[base * d + i] = mer__to_bf16(a * inv);
+    if (S == 1) return;
+    // The last of the S blocks of this (token, group) to finish merges the partials.
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) is_last = atomicAdd(&cnt[(size_t)t * H + g], 1) == S - 1;
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    float *wgt = qs + nw * d;  // [rep][2]: max and 1 / sum
+    for (int j = threadIdx.x; j < rep; j += blockDim.x) {
+        const float *ml = pml + ((size_t)t * H + g * rep + j) * S * 2;
+        float M = -1e30f, L = 0.f;
+        for (int k = 0; k < S; k++) M = fmaxf(M, __ldcg(ml + 2 * k));
+        for (int k = 0; k < S; k++) L += exp2f(__ldcg(ml + 2 * k) - M) * __ldcg(ml + 2 * k + 1);
+        wgt[2 * j] = M;
+        wgt[2 * j + 1] = L > 0.f ? 1.f / L : 0.f;
     }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < rep * d; idx += blockDim.x) {
+        const int j = idx / d, i = idx - j * d;
+        const size_t hb = (size_t)t * H + g * rep + j;
+        const float *ml = pml + hb * S * 2;
+        float a = 0.f;
+        for (int k = 0; k < S; k++) {
+            const float w = exp2f(__ldcg(ml + 2 * k) - wgt[2 * j]);
+            if (w > 0.f) a += w * __ldcg(po + (hb * S + k) * d + i);
+        }
+        mer__stf(out + hb * d + i, a * wgt[2 * j + 1]);
+    }
+    if (threadIdx.x == 0) cnt[(size_t)t * H + g] = 0;
 }
 
 size_t mer_cuda_attn_decode_ws(int n_tok, int n_head, int d, int n_split) {
     if (n_split <= 1) return 0;
-    return (size_t)n_tok * n_head * n_split * ((size_t)d + 2) * sizeof(float);
+    return (size_t)n_tok * n_head * n_split * ((size_t)d + 2) * sizeof(float) + (size_t)n_tok * n_head * sizeof(int);
 }
 
-mer_status mer_cuda_attn_decode(mer_cuda *c, uint16_t *out, const uint16_t *q, const uint16_t *kc, const uint16_t *vc,
+template <typename T>
+static cudaError_t launch_split(mer_cuda *c, dim3 grid, dim3 block, size_t smem, int d, const T *q, const T *kc,
+                                const T *vc, const int32_t *pos, const int32_t *slot, int H, int KV, int n_ctx, int S,
+                                float sl2, float *po, float *pml, int *cnt, T *out) {
+    if (d <= 32)
+        return mer__launch(c, attn_split_kernel<1, T>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2,
+                           po, pml, cnt, out);
+    if (d <= 64)
+        return mer__launch(c, attn_split_kernel<2, T>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2,
+                           po, pml, cnt, out);
+    if (d <= 128)
+        return mer__launch(c, attn_split_kernel<4, T>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2,
+                           po, pml, cnt, out);
+    return mer__launch(c, attn_split_kernel<8, T>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2, po,
+                       pml, cnt, out);
+}
+
+mer_status mer_cuda_attn_decode(mer_cuda *c, void *out, const void *q, const void *kc, const void *vc, mer_dtype t,
                                 const int32_t *pos, const int32_t *slot, int n_tok, int H, int KV, int d, int n_ctx,
                                 int S, float scale, void *ws, mer_err *err) {
     if (n_tok < 1 || n_tok > 65535 || KV < 1 || H % KV || d < 8 || d % 8 || d > 256 || S < 1 || S > 1024 ||
-        (S > 1 && !ws))
-        return mer__errf(err, MER_E_ARG, "cuda attention: n_tok %d, heads %d/%d, d %d, splits %d", n_tok, H, KV, d, S);
+        (S > 1 && !ws) || (t != MER_DTYPE_BF16 && t != MER_DTYPE_F32))
+        return mer__errf(err, MER_E_ARG, "cuda attention: n_tok %d, heads %d/%d, d %d, splits %d, dtype %s", n_tok, H, KV,
+                         d, S, mer_dtype_name(t));
     const int rep = H / KV;
     const int nw = rep < 8 ? rep : 8;
     float *po = (float *)ws;
     float *pml = po ? po + (size_t)n_tok * H * S * d : NULL;
+    int *cnt = pml ? (int *)(pml + (size_t)n_tok * H * S * 2) : NULL;
     dim3 grid(S, KV, n_tok), block(nw * 32);
-    size_t smem = (size_t)nw * d * sizeof(float);
+    size_t smem = ((size_t)nw * d + 2 * (size_t)rep) * sizeof(float);
     const float sl2 = scale * LOG2E;
-    cudaError_t e;
-    if (d <= 32)
-        e = mer__launch(c, attn_split_kernel<1>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2, po, pml, out);
-    else if (d <= 64)
-        e = mer__launch(c, attn_split_kernel<2>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2, po, pml, out);
-    else if (d <= 128)
-        e = mer__launch(c, attn_split_kernel<4>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2, po, pml, out);
-    else
-        e = mer__launch(c, attn_split_kernel<8>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2, po, pml, out);
+    cudaError_t e = t == MER_DTYPE_BF16
+                        ? launch_split<uint16_t>(c, grid, block, smem, d, (const uint16_t *)q, (const uint16_t *)kc,
+                                                 (const uint16_t *)vc, pos, slot, H, KV, n_ctx, S, sl2, po, pml, cnt,
+                                                 (uint16_t *)out)
+                        : launch_split<float>(c, grid, block, smem, d, (const float *)q, (const float *)kc,
+                                              (const float *)vc, pos, slot, H, KV, n_ctx, S, sl2, po, pml, cnt,
+                                              (float *)out);
     if (e != cudaSuccess) return mer__cu_fail(err, e, "attn_split_kernel launch", __FILE__, __LINE__);
-    if (S > 1) MER_CU(mer__launch(c, attn_combine_kernel, dim3(H, n_tok), dim3(128), 0, po, pml, out, H, d, S));
     return MER_OK;
 }
 
@@ -325,20 +354,22 @@ __global__ void __launch_bounds__(128) attn_prefill_kernel(const uint16_t *__res
     }
 }
 
-mer_status mer_cuda_attn_prefill(mer_cuda *c, uint16_t *out, const uint16_t *q, const uint16_t *kc, const uint16_t *vc,
+mer_status mer_cuda_attn_prefill(mer_cuda *c, void *out, const void *q, const void *kc, const void *vc, mer_dtype t,
                                  int sl, int pos0, int n_tok, int H, int KV, int d, int n_ctx, float scale,
                                  const int32_t *pos_dev, const int32_t *slot_dev, mer_err *err) {
     if (n_tok < 1 || KV < 1 || H % KV || pos0 < 0 || sl < 0 || pos0 + n_tok > n_ctx)
         return mer__errf(err, MER_E_ARG, "cuda prefill attention: n_tok %d at %d, heads %d/%d, n_ctx %d", n_tok, pos0, H,
                          KV, n_ctx);
-    if (d != 64 && d != 128)
-        return mer_cuda_attn_decode(c, out, q, kc, vc, pos_dev, slot_dev, n_tok, H, KV, d, n_ctx, 1, scale, NULL, err);
+    if ((d != 64 && d != 128) || t != MER_DTYPE_BF16)
+        return mer_cuda_attn_decode(c, out, q, kc, vc, t, pos_dev, slot_dev, n_tok, H, KV, d, n_ctx, 1, scale, NULL, err);
     const int rep = H / KV;
     dim3 grid((n_tok * rep + PF_ROWS - 1) / PF_ROWS, KV);
     const float sl2 = scale * LOG2E;
-    cudaError_t e = d == 128 ? mer__launch(c, attn_prefill_kernel<128>, grid, dim3(128), 0, q, kc, vc, out, sl, pos0,
+    const uint16_t *qq = (const uint16_t *)q, *kk = (const uint16_t *)kc, *vv = (const uint16_t *)vc;
+    uint16_t *oo = (uint16_t *)out;
+    cudaError_t e = d == 128 ? mer__launch(c, attn_prefill_kernel<128>, grid, dim3(128), 0, qq, kk, vv, oo, sl, pos0,
                                            n_tok, H, KV, n_ctx, sl2)
-                             : mer__launch(c, attn_prefill_kernel<64>, grid, dim3(128), 0, q, kc, vc, out, sl, pos0,
+                             : mer__launch(c, attn_prefill_kernel<64>, grid, dim3(128), 0, qq, kk, vv, oo, sl, pos0,
                                            n_tok, H, KV, n_ctx, sl2);
     if (e != cudaSuccess) return mer__cu_fail(err, e, "attn_prefill_kernel launch", __FILE__, __LINE__);
     return MER_OK;

@@ -70,8 +70,9 @@ mer_status mer_cuda_init(int device, mer_cuda **out, mer_err *err) {
         e = cudaMalloc(&c->lt_ws, c->lt_ws_size);
         if (e != cudaSuccess) { c->lt_ws = NULL; st = mer__cu_fail(err, e, "cudaMalloc(workspace)", __FILE__, __LINE__); goto fail; }
     }
-    c->use_pdl = env_int("MER_CUDA_PDL", 1) != 0;
+    c->use_pdl = env_int("MER_CUDA_PDL", 0) != 0;
     c->gemv_tile = env_int("MER_CUDA_GEMV_TILE", 0);
+    c->gemv_nw = env_int("MER_CUDA_GEMV_NW", 0);
     {
         const char *g = getenv("MER_CUDA_GEMM");
         c->gemm_mode = (g && strcmp(g, "cublas") == 0) ? MER_CUDA_GEMM_CUBLAS : MER_CUDA_GEMM_AUTO;
@@ -111,6 +112,7 @@ void mer_cuda_set_pdl(mer_cuda *c, int on) { c->use_pdl = on != 0; }
 int mer_cuda_get_pdl(const mer_cuda *c) { return c->use_pdl; }
 void mer_cuda_set_gemm_mode(mer_cuda *c, int mode) { c->gemm_mode = mode; }
 void mer_cuda_set_gemv_tile(mer_cuda *c, int tile) { c->gemv_tile = tile == 1 || tile == 2 ? tile : 0; }
+void mer_cuda_set_gemv_warps(mer_cuda *c, int nw) { c->gemv_nw = nw == 4 || nw == 8 || nw == 16 ? nw : 0; }
 void *mer_cuda_stream(mer_cuda *c) { return (void *)c->stream; }
 
 mer_status mer_cuda_sync(mer_cuda *c, mer_err *err) {
@@ -330,11 +332,11 @@ mer_status mer_cuda_time(mer_cuda *c, mer_status (*fn)(void *ud, mer_err *err), 
 /* D[m x n] (col-major, ldc) = A^T B (+ D when beta1), A = W viewed col-major [k x m] (lda), B = x^T viewed
  * col-major [k x n] (ldb). */
 static mer_status lt_plan(mer_cuda *c, int m, int n, int k, int lda, int ldb, int ldc, int dtype_d, int beta1,
-                          mer__lt_plan **out, mer_err *err) {
+                          int f32in, mer__lt_plan **out, mer_err *err) {
     for (int i = 0; i < c->n_plans; i++) {
         mer__lt_plan *p = &c->plans[i];
         if (p->m == m && p->n == n && p->k == k && p->lda == lda && p->ldb == ldb && p->ldc == ldc &&
-            p->dtype_d == dtype_d && p->beta1 == beta1) {
+            p->dtype_d == dtype_d && p->beta1 == beta1 && p->f32in == f32in) {
             *out = p;
             return MER_OK;
         }
@@ -351,6 +353,8 @@ static mer_status lt_plan(mer_cuda *c, int m, int n, int k, int lda, int ldb, in
     mer__lt_plan *p = &c->plans[c->n_plans];
     memset(p, 0, sizeof *p);
     p->m = m; p->n = n; p->k = k; p->lda = lda; p->ldb = ldb; p->ldc = ldc; p->dtype_d = dtype_d; p->beta1 = beta1;
+    p->f32in = f32in;
+    const cudaDataType_t at = f32in ? CUDA_R_32F : CUDA_R_16BF;
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     cudaDataType_t dt = dtype_d ? CUDA_R_16BF : CUDA_R_32F;
     cublasLtMatmulPreference_t pref = NULL;
@@ -365,8 +369,8 @@ static mer_status lt_plan(mer_cuda *c, int m, int n, int k, int lda, int ldb, in
     LT(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    LT(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, k, m, lda));
-    LT(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, k, n, ldb));
+    LT(cublasLtMatrixLayoutCreate(&p->la, at, k, m, lda));
+    LT(cublasLtMatrixLayoutCreate(&p->lb, at, k, n, ldb));
     LT(cublasLtMatrixLayoutCreate(&p->lc, dt, m, n, ldc));
     LT(cublasLtMatmulPreferenceCreate(&pref));
     LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->lt_ws_size,
@@ -393,35 +397,41 @@ fail:
     return st;
 }
 
-static mer_status check_mm(void *y, int ldy, const uint16_t *x, int ldx, const uint16_t *w, int n_tok, int n_in,
+static mer_status check_mm(void *y, int ldy, const void *x, int ldx, const void *w, mer_dtype wt, int n_tok, int n_in,
                            int n_out, mer_cuda_epi epi, mer_err *err) {
-    int n_y = epi == MER_CUDA_EPI_SILU_BF16 ? n_out / 2 : n_out;
-    if (n_tok < 1 || n_in < 8 || n_out < 1 || n_in % 8 || ldx < n_in || ldy < n_y ||
-        (epi == MER_CUDA_EPI_SILU_BF16 && n_out % 2) || (int)epi < 0 || (int)epi > 3)
-        return mer__errf(err, MER_E_ARG, "cuda matmul: bad sizes (n_tok %d, n_in %d, n_out %d, ldx %d, ldy %d)", n_tok,
-                         n_in, n_out, ldx, ldy);
-    if (((uintptr_t)x | (uintptr_t)w | (uintptr_t)y) & 15 || ldx % 8)
+    const int n_y = epi == MER_CUDA_EPI_SILU ? n_out / 2 : n_out;
+    const int vec = wt == MER_DTYPE_F32 ? 4 : 8; /* elements in 16 bytes */
+    if (wt != MER_DTYPE_BF16 && wt != MER_DTYPE_F32)
+        return mer__errf(err, MER_E_UNSUPPORTED, "cuda matmul: weights of dtype %s (bf16 or f32)", mer_dtype_name(wt));
+    if (n_tok < 1 || n_in < vec || n_out < 1 || n_in % vec || ldx < n_in || ldy < n_y ||
+        (epi == MER_CUDA_EPI_SILU && n_out % 2) || (int)epi < 0 || (int)epi > 3 ||
+        (epi == MER_CUDA_EPI_BF16 && wt != MER_DTYPE_BF16))
+        return mer__errf(err, MER_E_ARG, "cuda matmul: bad sizes (n_tok %d, n_in %d, n_out %d, ldx %d, ldy %d, epi %d)",
+                         n_tok, n_in, n_out, ldx, ldy, (int)epi);
+    if (((uintptr_t)x | (uintptr_t)w | (uintptr_t)y) & 15 || ldx % vec)
         return mer__errf(err, MER_E_ARG, "cuda matmul: operands must be 16-byte aligned");
     return MER_OK;
 }
 
-mer_status mer_cuda_matmul_cublas(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const uint16_t *w,
+mer_status mer_cuda_matmul_cublas(mer_cuda *c, void *y, int ldy, const void *x, int ldx, const void *w, mer_dtype wt,
                                   int n_tok, int n_in, int n_out, mer_cuda_epi epi, mer_err *err) {
-    mer_status st = check_mm(y, ldy, x, ldx, w, n_tok, n_in, n_out, epi, err);
+    mer_status st = check_mm(y, ldy, x, ldx, w, wt, n_tok, n_in, n_out, epi, err);
     if (st) return st;
-    if (epi == MER_CUDA_EPI_SILU_BF16) {
+    const int f32in = wt == MER_DTYPE_F32;
+    if (epi == MER_CUDA_EPI_SILU) {
         void *tmp = NULL;
-        st = mer_cuda_alloc(c, (size_t)n_tok * n_out * 2, &tmp, err);
+        st = mer_cuda_alloc(c, (size_t)n_tok * n_out * (f32in ? 4 : 2), &tmp, err);
         if (st) return st;
-        st = mer_cuda_matmul_cublas(c, tmp, n_out, x, ldx, w, n_tok, n_in, n_out, MER_CUDA_EPI_BF16, err);
-        if (!st) st = mer__silu_mul_ld(c, (uint16_t *)y, ldy, (const uint16_t *)tmp, n_tok, n_out / 2, err);
+        st = mer_cuda_matmul_cublas(c, tmp, n_out, x, ldx, w, wt, n_tok, n_in, n_out,
+                                    f32in ? MER_CUDA_EPI_F32 : MER_CUDA_EPI_BF16, err);
+        if (!st) st = mer__silu_mul_ld(c, y, ldy, tmp, wt, n_tok, n_out / 2, err);
         mer_cuda_release(c, tmp);
         return st;
     }
-    int dt = epi == MER_CUDA_EPI_BF16;
-    int beta1 = epi == MER_CUDA_EPI_F32_ADD;
+    const int dt = epi == MER_CUDA_EPI_BF16;
+    const int beta1 = epi == MER_CUDA_EPI_F32_ADD;
     mer__lt_plan *p = NULL;
-    st = lt_plan(c, n_out, n_tok, n_in, n_in, ldx, ldy, dt, beta1, &p, err);
+    st = lt_plan(c, n_out, n_tok, n_in, n_in, ldx, ldy, dt, beta1, f32in, &p, err);
     if (st) return st;
     float alpha = 1.0f, beta = beta1 ? 1.0f : 0.0f;
     MER_CUBLAS(cublasLtMatmul(c->lt, p->op, &alpha, w, p->la, x, p->lb, &beta, y, p->lc, y, p->lc, &p->algo, c->lt_ws,
@@ -431,20 +441,21 @@ mer_status mer_cuda_matmul_cublas(mer_cuda *c, void *y, int ldy, const uint16_t 
 
 mer_status mer_cuda_matmul_gemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const uint16_t *w,
                                 int n_tok, int n_in, int n_out, mer_cuda_epi epi, mer_err *err) {
-    mer_status st = check_mm(y, ldy, x, ldx, w, n_tok, n_in, n_out, epi, err);
+    mer_status st = check_mm(y, ldy, x, ldx, w, MER_DTYPE_BF16, n_tok, n_in, n_out, epi, err);
     if (st) return st;
     if (n_tok > MER__GEMV_MAX_TOK)
         return mer__errf(err, MER_E_ARG, "cuda gemv: %d rows (at most %d)", n_tok, MER__GEMV_MAX_TOK);
     return mer__gemv(c, y, ldy, x, ldx, w, n_tok, n_in, n_out, epi, err);
 }
 
-int mer_cuda_matmul_uses_gemv(const mer_cuda *c, int n_tok) {
-    return n_tok <= MER__GEMV_MAX_TOK && c->gemm_mode != MER_CUDA_GEMM_CUBLAS;
+int mer_cuda_matmul_uses_gemv(const mer_cuda *c, mer_dtype wt, int n_tok) {
+    return wt == MER_DTYPE_BF16 && n_tok <= MER__GEMV_MAX_TOK && c->gemm_mode != MER_CUDA_GEMM_CUBLAS;
 }
 
-mer_status mer_cuda_matmul(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const uint16_t *w, int n_tok,
-                           int n_in, int n_out, mer_cuda_epi epi, mer_err *err) {
-    if (mer_cuda_matmul_uses_gemv(c, n_tok))
-        return mer_cuda_matmul_gemv(c, y, ldy, x, ldx, w, n_tok, n_in, n_out, epi, err);
-    return mer_cuda_matmul_cublas(c, y, ldy, x, ldx, w, n_tok, n_in, n_out, epi, err);
+mer_status mer_cuda_matmul(mer_cuda *c, void *y, int ldy, const void *x, int ldx, const void *w, mer_dtype wt,
+                           int n_tok, int n_in, int n_out, mer_cuda_epi epi, mer_err *err) {
+    if (mer_cuda_matmul_uses_gemv(c, wt, n_tok))
+        return mer_cuda_matmul_gemv(c, y, ldy, (const uint16_t *)x, ldx, (const uint16_t *)w, n_tok, n_in, n_out, epi,
+                                    err);
+    return mer_cuda_matmul_cublas(c, y, ldy, x, ldx, w, wt, n_tok, n_in, n_out, epi, err);
 }

@@ -13,10 +13,12 @@
  * was seen; every CUDA and cuBLAS return code is checked, and every kernel launch is followed by a check
  * of the launch error. Work is asynchronous on the context's stream: a launch error is reported by the
  * launching call, an execution error by the next synchronising call (mer_cuda_sync, downloads).
- * Pointers named *_dev are device memory; dtype bf16 is stored as uint16_t. Matmul is y = x @ W^T with
- * W [n_out, n_in] row-major as PyTorch stores it. A context is used by one thread at a time.
+ * Pointers named *_dev are device memory; bf16 is stored as uint16_t. Activations (normalised inputs,
+ * q, KV cache, attention outputs) are bf16 (the fast path) or f32 (the exact path), named by a mer_dtype
+ * argument; the residual stream and logits are always f32. Matmul is y = x @ W^T with W [n_out, n_in]
+ * row-major as PyTorch stores it. A context is used by one thread at a time.
  *
- * Device layouts shared by the attention calls (bf16):
+ * Device layouts shared by the attention calls (elements of the activation dtype):
  *   q      [n_tok][n_head][d]
  *   cache  [n_slot][n_kv_head][n_ctx][d]   (one K and one V array per layer)
  *   out    [n_tok][n_head * d]
@@ -27,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/dtype.h"
 #include "mer.h"
 
 #ifdef __cplusplus
@@ -51,14 +54,17 @@ void mer_cuda_free(mer_cuda *c);
 const char *mer_cuda_name(const mer_cuda *c);
 int mer_cuda_sm_count(const mer_cuda *c);
 
-/* Options (defaults from the environment at init: MER_CUDA_PDL=0 turns programmatic dependent launch
- * off, MER_CUDA_GEMM=cublas routes every matmul to cuBLASLt, =gemv prefers the GEMV up to 8 rows). */
+/* Options (defaults from the environment at init: MER_CUDA_PDL=1 turns programmatic dependent launch
+ * on (off by default: measured slower on the H100 for the 7B decode step), MER_CUDA_GEMM=cublas routes
+ * every matmul to cuBLASLt). */
 void mer_cuda_set_pdl(mer_cuda *c, int on);
 int mer_cuda_get_pdl(const mer_cuda *c);
 enum { MER_CUDA_GEMM_AUTO = 0, MER_CUDA_GEMM_CUBLAS = 1 };
 void mer_cuda_set_gemm_mode(mer_cuda *c, int mode);
 /* GEMV tiling (a tuning knob; MER_CUDA_GEMV_TILE): 0 chooses, 1 or 2 tiles of 16 weight rows per block. */
 void mer_cuda_set_gemv_tile(mer_cuda *c, int tile);
+/* GEMV warps per block (MER_CUDA_GEMV_NW): 0 chooses, else 4, 8 or 16. */
+void mer_cuda_set_gemv_warps(mer_cuda *c, int nw);
 
 /* The context's stream as a cudaStream_t (for code that launches its own kernels). */
 void *mer_cuda_stream(mer_cuda *c);
@@ -117,12 +123,13 @@ mer_status mer_cuda_time(mer_cuda *c, mer_status (*fn)(void *ud, mer_err *err), 
 
 // --- kernels (asynchronous on the context's stream) --------------------------------------------------
 
-/* y_bf16[r][:] = bf16(x[r][:] / sqrt(mean(x[r]^2) + eps) * w[:]) for r < n_rows; x f32 [n_rows][n]. */
-mer_status mer_cuda_rmsnorm(mer_cuda *c, uint16_t *y_dev, const float *x_dev, const float *w_dev, int n_rows,
+/* y[r][:] = x[r][:] / sqrt(mean(x[r]^2) + eps) * w[:] for r < n_rows; x f32 [n_rows][n]; y of dtype yt
+ * (bf16 rounded to nearest even, or f32). */
+mer_status mer_cuda_rmsnorm(mer_cuda *c, void *y_dev, mer_dtype yt, const float *x_dev, const float *w_dev, int n_rows,
                             int n, float eps, mer_err *err);
-/* y[i][:] = f32(table[ids[i]][:]); table bf16 [n_vocab][n_cols]; ids (device) are clamped to range
- * (callers check them on the host). */
-mer_status mer_cuda_embed(mer_cuda *c, float *y_dev, const uint16_t *table_dev, int64_t n_vocab, int n_cols,
+/* y[i][:] = f32(table[ids[i]][:]); table [n_vocab][n_cols] of dtype tt (bf16 or f32); ids (device) are
+ * clamped to range (callers check them on the host). */
+mer_status mer_cuda_embed(mer_cuda *c, float *y_dev, const void *table_dev, mer_dtype tt, int64_t n_vocab, int n_cols,
                           const int32_t *ids_dev, int n, mer_err *err);
 /* Converts n floats to bf16 (round to nearest even). */
 mer_status mer_cuda_f32_to_bf16(mer_cuda *c, uint16_t *y_dev, const float *x_dev, size_t n, mer_err *err);
@@ -131,62 +138,63 @@ mer_status mer_cuda_add(mer_cuda *c, float *y_dev, const float *a_dev, const flo
                         mer_err *err);
 /* y[r][:] += b[:] for r < n_rows (a bias broadcast). */
 mer_status mer_cuda_add_bias(mer_cuda *c, float *y_dev, const float *b_dev, int n_rows, int n, mer_err *err);
-/* h[t][i] = bf16(silu(g) * u) with g = gu[t][i], u = gu[t][n_ff + i] (gu bf16 [n_tok][2 n_ff]). */
-mer_status mer_cuda_silu_mul(mer_cuda *c, uint16_t *h_dev, const uint16_t *gu_dev, int n_tok, int n_ff,
+/* h[t][i] = silu(g) * u with g = gu[t][i], u = gu[t][n_ff + i] (gu [n_tok][2 n_ff], h [n_tok][n_ff], both
+ * of dtype t). */
+mer_status mer_cuda_silu_mul(mer_cuda *c, void *h_dev, const void *gu_dev, mer_dtype t, int n_tok, int n_ff,
                              mer_err *err);
 
 /* The attention input step of a Qwen2/LLaMA layer, fused: qkv f32 [n_tok][(H + 2 KV) d] (q heads, then
  * k heads, then v heads, as one fused projection writes them) plus bias ([(H + 2 KV) d], or NULL); RoPE
  * NeoX (rotate_half) on q and k with angle pos[t] * inv_freq[i] in f32 (inv_freq [d/2], device); q is
- * written as bf16 [n_tok][H][d]; k and v are stored in the caches at (slot[t], head, pos[t]). pos and
- * slot are device arrays [n_tok] (read on the device, so a captured graph can be re-run with new
- * values). */
+ * written as [n_tok][H][d]; k and v are stored in the caches at (slot[t], head, pos[t]); q and caches of
+ * dtype t. pos and slot are device arrays [n_tok] (read on the device, so a captured graph can be re-run
+ * with new values). */
 mer_status mer_cuda_qkv_rope(mer_cuda *c, const float *qkv_dev, const float *bias_dev, const float *inv_freq_dev,
-                             uint16_t *q_dev, uint16_t *k_cache_dev, uint16_t *v_cache_dev, const int32_t *pos_dev,
+                             void *q_dev, void *k_cache_dev, void *v_cache_dev, mer_dtype t, const int32_t *pos_dev,
                              const int32_t *slot_dev, int n_tok, int n_head, int n_kv_head, int d, int n_ctx,
                              mer_err *err);
 
 /* Decode attention: token t (a query at position pos[t] of sequence slot[t]) attends to keys
- * 0..pos[t] of its slot, split over `n_split` chunks of keys that run in parallel and are merged
- * (flash-decoding). Any d that is a multiple of 8 up to 256. ws: device workspace of
- * mer_cuda_attn_decode_ws(n_tok, n_head, d, n_split) bytes (0 for n_split == 1). */
+ * 0..pos[t] of its slot, split over `n_split` chunks of keys that run in parallel and are merged by the
+ * last chunk to finish (flash-decoding, one launch). Any d that is a multiple of 8 up to 256; q, caches
+ * and out of dtype t. ws: device workspace of mer_cuda_attn_decode_ws(n_tok, n_head, d, n_split) bytes
+ * (NULL for n_split == 1), zeroed once before its first use (the kernel leaves it zeroed). */
 size_t mer_cuda_attn_decode_ws(int n_tok, int n_head, int d, int n_split);
-mer_status mer_cuda_attn_decode(mer_cuda *c, uint16_t *out_dev, const uint16_t *q_dev, const uint16_t *k_cache_dev,
-                                const uint16_t *v_cache_dev, const int32_t *pos_dev, const int32_t *slot_dev,
+mer_status mer_cuda_attn_decode(mer_cuda *c, void *out_dev, const void *q_dev, const void *k_cache_dev,
+                                const void *v_cache_dev, mer_dtype t, const int32_t *pos_dev, const int32_t *slot_dev,
                                 int n_tok, int n_head, int n_kv_head, int d, int n_ctx, int n_split, float scale,
                                 void *ws_dev, mer_err *err);
 /* Prefill attention (causal): n_tok queries of one sequence `slot` at positions pos0 .. pos0+n_tok-1
  * attend to keys 0..pos0+t of that slot (the caller stored them first). Flash-attention-2 style on the
- * tensor cores for d = 64 and 128 (query rows of all heads of a KV group share each K/V tile); other d
- * fall back to the decode kernel. */
-mer_status mer_cuda_attn_prefill(mer_cuda *c, uint16_t *out_dev, const uint16_t *q_dev, const uint16_t *k_cache_dev,
-                                 const uint16_t *v_cache_dev, int slot, int pos0, int n_tok, int n_head,
+ * tensor cores for bf16 and d = 64 or 128 (query rows of all heads of a KV group share each K/V tile);
+ * other cases run the decode kernel (pos_dev, slot_dev: the same positions and slot as device arrays). */
+mer_status mer_cuda_attn_prefill(mer_cuda *c, void *out_dev, const void *q_dev, const void *k_cache_dev,
+                                 const void *v_cache_dev, mer_dtype t, int slot, int pos0, int n_tok, int n_head,
                                  int n_kv_head, int d, int n_ctx, float scale, const int32_t *pos_dev,
                                  const int32_t *slot_dev, mer_err *err);
 
 /* Matmul output modes. */
 typedef enum mer_cuda_epi {
-    MER_CUDA_EPI_F32 = 0,      /* y f32 [n_tok][ldy] = x W^T */
-    MER_CUDA_EPI_F32_ADD = 1,  /* y f32 += x W^T (a residual add) */
-    MER_CUDA_EPI_BF16 = 2,     /* y bf16 = x W^T */
-    MER_CUDA_EPI_SILU_BF16 = 3 /* W holds [gate; up] (n_out = 2 n_ff rows): y bf16 [n_tok][n_ff] =
-                                  silu(x gate^T) * (x up^T) */
+    MER_CUDA_EPI_F32 = 0,     /* y f32 [n_tok][ldy] = x W^T */
+    MER_CUDA_EPI_F32_ADD = 1, /* y f32 += x W^T (a residual add) */
+    MER_CUDA_EPI_BF16 = 2,    /* y bf16 = x W^T (bf16 weights only) */
+    MER_CUDA_EPI_SILU = 3     /* W holds [gate; up] (n_out = 2 n_ff rows): y [n_tok][n_ff] = silu(x gate^T) *
+                                 (x up^T), in the dtype of x */
 } mer_cuda_epi;
 
-/* y = x @ W^T in the mode `epi`: x bf16 [n_tok][n_in] (row stride ldx), W bf16 [n_out][n_in]
- * contiguous, f32 accumulation, ldy the row stride of y in elements. n_in a multiple of 8; pointers
- * 16-byte aligned. Up to 8 rows run a GEMV on the tensor cores that streams W once (the decode path);
- * more run cuBLASLt (the silu mode through a scratch block of the allocator). */
-mer_status mer_cuda_matmul(mer_cuda *c, void *y_dev, int ldy, const uint16_t *x_dev, int ldx, const uint16_t *w_dev,
-                           int n_tok, int n_in, int n_out, mer_cuda_epi epi, mer_err *err);
-/* Whether mer_cuda_matmul runs the GEMV for n_tok rows (else cuBLASLt, whose silu mode allocates a
- * scratch block: not for graph capture). */
-int mer_cuda_matmul_uses_gemv(const mer_cuda *c, int n_tok);
+/* y = x @ W^T in the mode `epi`: W [n_out][n_in] contiguous of dtype wt, x [n_tok][n_in] (row stride
+ * ldx) of the same dtype, f32 accumulation, ldy the row stride of y in elements. wt bf16: n_in a multiple
+ * of 8; up to 8 rows run a GEMV on the tensor cores that streams W once (the decode path), more run
+ * cuBLASLt. wt f32: cuBLASLt in full f32 (no TF32), n_in a multiple of 4. Pointers 16-byte aligned.
+ * The silu mode on cuBLASLt takes a scratch block from the allocator. */
+mer_status mer_cuda_matmul(mer_cuda *c, void *y_dev, int ldy, const void *x_dev, int ldx, const void *w_dev,
+                           mer_dtype wt, int n_tok, int n_in, int n_out, mer_cuda_epi epi, mer_err *err);
+/* Whether mer_cuda_matmul runs the GEMV (no allocation: fine inside graph capture) for these. */
+int mer_cuda_matmul_uses_gemv(const mer_cuda *c, mer_dtype wt, int n_tok);
 /* The same through cuBLASLt whatever n_tok (for tests and benchmarks). */
-mer_status mer_cuda_matmul_cublas(mer_cuda *c, void *y_dev, int ldy, const uint16_t *x_dev, int ldx,
-                                  const uint16_t *w_dev, int n_tok, int n_in, int n_out, mer_cuda_epi epi,
-                                  mer_err *err);
-/* The GEMV whatever the options (n_tok <= 8; for tests and benchmarks). */
+mer_status mer_cuda_matmul_cublas(mer_cuda *c, void *y_dev, int ldy, const void *x_dev, int ldx, const void *w_dev,
+                                  mer_dtype wt, int n_tok, int n_in, int n_out, mer_cuda_epi epi, mer_err *err);
+/* The bf16 GEMV whatever the options (n_tok <= 8; for tests and benchmarks). */
 mer_status mer_cuda_matmul_gemv(mer_cuda *c, void *y_dev, int ldy, const uint16_t *x_dev, int ldx,
                                 const uint16_t *w_dev, int n_tok, int n_in, int n_out, mer_cuda_epi epi,
                                 mer_err *err);

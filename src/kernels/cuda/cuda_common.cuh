@@ -13,6 +13,7 @@
 #define _Noreturn [[noreturn]]
 extern "C" {
 #include "core/core.h"
+#include "core/dtype.h"
 }
 #undef _Noreturn
 #include "kernels/cuda/cuda_backend.h"
@@ -28,7 +29,7 @@ struct mer__cu_block {
 #define MER__LT_PLANS 128
 
 struct mer__lt_plan {
-    int m, n, k, lda, ldb, ldc, dtype_d, beta1;
+    int m, n, k, lda, ldb, ldc, dtype_d, beta1, f32in;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
@@ -47,6 +48,7 @@ struct mer_cuda {
     int use_pdl;
     int gemm_mode;
     int gemv_tile; /* 0 auto, 1 or 2 tiles of 16 rows per GEMV block */
+    int gemv_nw;   /* 0 auto, else warps per GEMV block (4, 8, 16) */
     /* caching allocator */
     mer__cu_block *blocks;
     size_t n_blocks, cap_blocks;
@@ -127,6 +129,22 @@ __device__ __forceinline__ float mer__bf16(uint16_t v) { return __uint_as_float(
 __device__ __forceinline__ uint16_t mer__to_bf16(float f) {
     return __bfloat16_as_ushort(__float2bfloat16_rn(f));
 }
+/* Loads and stores of activations stored as bf16 (uint16_t) or f32, in f32. */
+__device__ __forceinline__ float mer__ldf(const uint16_t *p) { return mer__bf16(*p); }
+__device__ __forceinline__ float mer__ldf(const float *p) { return *p; }
+__device__ __forceinline__ void mer__stf(uint16_t *p, float v) { *p = mer__to_bf16(v); }
+__device__ __forceinline__ void mer__stf(float *p, float v) { *p = v; }
+/* 8 consecutive elements (16-byte aligned for bf16, 32-byte for f32) as f32. */
+__device__ __forceinline__ void mer__ld8(const uint16_t *p, float *o) {
+    uint4 v = *(const uint4 *)p;
+    o[0] = mer__bf16_lo(v.x); o[1] = mer__bf16_hi(v.x); o[2] = mer__bf16_lo(v.y); o[3] = mer__bf16_hi(v.y);
+    o[4] = mer__bf16_lo(v.z); o[5] = mer__bf16_hi(v.z); o[6] = mer__bf16_lo(v.w); o[7] = mer__bf16_hi(v.w);
+}
+__device__ __forceinline__ void mer__ld8(const float *p, float *o) {
+    float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+    o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w; o[4] = b.x; o[5] = b.y; o[6] = b.z; o[7] = b.w;
+}
+
 __device__ __forceinline__ uint32_t mer__pack_bf16(float lo, float hi) {
     return (uint32_t)mer__to_bf16(lo) | ((uint32_t)mer__to_bf16(hi) << 16);
 }

@@ -1,7 +1,7 @@
 /* cuda_gemv.cu - y = x @ W^T for up to 8 activation rows (the decode step), bf16 weights streamed once
  * from device memory at close to full bandwidth, on the tensor cores.
  *
- * Each block owns 16 * MT weight rows and its 4 warps split the reduction dimension K (interleaved by
+ * Each block owns 16 * MT weight rows and its NW warps (4, 8 or 16) split the reduction dimension K (interleaved by
  * "super-steps" of U chunks of 32 elements, so that together they read long runs of every row). A thread
  * loads 16 bytes (8 weights) of two rows per chunk straight into registers (no shared memory) and the
  * warp multiplies with mma.sync m16n8k16: W rows are the M dimension, the <= 8 activation rows the N
@@ -10,15 +10,13 @@
  * quad q holds physical elements 8q..8q+7 of each 32-element chunk; the first mma takes 8q..8q+3, the
  * second 8q+4..8q+7), which makes every load a contiguous 16-byte one and needs no shuffles. Weight
  * loads of the first super-step are issued before griddepcontrol.wait, so with programmatic dependent
- * launch they overlap the previous kernel's tail. The 4 warps' partial sums are added through shared
+ * launch they overlap the previous kernel's tail. The warps' partial sums are added through shared
  * memory and warp 0 applies the epilogue (store f32, add into f32, store bf16, or silu(gate) * up with
  * the gate rows in tile 0 and the matching up rows in tile 1). */
 #include "kernels/cuda/cuda_internal.cuh"
 
-#define GEMV_NW 4
-
-template <int MT, int U, int EPI>
-__global__ void __launch_bounds__(GEMV_NW * 32) gemv_kernel(const uint16_t *__restrict__ w, const uint16_t *__restrict__ x,
+template <int MT, int U, int NW, int EPI>
+__global__ void __launch_bounds__(NW * 32) gemv_kernel(const uint16_t *__restrict__ w, const uint16_t *__restrict__ x,
                                                             void *__restrict__ yv, int K, int N, int n_tok, int ldx,
                                                             int ldy, int n_ff) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -31,7 +29,7 @@ __global__ void __launch_bounds__(GEMV_NW * 32) gemv_kernel(const uint16_t *__re
 #pragma unroll
     for (int m = 0; m < MT; m++) {
         int base, lim;
-        if (EPI == MER_CUDA_EPI_SILU_BF16) {
+        if (EPI == MER_CUDA_EPI_SILU) {
             base = blockIdx.x * 16 + m * n_ff;
             lim = m * n_ff + n_ff;
         } else {
@@ -74,7 +72,7 @@ __global__ void __launch_bounds__(GEMV_NW * 32) gemv_kernel(const uint16_t *__re
     const uint16_t *xr = x + (size_t)(g < n_tok ? g : 0) * ldx;
     const bool xon = g < n_tok;
 
-    for (; ss < nss; ss += GEMV_NW) {
+    for (; ss < nss; ss += NW) {
         uint4 xb[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -82,7 +80,7 @@ __global__ void __launch_bounds__(GEMV_NW * 32) gemv_kernel(const uint16_t *__re
             xb[u] = (xon && k < K) ? __ldg((const uint4 *)(xr + k)) : make_uint4(0, 0, 0, 0);
         }
         uint4 wb[U][MT][2];
-        const int sn = ss + GEMV_NW;
+        const int sn = ss + NW;
 #pragma unroll
         for (int u = 0; u < U; u++) {
             int k = sn * step + 32 * u + xoff;
@@ -109,7 +107,7 @@ __global__ void __launch_bounds__(GEMV_NW * 32) gemv_kernel(const uint16_t *__re
     }
 
     // Cross-warp reduction: red[w][m][i][lane].
-    __shared__ float red[GEMV_NW][MT][4][32];
+    __shared__ float red[NW][MT][4][32];
 #pragma unroll
     for (int m = 0; m < MT; m++)
 #pragma unroll
@@ -123,7 +121,7 @@ __global__ void __launch_bounds__(GEMV_NW * 32) gemv_kernel(const uint16_t *__re
         for (int i = 0; i < 4; i++) {
             float s = 0.f;
 #pragma unroll
-            for (int ww = 0; ww < GEMV_NW; ww++) s += red[ww][m][i][lane];
+            for (int ww = 0; ww < NW; ww++) s += red[ww][m][i][lane];
             v[m][i] = s;
         }
     // c0, c1: row g, cols 2q, 2q+1; c2, c3: row g + 8.
@@ -132,7 +130,7 @@ __global__ void __launch_bounds__(GEMV_NW * 32) gemv_kernel(const uint16_t *__re
         const int n = 2 * q + (i & 1);
         const int roff = g + (i >> 1) * 8;
         if (n >= n_tok) continue;
-        if (EPI == MER_CUDA_EPI_SILU_BF16) {
+        if (EPI == MER_CUDA_EPI_SILU) {
             int r = row0[0] + roff;
             if (r >= n_ff) continue;
             float gt = v[0][i], up = v[MT - 1][i];
@@ -155,35 +153,49 @@ __global__ void __launch_bounds__(GEMV_NW * 32) gemv_kernel(const uint16_t *__re
     }
 }
 
-template <int MT, int U, int EPI>
+template <int MT, int U, int NW, int EPI>
 static cudaError_t launch_gemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const uint16_t *w, int n_tok,
                                int K, int N, int n_ff) {
-    int rows = EPI == MER_CUDA_EPI_SILU_BF16 ? n_ff : N;
-    int per = EPI == MER_CUDA_EPI_SILU_BF16 ? 16 : 16 * MT;
+    int rows = EPI == MER_CUDA_EPI_SILU ? n_ff : N;
+    int per = EPI == MER_CUDA_EPI_SILU ? 16 : 16 * MT;
     dim3 grid((rows + per - 1) / per);
-    return mer__launch(c, gemv_kernel<MT, U, EPI>, grid, dim3(GEMV_NW * 32), 0, w, x, y, K, N, n_tok, ldx, ldy, n_ff);
+    return mer__launch(c, gemv_kernel<MT, U, NW, EPI>, grid, dim3(NW * 32), 0, w, x, y, K, N, n_tok, ldx, ldy, n_ff);
+}
+
+template <int MT, int U, int EPI>
+static cudaError_t launch_nw(mer_cuda *c, int nw, void *y, int ldy, const uint16_t *x, int ldx, const uint16_t *w,
+                             int n_tok, int K, int N, int n_ff) {
+    if (nw >= 16) return launch_gemv<MT, U, 16, EPI>(c, y, ldy, x, ldx, w, n_tok, K, N, n_ff);
+    if (nw >= 8) return launch_gemv<MT, U, 8, EPI>(c, y, ldy, x, ldx, w, n_tok, K, N, n_ff);
+    return launch_gemv<MT, U, 4, EPI>(c, y, ldy, x, ldx, w, n_tok, K, N, n_ff);
 }
 
 mer_status mer__gemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const uint16_t *w, int n_tok, int n_in,
                      int n_out, mer_cuda_epi epi, mer_err *err) {
     cudaError_t e;
     // Two tiles per block halve the activation loads; one tile gives twice the blocks for short
-    // matrices. Tiles of 2 when the grid still has several blocks per SM.
-    int mt2 = c->gemv_tile == 2 || (c->gemv_tile == 0 && n_out / 32 >= 8 * c->n_sm);
+    // matrices. Then as many warps per block (splitting K) as it takes to have about 24 warps per SM
+    // streaming: a warp keeps 4-8 KB of weights in flight, and short matrices (o_proj, down_proj of a
+    // 7B model: 224 tiles) are otherwise latency-bound.
+    const int silu = epi == MER_CUDA_EPI_SILU;
+    const int mt2 = silu || c->gemv_tile == 2 || (c->gemv_tile == 0 && n_out / 32 >= 8 * c->n_sm);
+    const int tiles = silu ? (n_out / 2 + 15) / 16 : (n_out + (mt2 ? 31 : 15)) / (mt2 ? 32 : 16);
+    int nw = c->gemv_nw;
+    if (nw == 0) nw = tiles < 2 * c->n_sm ? 16 : tiles < 4 * c->n_sm ? 8 : 4;
     switch (epi) {
     case MER_CUDA_EPI_F32:
-        e = mt2 ? launch_gemv<2, 2, MER_CUDA_EPI_F32>(c, y, ldy, x, ldx, w, n_tok, n_in, n_out, 0)
-                : launch_gemv<1, 4, MER_CUDA_EPI_F32>(c, y, ldy, x, ldx, w, n_tok, n_in, n_out, 0);
+        e = mt2 ? launch_nw<2, 2, MER_CUDA_EPI_F32>(c, nw, y, ldy, x, ldx, w, n_tok, n_in, n_out, 0)
+                : launch_nw<1, 4, MER_CUDA_EPI_F32>(c, nw, y, ldy, x, ldx, w, n_tok, n_in, n_out, 0);
         break;
     case MER_CUDA_EPI_F32_ADD:
-        e = mt2 ? launch_gemv<2, 2, MER_CUDA_EPI_F32_ADD>(c, y, ldy, x, ldx, w, n_tok, n_in, n_out, 0)
-                : launch_gemv<1, 4, MER_CUDA_EPI_F32_ADD>(c, y, ldy, x, ldx, w, n_tok, n_in, n_out, 0);
+        e = mt2 ? launch_nw<2, 2, MER_CUDA_EPI_F32_ADD>(c, nw, y, ldy, x, ldx, w, n_tok, n_in, n_out, 0)
+                : launch_nw<1, 4, MER_CUDA_EPI_F32_ADD>(c, nw, y, ldy, x, ldx, w, n_tok, n_in, n_out, 0);
         break;
     case MER_CUDA_EPI_BF16:
-        e = launch_gemv<1, 4, MER_CUDA_EPI_BF16>(c, y, ldy, x, ldx, w, n_tok, n_in, n_out, 0);
+        e = launch_nw<1, 4, MER_CUDA_EPI_BF16>(c, nw, y, ldy, x, ldx, w, n_tok, n_in, n_out, 0);
         break;
-    case MER_CUDA_EPI_SILU_BF16:
-        e = launch_gemv<2, 2, MER_CUDA_EPI_SILU_BF16>(c, y, ldy, x, ldx, w, n_tok, n_in, n_out, n_out / 2);
+    case MER_CUDA_EPI_SILU:
+        e = launch_nw<2, 2, MER_CUDA_EPI_SILU>(c, nw, y, ldy, x, ldx, w, n_tok, n_in, n_out, n_out / 2);
         break;
     default:
         return mer__errf(err, MER_E_ARG, "cuda gemv: bad epilogue %d", (int)epi);

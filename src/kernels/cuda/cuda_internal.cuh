@@ -11,8 +11,8 @@
 mer_status mer__gemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const uint16_t *w, int n_tok,
                      int n_in, int n_out, mer_cuda_epi epi, mer_err *err);
 
-/* h[t][i] (row stride ldh) = bf16(silu(gu[t][i]) * gu[t][n_ff + i]) (cuda_ops.cu). */
-mer_status mer__silu_mul_ld(mer_cuda *c, uint16_t *h, int ldh, const uint16_t *gu, int n_tok, int n_ff,
+/* h[t][i] (row stride ldh) = silu(gu[t][i]) * gu[t][n_ff + i], bf16 or f32 (cuda_ops.cu). */
+mer_status mer__silu_mul_ld(mer_cuda *c, void *h, int ldh, const void *gu, mer_dtype t, int n_tok, int n_ff,
                             mer_err *err);
 
 #endif

@@ -33,13 +33,14 @@ __device__ __forceinline__ float block_sum(float v, float *sh) {
 
 #define NORM_NT 256
 
-__global__ void __launch_bounds__(NORM_NT) rmsnorm_kernel(uint16_t *__restrict__ y, const float *__restrict__ x,
+template <typename T>
+__global__ void __launch_bounds__(NORM_NT) rmsnorm_kernel(T *__restrict__ y, const float *__restrict__ x,
                                                           const float *__restrict__ w, int n, float eps) {
     __shared__ float sh[32];
     mer__pdl_launch();
     mer__pdl_wait();
     const float *xr = x + (size_t)blockIdx.x * n;
-    uint16_t *yr = y + (size_t)blockIdx.x * n;
+    T *yr = y + (size_t)blockIdx.x * n;
     float s = 0.f;
     if ((n & 3) == 0) {
         for (int i = threadIdx.x * 4; i < n; i += NORM_NT * 4) {
@@ -55,41 +56,62 @@ __global__ void __launch_bounds__(NORM_NT) rmsnorm_kernel(uint16_t *__restrict__
         for (int i = threadIdx.x * 4; i < n; i += NORM_NT * 4) {
             float4 v = *(const float4 *)(xr + i);
             float4 ww = *(const float4 *)(w + i);
-            uint2 o;
-            o.x = mer__pack_bf16(v.x * rs * ww.x, v.y * rs * ww.y);
-            o.y = mer__pack_bf16(v.z * rs * ww.z, v.w * rs * ww.w);
-            *(uint2 *)(yr + i) = o;
+            if constexpr (sizeof(T) == 2) {
+                uint2 o;
+                o.x = mer__pack_bf16(v.x * rs * ww.x, v.y * rs * ww.y);
+                o.y = mer__pack_bf16(v.z * rs * ww.z, v.w * rs * ww.w);
+                *(uint2 *)(yr + i) = o;
+            } else {
+                *(float4 *)(yr + i) = make_float4(v.x * rs * ww.x, v.y * rs * ww.y, v.z * rs * ww.z, v.w * rs * ww.w);
+            }
         }
     } else {
-        for (int i = threadIdx.x; i < n; i += NORM_NT) yr[i] = mer__to_bf16(xr[i] * rs * w[i]);
+        for (int i = threadIdx.x; i < n; i += NORM_NT) mer__stf(yr + i, xr[i] * rs * w[i]);
     }
 }
 
-mer_status mer_cuda_rmsnorm(mer_cuda *c, uint16_t *y, const float *x, const float *w, int n_rows, int n, float eps,
-                            mer_err *err) {
+static mer_status check_t(mer_dtype t, const char *what, mer_err *err) {
+    if (t != MER_DTYPE_BF16 && t != MER_DTYPE_F32)
+        return mer__errf(err, MER_E_UNSUPPORTED, "cuda %s: activation dtype %s (bf16 or f32)", what, mer_dtype_name(t));
+    return MER_OK;
+}
+
+mer_status mer_cuda_rmsnorm(mer_cuda *c, void *y, mer_dtype yt, const float *x, const float *w, int n_rows, int n,
+                            float eps, mer_err *err) {
     if (n_rows < 1 || n < 1) return mer__errf(err, MER_E_ARG, "cuda rmsnorm: %d rows of %d", n_rows, n);
-    MER_CU(mer__launch(c, rmsnorm_kernel, dim3(n_rows), dim3(NORM_NT), 0, y, x, w, n, eps));
+    mer_status st = check_t(yt, "rmsnorm", err);
+    if (st) return st;
+    if (yt == MER_DTYPE_BF16)
+        MER_CU(mer__launch(c, rmsnorm_kernel<uint16_t>, dim3(n_rows), dim3(NORM_NT), 0, (uint16_t *)y, x, w, n, eps));
+    else
+        MER_CU(mer__launch(c, rmsnorm_kernel<float>, dim3(n_rows), dim3(NORM_NT), 0, (float *)y, x, w, n, eps));
     return MER_OK;
 }
 
 // --- embedding, conversions, adds --------------------------------------------------------------------
 
-__global__ void embed_kernel(float *__restrict__ y, const uint16_t *__restrict__ table, int64_t n_vocab, int n_cols,
+template <typename T>
+__global__ void embed_kernel(float *__restrict__ y, const T *__restrict__ table, int64_t n_vocab, int n_cols,
                              const int32_t *__restrict__ ids) {
     mer__pdl_launch();
     mer__pdl_wait();
     int64_t id = ids[blockIdx.x];
     if (id < 0) id = 0;
     if (id >= n_vocab) id = n_vocab - 1;
-    const uint16_t *src = table + id * n_cols;
+    const T *src = table + id * n_cols;
     float *dst = y + (size_t)blockIdx.x * n_cols;
-    for (int i = threadIdx.x; i < n_cols; i += blockDim.x) dst[i] = mer__bf16(src[i]);
+    for (int i = threadIdx.x; i < n_cols; i += blockDim.x) dst[i] = mer__ldf(src + i);
 }
 
-mer_status mer_cuda_embed(mer_cuda *c, float *y, const uint16_t *table, int64_t n_vocab, int n_cols,
+mer_status mer_cuda_embed(mer_cuda *c, float *y, const void *table, mer_dtype tt, int64_t n_vocab, int n_cols,
                           const int32_t *ids, int n, mer_err *err) {
     if (n < 1 || n_cols < 1 || n_vocab < 1) return mer__errf(err, MER_E_ARG, "cuda embed: %d ids", n);
-    MER_CU(mer__launch(c, embed_kernel, dim3(n), dim3(256), 0, y, table, n_vocab, n_cols, ids));
+    mer_status st = check_t(tt, "embed", err);
+    if (st) return st;
+    if (tt == MER_DTYPE_BF16)
+        MER_CU(mer__launch(c, embed_kernel<uint16_t>, dim3(n), dim3(256), 0, y, (const uint16_t *)table, n_vocab, n_cols, ids));
+    else
+        MER_CU(mer__launch(c, embed_kernel<float>, dim3(n), dim3(256), 0, y, (const float *)table, n_vocab, n_cols, ids));
     return MER_OK;
 }
 
@@ -134,33 +156,41 @@ mer_status mer_cuda_add_bias(mer_cuda *c, float *y, const float *b, int n_rows, 
 
 // --- SiLU * mul --------------------------------------------------------------------------------------
 
-__global__ void silu_mul_kernel(uint16_t *__restrict__ h, int ldh, const uint16_t *__restrict__ gu, int n_ff) {
+template <typename T>
+__global__ void silu_mul_kernel(T *__restrict__ h, int ldh, const T *__restrict__ gu, int n_ff) {
     mer__pdl_launch();
     mer__pdl_wait();
-    const uint16_t *gr = gu + (size_t)blockIdx.y * 2 * n_ff;
-    uint16_t *hr = h + (size_t)blockIdx.y * ldh;
+    const T *gr = gu + (size_t)blockIdx.y * 2 * n_ff;
+    T *hr = h + (size_t)blockIdx.y * ldh;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n_ff; i += gridDim.x * blockDim.x) {
-        float g = mer__bf16(gr[i]), u = mer__bf16(gr[n_ff + i]);
-        hr[i] = mer__to_bf16(g / (1.f + expf(-g)) * u);
+        float g = mer__ldf(gr + i), u = mer__ldf(gr + n_ff + i);
+        mer__stf(hr + i, g / (1.f + expf(-g)) * u);
     }
 }
 
-mer_status mer__silu_mul_ld(mer_cuda *c, uint16_t *h, int ldh, const uint16_t *gu, int n_tok, int n_ff, mer_err *err) {
+mer_status mer__silu_mul_ld(mer_cuda *c, void *h, int ldh, const void *gu, mer_dtype t, int n_tok, int n_ff,
+                            mer_err *err) {
     if (n_tok < 1 || n_ff < 1 || n_tok > 65535) return mer__errf(err, MER_E_ARG, "cuda silu_mul: %d x %d", n_tok, n_ff);
+    mer_status st = check_t(t, "silu_mul", err);
+    if (st) return st;
     dim3 grid((n_ff + 255) / 256 < 64 ? (n_ff + 255) / 256 : 64, n_tok);
-    MER_CU(mer__launch(c, silu_mul_kernel, grid, dim3(256), 0, h, ldh, gu, n_ff));
+    if (t == MER_DTYPE_BF16)
+        MER_CU(mer__launch(c, silu_mul_kernel<uint16_t>, grid, dim3(256), 0, (uint16_t *)h, ldh, (const uint16_t *)gu, n_ff));
+    else
+        MER_CU(mer__launch(c, silu_mul_kernel<float>, grid, dim3(256), 0, (float *)h, ldh, (const float *)gu, n_ff));
     return MER_OK;
 }
 
-mer_status mer_cuda_silu_mul(mer_cuda *c, uint16_t *h, const uint16_t *gu, int n_tok, int n_ff, mer_err *err) {
-    return mer__silu_mul_ld(c, h, n_ff, gu, n_tok, n_ff, err);
+mer_status mer_cuda_silu_mul(mer_cuda *c, void *h, const void *gu, mer_dtype t, int n_tok, int n_ff, mer_err *err) {
+    return mer__silu_mul_ld(c, h, n_ff, gu, t, n_tok, n_ff, err);
 }
 
 // --- bias + RoPE NeoX + KV-cache store ---------------------------------------------------------------
 
+template <typename T>
 __global__ void qkv_rope_kernel(const float *__restrict__ qkv, const float *__restrict__ bias,
-                                const float *__restrict__ inv_freq, uint16_t *__restrict__ q, uint16_t *__restrict__ kc,
-                                uint16_t *__restrict__ vc, const int32_t *__restrict__ pos,
+                                const float *__restrict__ inv_freq, T *__restrict__ q, T *__restrict__ kc,
+                                T *__restrict__ vc, const int32_t *__restrict__ pos,
                                 const int32_t *__restrict__ slot, int H, int KV, int d, int n_ctx) {
     extern __shared__ float cs[];  // cos [d/2], sin [d/2]
     mer__pdl_launch();
@@ -187,29 +217,36 @@ __global__ void qkv_rope_kernel(const float *__restrict__ qkv, const float *__re
         }
         const float co = cs[i], s = cs[half + i];
         const float y1 = x1 * co - x2 * s, y2 = x2 * co + x1 * s;
-        uint16_t *dst;
+        T *dst;
         if (hh < H)
             dst = q + ((size_t)t * H + hh) * d;
         else
             dst = kc + (((size_t)sl * KV + (hh - H)) * n_ctx + p) * d;
-        dst[i] = mer__to_bf16(y1);
-        dst[i + half] = mer__to_bf16(y2);
+        mer__stf(dst + i, y1);
+        mer__stf(dst + i + half, y2);
     }
     for (int idx = threadIdx.x; idx < KV * d; idx += blockDim.x) {
         const int kv = idx / d, i = idx - kv * d;
         const int o = (H + KV) * d + idx;
         float v = row[o] + (bias ? bias[o] : 0.f);
-        vc[(((size_t)sl * KV + kv) * n_ctx + p) * d + i] = mer__to_bf16(v);
+        mer__stf(vc + (((size_t)sl * KV + kv) * n_ctx + p) * d + i, v);
     }
 }
 
-mer_status mer_cuda_qkv_rope(mer_cuda *c, const float *qkv, const float *bias, const float *inv_freq, uint16_t *q,
-                             uint16_t *kc, uint16_t *vc, const int32_t *pos, const int32_t *slot, int n_tok, int H,
-                             int KV, int d, int n_ctx, mer_err *err) {
+mer_status mer_cuda_qkv_rope(mer_cuda *c, const float *qkv, const float *bias, const float *inv_freq, void *q, void *kc,
+                             void *vc, mer_dtype t, const int32_t *pos, const int32_t *slot, int n_tok, int H, int KV,
+                             int d, int n_ctx, mer_err *err) {
     if (n_tok < 1 || H < 1 || KV < 1 || d < 2 || d % 2 || n_ctx < 1)
         return mer__errf(err, MER_E_ARG, "cuda qkv_rope: n_tok %d, heads %d/%d, d %d", n_tok, H, KV, d);
-    MER_CU(mer__launch(c, qkv_rope_kernel, dim3(n_tok), dim3(256), (size_t)d * sizeof(float), qkv, bias, inv_freq, q,
-                       kc, vc, pos, slot, H, KV, d, n_ctx));
+    mer_status st = check_t(t, "qkv_rope", err);
+    if (st) return st;
+    const size_t smem = (size_t)d * sizeof(float);
+    if (t == MER_DTYPE_BF16)
+        MER_CU(mer__launch(c, qkv_rope_kernel<uint16_t>, dim3(n_tok), dim3(256), smem, qkv, bias, inv_freq, (uint16_t *)q,
+                           (uint16_t *)kc, (uint16_t *)vc, pos, slot, H, KV, d, n_ctx));
+    else
+        MER_CU(mer__launch(c, qkv_rope_kernel<float>, dim3(n_tok), dim3(256), smem, qkv, bias, inv_freq, (float *)q,
+                           (float *)kc, (float *)vc, pos, slot, H, KV, d, n_ctx));
     return MER_OK;
 }
 
