@@ -11,7 +11,8 @@ Writes tests/fixtures/wav/: six short WAV files of different sample formats, rat
 (deterministic noise + tones), and expected.npz with, for each file X: X_raw (torchaudio.load, [C, :256]
 float32) and X_16k (resampled to 16 kHz per channel, then the channel mean, as AffectGPT's loader);
 clip_starts_N: the 8 start samples of the 2 s clips of a waveform of N samples at 16 kHz; norm_in,
-norm_joint, norm_clip: numpy's (x - mean) / sqrt(var + 1e-7) over all clips / per clip.
+norm_joint, norm_clip: numpy's (x - mean) / sqrt(var + 1e-7) over all clips / per clip;
+odd_44101, odd_44101_16k: noise resampled 44101 -> 16000 Hz (no small filter bank).
 """
 import os, struct
 from fractions import Fraction
@@ -76,5 +77,8 @@ x = (rng.standard_normal((3, 1000)) * 0.2 + 0.05).astype(np.float32)
 exp["norm_in"] = x
 exp["norm_joint"] = ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32)
 exp["norm_clip"] = np.stack([(v - v.mean()) / np.sqrt(v.var() + 1e-7) for v in x]).astype(np.float32)
+odd = (rng.standard_normal(3000) * 0.3).astype(np.float32)  # a rate pair without a small filter bank
+exp["odd_44101"] = odd
+exp["odd_44101_16k"] = torchaudio.functional.resample(torch.from_numpy(odd)[None], 44101, 16000)[0].numpy()
 np.savez_compressed(f"{OUT}/expected.npz", **exp)
 print("wrote", OUT, sorted(exp))

@@ -123,6 +123,23 @@ static long gcd(long a, long b) {
     return a;
 }
 
+/* Phase p of torchaudio's windowed-sinc kernel (sinc_interp_hann, lowpass_filter_width 6): for
+ * k < K, t = ((k - width) / orig - p / new) * base clamped to +-6, kern = sinc(t) * cos(t pi / 12)^2 *
+ * base / orig, computed in f32 step by step as torchaudio does for an f32 waveform. */
+static void sinc_phase(float *kern, long p, long K, long width, long orig, long nw, double base) {
+    const float basef = (float)base, pif = (float)M_PI, scalef = (float)(base / orig);
+    for (long k = 0; k < K; k++) {
+        float t = (float)(k - width) / (float)orig + (float)(-p) / (float)nw;
+        t *= basef;
+        if (t < -6.0f) t = -6.0f;
+        if (t > 6.0f) t = 6.0f;
+        float c = cosf(t * pif / 6.0f / 2.0f), win = c * c;
+        t *= pif;
+        float v = t == 0.0f ? 1.0f : sinf(t) / t;
+        kern[k] = v * (win * scalef);
+    }
+}
+
 mer_status mer_resample(const float *x, size_t n, int from, int to, float **y, size_t *ny, mer_err *err) {
     *y = NULL;
     *ny = 0;
@@ -138,34 +155,26 @@ mer_status mer_resample(const float *x, size_t n, int from, int to, float **y, s
     const long g = gcd(from, to), orig = from / g, nw = to / g;
     const double base = (orig < nw ? orig : nw) * 0.99;
     const long width = (long)ceil(6.0 * orig / base), K = 2 * width + orig;
-    if ((double)K * nw > (double)(1L << 26))
-        return mer__errf(err, MER_E_UNSUPPORTED, "resample: %d -> %d Hz needs a %ld x %ld filter bank", from, to, nw, K);
+    /* the whole filter bank when it is small (every common rate pair), else one phase at a time */
+    const int bank = (double)K * nw <= (double)(1L << 22);
+    if (n > ((size_t)1 << 40) / (size_t)nw)
+        return mer__errf(err, MER_E_RANGE, "resample: %zu samples is too long", n);
     size_t n_out = (size_t)(((unsigned long long)n * (unsigned long long)nw + (unsigned long long)orig - 1) / (unsigned long long)orig);
-    float *kern = malloc((size_t)nw * K * sizeof(float)), *o = malloc(n_out ? n_out * sizeof(float) : 1);
+    float *kern = malloc((size_t)(bank ? nw : 1) * K * sizeof(float)), *o = malloc(n_out ? n_out * sizeof(float) : 1);
     if (!kern || !o) {
         free(kern);
         free(o);
         return mer__errf(err, MER_E_NOMEM, "resample: out of memory");
     }
-    /* kernel[p][k]: t = (k - width) / orig - p / new, times base, clamped to +-6; Hann-windowed sinc.
-     * Computed in f32 step by step as torchaudio does for an f32 waveform. */
-    const float basef = (float)base, pif = (float)M_PI, scalef = (float)(base / orig);
-    for (long p = 0; p < nw; p++)
-        for (long k = 0; k < K; k++) {
-            float t = (float)(k - width) / (float)orig + (float)(-p) / (float)nw;
-            t *= basef;
-            if (t < -6.0f) t = -6.0f;
-            if (t > 6.0f) t = 6.0f;
-            float c = cosf(t * pif / 6.0f / 2.0f), win = c * c;
-            t *= pif;
-            float v = t == 0.0f ? 1.0f : sinf(t) / t;
-            kern[p * K + k] = v * (win * scalef);
-        }
+    if (bank)
+        for (long p = 0; p < nw; p++) sinc_phase(kern + p * K, p, K, width, orig, nw, base);
     /* y[j*new + p] = sum_k kern[p][k] * x[j*orig + k - width] (zero outside) */
     for (size_t i = 0; i < n_out; i++) {
         long j = (long)(i / (size_t)nw), p = (long)(i % (size_t)nw);
         long s0 = j * orig - width;
-        const float *kp = kern + p * K;
+        const float *kp = kern;
+        if (bank) kp += p * K;
+        else sinc_phase(kern, p, K, width, orig, nw, base);
         long k0 = s0 < 0 ? -s0 : 0, k1 = K;
         if (s0 + k1 > (long)n) k1 = (long)n - s0;
         double acc = 0;

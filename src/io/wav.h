@@ -30,8 +30,8 @@ void mer_wav_free(mer_wav *w);
 
 /* Resamples n samples of x from rate `from` to rate `to` (torchaudio's sinc_interp_hann, width 6,
  * rolloff 0.99) into a new array *y of *ny = ceil(n * to' / from') samples (rates reduced by their gcd);
- * from == to copies. MER_E_UNSUPPORTED when the reduced rates need a filter bank of more than 2^26
- * taps (e.g. 44101 -> 16000). Caller frees *y. */
+ * from == to copies. Common rate pairs use a precomputed filter bank; pairs whose bank would exceed 2^22
+ * taps (e.g. 44101 -> 16000) compute each output's taps on the fly (slow but the same). Caller frees *y. */
 mer_status mer_resample(const float *x, size_t n, int from, int to, float **y, size_t *ny, mer_err *err);
 
 /* The waveform AffectGPT gives HuBERT: the file's channels each resampled to 16 kHz, then averaged.
