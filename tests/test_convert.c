@@ -335,6 +335,49 @@ static void test_tokenizer(const char *b32) {
     mer_tokenizer_free(tj);
 }
 
+/* Other sources: the LLM as a qwen2 GGUF (mer quantize, f32; its tokenizer comes along) and the tokenizer given
+ * apart (a tokenizer.json, or a GGUF's tokenizer.ggml.*): the same model as the parts. */
+static void test_sources(void) {
+    mer_err err = {0};
+    mer_quantize_params qp = mer_quantize_default_params();
+    qp.type = "f32";
+    CHECK_MSG(mer_quantize_file(AG "/llm", TMP "/llm32.gguf", &qp, NULL, &err) == MER_OK, "%s", err.msg);
+    mer_weights *ex = NULL;
+    CHECK(mer_weights_open(AG "/expected_face.safetensors", &ex, &err) == MER_OK);
+    mer__agpt *parts = load(NULL, NULL);
+    outs op;
+    memset(&op, 0, sizeof op);
+    if (parts && ex) compute(parts, 1, ex, &op);
+    struct { const char *llm, *tok, *what; } C[] = {
+        {TMP "/llm32.gguf", NULL, "LLM from a GGUF"},
+        {AG "/llm", AG "/llm/tokenizer.json", "--tokenizer tokenizer.json"},
+        {AG "/llm", TMP "/llm32.gguf", "--tokenizer GGUF"},
+        {TMP "/llm32.gguf", TMP "/llm32.gguf", "LLM and tokenizer from a GGUF"},
+    };
+    for (size_t i = 0; i < MER_ARRAY_LEN(C) && parts && ex; i++) {
+        mer_bundle_params p = mer_bundle_default_params();
+        p.clip = M "/clip_tiny";
+        p.hubert = M "/hubert_tiny";
+        p.llm = C[i].llm;
+        p.tokenizer = C[i].tok;
+        p.affectgpt = CKPT;
+        p.type = "f32";
+        mer_bundle_stats st;
+        CHECK_MSG(mer_bundle_convert(&p, TMP "/src.gguf", &st, &err) == MER_OK, "%s: %s", C[i].what, err.msg);
+        CHECK_EQ_INT(st.n_lora, 14);
+        mer__agpt *a = load(TMP "/src.gguf", NULL);
+        if (!a) continue;
+        outs o;
+        compute(a, 1, ex, &o);
+        check_same(C[i].what, &o, &op, 1);
+        outs_free(&o);
+        mer__agpt_free(a);
+    }
+    outs_free(&op);
+    mer__agpt_free(parts);
+    mer_weights_close(ex);
+}
+
 // --- layout ------------------------------------------------------------------------------------------
 
 static int node_ready(void) {
@@ -626,6 +669,7 @@ static void run(void) {
     CHECK_MSG(convert("q8_0", 0, b8, &err) == MER_OK, "%s", err.msg);
     test_parity(b32, bkeep, b8);
     test_tokenizer(b32);
+    test_sources();
     test_layout(b32);
     test_missing(b32);
     test_cli(b32);
