@@ -483,12 +483,16 @@ static void test_layout(const char *b32) {
 
 // --- broken bundles ----------------------------------------------------------------------------------
 
-/* A copy of src without the tensors and keys that start with any of the prefixes. */
-static int strip_copy(const char *src, const char *dst, const char *const *drop, size_t n_drop) {
+/* A copy of src without the tensors and keys that start with any of the prefixes, plus a string key (skey,
+ * NULL for none) or a u32 key (ukey) put first. */
+static int strip_copy(const char *src, const char *dst, const char *const *drop, size_t n_drop, const char *skey,
+                      const char *sval, const char *ukey, uint32_t uval) {
     mer_err err = {0};
     mer_weights *w = NULL;
     mer_gguf_writer *g = NULL;
     int ok = mer_weights_open(src, &w, &err) == MER_OK && mer__gguf_writer_new(&g, &err) == MER_OK;
+    if (ok && skey) ok = mer__gguf_add_str(g, skey, sval, &err) == MER_OK;
+    if (ok && ukey) ok = mer__gguf_add_u32(g, ukey, uval, &err) == MER_OK;
     for (size_t i = 0; ok && i < w->n_kv; i++) {
         int skip = 0;
         for (size_t k = 0; k < n_drop; k++) skip |= !strncmp(w->kv[i].key, drop[k], strlen(drop[k]));
@@ -526,7 +530,7 @@ static void test_missing(const char *b32) {
         size_t nd = 0;
         while (nd < 4 && C[i].drop[nd]) nd++;
         const char *bad = TMP "/bad.gguf";
-        if (!strip_copy(b32, bad, C[i].drop, nd)) continue;
+        if (!strip_copy(b32, bad, C[i].drop, nd, NULL, NULL, NULL, 0)) continue;
         mer_infer_params p = mer_infer_default_params();
         p.bundle = bad;
         p.n_threads = 1;
@@ -538,6 +542,22 @@ static void test_missing(const char *b32) {
         CHECK_MSG(strstr(err.msg, C[i].want[0]) && strstr(err.msg, want1) && strstr(err.msg, "bad.gguf"),
                   "dropping %s: message '%s'", C[i].drop[0], err.msg);
         mer__agpt_free(a);
+    }
+    /* bad values: another version, a config that is not JSON, a number where the config text goes */
+    struct { const char *drop, *skey, *sval, *ukey, *want; mer_status st; } V[] = {
+        {"mer.bundle.version", NULL, NULL, "mer.bundle.version", "version 2 is not supported", MER_E_UNSUPPORTED},
+        {"mer.hubert.config", "mer.hubert.config", "{\"hidden_size\": 32,", NULL, "mer.hubert.config", MER_E_FORMAT},
+        {"mer.clip.config", NULL, NULL, "mer.clip.config", "non-string 'mer.clip.config'", MER_E_FORMAT},
+        {"mer.affectgpt.lora", "mer.affectgpt.lora", "half", NULL, "\"merged\" or \"kept\"", MER_E_FORMAT},
+    };
+    for (size_t i = 0; i < MER_ARRAY_LEN(V); i++) {
+        const char *drop[1] = {V[i].drop};
+        if (!strip_copy(b32, TMP "/bad.gguf", drop, 1, V[i].skey, V[i].sval, V[i].ukey, 2)) continue;
+        mer__bundle *b = NULL;
+        mer_err e = {0};
+        mer_status st = mer__bundle_open(TMP "/bad.gguf", &b, &e);
+        CHECK_MSG(st == V[i].st && !b && strstr(e.msg, V[i].want) && strstr(e.msg, "bad.gguf"), "%s: %d '%s'", V[i].drop, st,
+                  e.msg);
     }
     /* not a bundle at all: a plain qwen2 GGUF */
     mer_quantize_params qp = mer_quantize_default_params();
