@@ -351,7 +351,8 @@ static void test_attention(void) {
     /* n_tok n_head n_kv_head d n_kv start causal */
     const int cfg[][7] = {{1, 1, 1, 1, 1, 0, 1},    {1, 4, 2, 7, 33, 32, 1},  {7, 4, 1, 33, 7, 0, 1},
                           {5, 6, 3, 16, 95, 90, 1}, {9, 2, 2, 64, 130, 0, 0}, {3, 8, 2, 128, 257, 200, 1},
-                          {33, 2, 1, 40, 33, 0, 1}};
+                          {33, 2, 1, 40, 33, 0, 1},   {40, 4, 2, 72, 150, 110, 1}, {6, 2, 1, 300, 70, 64, 1},
+                          {20, 3, 3, 64, 200, 0, 0},  {4, 8, 1, 128, 129, 125, 1}};
     for (size_t ci = 0; ci < MER_ARRAY_LEN(cfg); ci++) {
         int T = cfg[ci][0], H = cfg[ci][1], G = cfg[ci][2], D = cfg[ci][3], NK = cfg[ci][4], S = cfg[ci][5],
             causal = cfg[ci][6];

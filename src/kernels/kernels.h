@@ -179,7 +179,9 @@ void mer_cpu_rope_neox(mer_cpu_ctx *c, float *x, int n_tok, int n_head, int d, s
  *   out [n_tok][n_head][d].
  * Query t is at position start_pos + t. causal: it attends to keys j <= start_pos + t (and j < n_kv);
  * otherwise to all n_kv keys. out = softmax(scale * q k^T) v, computed with a streaming (online)
- * softmax in fixed tiles of keys. d <= 512. */
+ * softmax in fixed tiles of keys: from MER_CPU_ATTN_TILED_MIN_TOK queries on, tiles of queries x keys
+ * run on the GEMM micro-kernel; fewer queries (decode) stream the keys with dot products. d <= 512. */
+#define MER_CPU_ATTN_TILED_MIN_TOK 4
 void mer_cpu_attention(mer_cpu_ctx *c, float *out, const float *q, const float *k, const float *v,
                        int n_tok, int n_head, int n_kv_head, int d, int n_kv, int start_pos, int causal,
                        float scale);

@@ -579,6 +579,104 @@ static void attn_task(void *arg, int ith, int nth) {
     }
 }
 
+/* Tiled attention for several queries: per (head, tile of TQ queries), S = Q K^T and O += P V run on
+ * the GEMM micro-kernel in tiles of ATTN_KT keys, with the online softmax in between. Scratch comes from
+ * the thread's GEMM B block (not in use during attention). */
+#define ATTN_KT 64 /* keys per tile: a multiple of every NR */
+
+typedef struct attn_tiled_job {
+    attn_job a;
+    float *ws; /* nth blocks of MER_GEMM_KC * GEMM_NC floats */
+} attn_tiled_job;
+
+static void attn_tiled_task(void *arg, int ith, int nth) {
+    attn_tiled_job *tj = arg;
+    const attn_job *j = &tj->a;
+    const mer_kernels *k = j->k;
+    const int MR = k->gemm_mr, NR = k->gemm_nr, TQ = 4 * MR, KT = ATTN_KT, d = j->d;
+    const int group = j->n_head / j->n_kv_head, n_qt = (j->n_tok + TQ - 1) / TQ;
+    const size_t q_row = (size_t)j->n_head * d, kv_row = (size_t)j->n_kv_head * d;
+    float *ws = tj->ws + (size_t)ith * MER_GEMM_KC * GEMM_NC;
+    float *apack = ws;                         /* TQ x d, GEMM A layout per k-block */
+    float *bpan = apack + (size_t)TQ * d;      /* NR x KC: one packed K or V panel */
+    float *S = bpan + (size_t)NR * MER_GEMM_KC; /* TQ x KT scores, then probabilities */
+    float *ppack = S + (size_t)TQ * KT;        /* TQ x KT, A layout */
+    float *O = ppack + (size_t)TQ * KT;        /* TQ x d */
+    float *mrow = O + (size_t)TQ * d, *lrow = mrow + TQ;
+    long u0, u1;
+    mer_split_range((long)j->n_head * n_qt, ith, nth, &u0, &u1);
+    for (long u = u0; u < u1; u++) {
+        const int h = (int)(u / n_qt), t0 = (int)(u % n_qt) * TQ, tq = imin(TQ, j->n_tok - t0), g = h / group;
+        const float *kbase = j->kk + (size_t)g * d, *vbase = j->v + (size_t)g * d;
+        for (int k0 = 0; k0 < d; k0 += MER_GEMM_KC) { /* Q tile as GEMM A panels */
+            int kc = imin(MER_GEMM_KC, d - k0);
+            for (int p = 0; p * MR < tq; p++)
+                k->gemm_pack_a(apack + (size_t)TQ * k0 + (size_t)p * MR * kc,
+                               j->q + (size_t)(t0 + p * MR) * q_row + (size_t)h * d + k0, q_row,
+                               imin(MR, tq - p * MR), kc);
+        }
+        int kmax = j->n_kv;
+        if (j->causal && j->start_pos + t0 + tq < kmax) kmax = j->start_pos + t0 + tq;
+        memset(O, 0, sizeof(float) * (size_t)tq * d);
+        for (int i = 0; i < tq; i++) mrow[i] = -INFINITY, lrow[i] = 0.0f;
+        for (int j0 = 0; j0 < kmax; j0 += KT) {
+            const int kt = imin(KT, kmax - j0);
+            /* S[tq][kt] = Q K^T */
+            for (int jr = 0; jr < kt; jr += NR)
+                for (int k0 = 0; k0 < d; k0 += MER_GEMM_KC) {
+                    int kc = imin(MER_GEMM_KC, d - k0);
+                    k->gemm_pack_b(bpan, kbase + (size_t)(j0 + jr) * kv_row, MER_DTYPE_F32, kv_row * sizeof(float),
+                                   imin(NR, kt - jr), k0, kc);
+                    for (int p = 0; p * MR < tq; p++)
+                        k->gemm_ukernel(kc, apack + (size_t)TQ * k0 + (size_t)p * MR * kc, bpan,
+                                        S + (size_t)p * MR * KT + jr, KT, imin(MR, tq - p * MR), imin(NR, kt - jr),
+                                        k0 > 0);
+                }
+            /* online softmax, row by row; causal rows see a prefix of the tile */
+            for (int i = 0; i < tq; i++) {
+                float *si = S + (size_t)i * KT;
+                int nv = kt;
+                if (j->causal) {
+                    long lim = (long)j->start_pos + t0 + i + 1 - j0;
+                    nv = lim < 0 ? 0 : lim < kt ? (int)lim : kt;
+                }
+                if (nv > 0) {
+                    float tmax = -INFINITY;
+                    for (int jj = 0; jj < nv; jj++) tmax = fmaxf(tmax, j->scale * si[jj]);
+                    float mn = fmaxf(mrow[i], tmax);
+                    if (mrow[i] != -INFINITY && mn != mrow[i]) {
+                        float corr = expf(mrow[i] - mn);
+                        lrow[i] *= corr;
+                        k->scale(O + (size_t)i * d, O + (size_t)i * d, corr, d);
+                    }
+                    mrow[i] = mn;
+                    lrow[i] += k->exp_sum(si, nv, j->scale, mn);
+                }
+                for (int jj = nv; jj < kt; jj++) si[jj] = 0.0f;
+            }
+            /* O[tq][d] += P[tq][kt] V[kt][d] */
+            for (int p = 0; p * MR < tq; p++)
+                k->gemm_pack_a(ppack + (size_t)p * MR * kt, S + (size_t)p * MR * KT, KT, imin(MR, tq - p * MR), kt);
+            for (int n0 = 0; n0 < d; n0 += NR) {
+                const int nr = imin(NR, d - n0);
+                for (int kk = 0; kk < kt; kk++) {
+                    float *dst = bpan + (size_t)kk * NR;
+                    memcpy(dst, vbase + (size_t)(j0 + kk) * kv_row + n0, sizeof(float) * (size_t)nr);
+                    for (int jj = nr; jj < NR; jj++) dst[jj] = 0.0f;
+                }
+                for (int p = 0; p * MR < tq; p++)
+                    k->gemm_ukernel(kt, ppack + (size_t)p * MR * kt, bpan, O + (size_t)p * MR * d + n0, (size_t)d,
+                                    imin(MR, tq - p * MR), nr, 1);
+            }
+        }
+        for (int i = 0; i < tq; i++) {
+            float *o = j->out + (size_t)(t0 + i) * q_row + (size_t)h * d;
+            if (lrow[i] > 0.0f) k->scale(o, O + (size_t)i * d, 1.0f / lrow[i], d);
+            else memset(o, 0, sizeof(float) * (size_t)d);
+        }
+    }
+}
+
 void mer_cpu_attention(mer_cpu_ctx *c, float *out, const float *q, const float *k, const float *v,
                        int n_tok, int n_head, int n_kv_head, int d, int n_kv, int start_pos, int causal,
                        float scale) {
@@ -587,7 +685,12 @@ void mer_cpu_attention(mer_cpu_ctx *c, float *out, const float *q, const float *
     attn_job j = {.k = c->k, .out = out, .q = q, .kk = k, .v = v, .n_tok = n_tok, .n_head = n_head,
                   .n_kv_head = n_kv_head, .d = d, .n_kv = n_kv, .start_pos = start_pos, .causal = causal,
                   .scale = scale};
-    mer_threadpool_run(c->pool, attn_task, &j);
+    if (n_tok >= MER_CPU_ATTN_TILED_MIN_TOK) {
+        attn_tiled_job tj = {.a = j, .ws = c->ws_b};
+        mer_threadpool_run(c->pool, attn_tiled_task, &tj);
+    } else {
+        mer_threadpool_run(c->pool, attn_task, &j);
+    }
 }
 
 // --- convolutions ------------------------------------------------------------------------------------
