@@ -14,13 +14,13 @@
 #define MODELS "models/face-api"
 #define N_IMG 2
 
+#if MER_MEDIA
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-#if MER_MEDIA
 static double time_mer(uint8_t **rgb, const int *w, const int *h, int n_img, int n_threads, size_t *n_faces) {
     mer_err err = {0};
     mer_face_params p = mer_face_default_params();

@@ -288,6 +288,7 @@ static void test_model_checks(void) {
 
 // --- parity on the photographs -----------------------------------------------------------------------
 
+#if MER_MEDIA
 static double iou4(const double *a, const double *b) {
     mer_facedet_box x = {a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0}, y = {b[0], b[1], b[2], b[3], 0, 0, 0, 0, 0};
     return mer__facedet_iou(&x, &y);
@@ -332,7 +333,6 @@ static void compare_faces(const char *what, const mer_face_box *b, size_t n, flo
     }
 }
 
-#if MER_MEDIA
 static uint8_t *read_image(const char *path, int *w, int *h) {
     mer_err err = {0};
     mer_video *v = NULL;
@@ -400,6 +400,7 @@ static void test_photos(void) {
 
 // --- mer run / mer faces -----------------------------------------------------------------------------
 
+#if MER_MEDIA
 /* Runs a shell command, returns its stdout (caller frees) and exit status. */
 static char *run_cmd(const char *cmd, int *status) {
     FILE *p = popen(cmd, "r");
@@ -417,6 +418,8 @@ static char *run_cmd(const char *cmd, int *status) {
     return out;
 }
 
+#endif
+
 static void test_run(void) {
 #if !MER_MEDIA
     printf("SKIP test_face: mer run needs FFmpeg (MER_MEDIA=0)\n");
@@ -430,6 +433,9 @@ static void test_run(void) {
     }
     cJSON *ref = load_json(FX "/ref_clip.json");
     if (!ref) return;
+    double box0[4] = {0, 0, 0, 0};
+    long idx0 = 0;
+    int have_box0 = 0;
     const char *filter = cJSON_GetObjectItem(ref, "filter")->valuestring;
     const cJSON *rframes = cJSON_GetObjectItem(ref, "frames");
     int n_photo = cJSON_GetArraySize(rframes);
@@ -466,6 +472,7 @@ static void test_run(void) {
         rr->frames = calloc((size_t)nf, sizeof *rr->frames);
         rr->n_frames = (size_t)nf;
         int got_main_top[64], photo_of[64];
+        have_box0 = 0;
         cJSON_ArrayForEach(fr, frames) {
             long idx = (long)cJSON_GetObjectItem(fr, "index")->valuedouble;
             int photo = (int)(idx / 5);
@@ -491,6 +498,11 @@ static void test_run(void) {
             snprintf(what, sizeof what, "mer run frame %ld", idx);
             compare_faces(what, b, n, pr, rf);
             int m = cJSON_GetObjectItem(fr, "main")->valueint;
+            if (t == 0 && m >= 0 && (size_t)m < n) {
+                box0[0] = b[m].x, box0[1] = b[m].y, box0[2] = b[m].w, box0[3] = b[m].h;
+                idx0 = idx;
+                have_box0 = 1;
+            }
             got_main_top[t] = -1;
             if (m >= 0 && (size_t)m < n) {
                 int k = 0;
@@ -557,6 +569,38 @@ static void test_run(void) {
     out = run_cmd(cmd, &status);
     CHECK_MSG(status == 0 && out && !strcmp(out, "uint8 12 112 112 3\n"), "mer faces: %s", out ? out : "");
     free(out);
+    /* its first crop against the documented crop computed in float64 by numpy on the CLI-decoded frame */
+    if (have_box0) {
+        char py[700];
+        snprintf(py, sizeof py, "%s/crop_ref.py", TMP);
+        FILE *pf = fopen(py, "w");
+        fprintf(pf, "import subprocess, sys, numpy as np\n"
+                    "clip, npy, idx, x, y, w, h = sys.argv[1], sys.argv[2], int(sys.argv[3]), *map(float, sys.argv[4:8])\n"
+                    "W, H, S = %d, %d, 112\n"
+                    "raw = subprocess.run(['ffmpeg', '-v', 'error', '-i', clip, '-vf', 'select=eq(n\\\\,%%d)' %% idx, '-frames:v', '1',\n"
+                    "    '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], capture_output=True, check=True).stdout\n"
+                    "img = np.frombuffer(raw, np.uint8).reshape(H, W, 3).astype(np.float64)\n"
+                    "side = 1.2 * max(w, h); x0 = x + w / 2 - side / 2; y0 = y + h / 2 - side / 2; sc = side / S\n"
+                    "out = np.zeros((S, S, 3))\n"
+                    "for r in range(S):\n"
+                    "  for c in range(S):\n"
+                    "    sy = y0 + (r + 0.5) * sc - 0.5; sx = x0 + (c + 0.5) * sc - 0.5\n"
+                    "    fy, fx = np.floor(sy), np.floor(sx); ay, ax = sy - fy, sx - fx\n"
+                    "    for dy, wy in ((0, 1 - ay), (1, ay)):\n"
+                    "      for dx, wx in ((0, 1 - ax), (1, ax)):\n"
+                    "        yy, xx = int(fy) + dy, int(fx) + dx\n"
+                    "        if 0 <= yy < H and 0 <= xx < W: out[r, c] += wy * wx * img[yy, xx]\n"
+                    "ref = np.clip(np.floor(out + 0.5), 0, 255)[:, :, ::-1]\n"
+                    "got = np.load(npy)[0].astype(np.float64)\n"
+                    "print(int(np.abs(got - ref).max()))\n",
+                cJSON_GetObjectItem(ref, "width")->valueint, cJSON_GetObjectItem(ref, "height")->valueint);
+        fclose(pf);
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s' '%s' %ld %.17g %.17g %.17g %.17g", py, clip, npy, idx0, box0[0],
+                 box0[1], box0[2], box0[3]);
+        out = run_cmd(cmd, &status);
+        CHECK_MSG(status == 0 && out && atoi(out) <= 1, "mer faces crop vs numpy: max difference %s", out ? out : "?");
+        free(out);
+    }
 
     /* no face: a test pattern; no video stream; a corrupt file */
     char path[600];
