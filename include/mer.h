@@ -129,8 +129,9 @@ mer_status mer_label_table_lookup(const mer_label_table *t, mer_labeled *rows, s
  * would: two 1-D '<U{maxlen}' arrays, deflated. Atomic (temporary file + rename). */
 mer_status mer_openset_npz_write(const char *path, const mer_labeled *rows, size_t n, mer_err *err);
 
-/* Writes a raw result npz: key `name2reason`, a 0-d object array holding a pickled (protocol 2) dict
- * {name: text} in row order, as np.savez_compressed(path, name2reason=dict) writes it. Atomic. */
+/* Writes a raw result npz: key `name2reason`, a 0-d object array holding the dict {name: text} in row
+ * order, byte-identical to np.savez_compressed(path, name2reason=dict) (numpy pickles it with protocol
+ * 3; np.load(..., allow_pickle=True) reads it). Atomic. */
 mer_status mer_result_npz_write(const char *path, const mer_labeled *rows, size_t n, mer_err *err);
 
 // --- tokenizer: Qwen2's byte-level BPE, and the Qwen2.5 chat template -------------------------------
