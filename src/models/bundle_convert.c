@@ -99,7 +99,7 @@ static mer_status fill_tensor(void *ud, size_t i, void *dst, size_t n_bytes, mer
     const mer_wtensor *t = it->t;
     MER_ASSERT(t);
     if ((int)t->dtype == it->otype && !it->lora) {
-        MER_ASSERT(n_bytes <= t->n_bytes);
+        MER_ASSERT(n_bytes == t->n_bytes); /* checked when added */
         memcpy(dst, t->data, n_bytes);
         return MER_OK;
     }
@@ -142,6 +142,15 @@ static mer_status add(mer_gguf_writer *g, conv *c, const char *name, const mer_w
     if (n_dims > 4)
         return mer__errf(err, MER_E_UNSUPPORTED, "%s: tensor '%s' has %d dimensions (GGUF holds at most 4)", src,
                          t ? t->name : name, n_dims);
+    if (t) { /* the source's bytes must be what its shape and type say (the rows are read by that size) */
+        uint64_t ne0 = t->n_dims ? (uint64_t)t->shape[t->n_dims - 1] : 1, nel = 1;
+        for (int d = 0; d < t->n_dims; d++) nel *= (uint64_t)t->shape[d];
+        size_t need;
+        if (mer__wtype_nbytes(t->dtype, ne0, nel, &need, t->name, err)) return mer__err_prefix(err, MER_E_FORMAT, "%s", src);
+        if (need != t->n_bytes)
+            return mer__errf(err, MER_E_FORMAT, "%s: tensor '%s' holds %zu bytes, its shape and type need %zu", src, t->name,
+                             t->n_bytes, need);
+    }
     if (c->n == c->cap) {
         size_t cap = c->cap ? 2 * c->cap : 256;
         item *p = realloc(c->items, cap * sizeof *p);
