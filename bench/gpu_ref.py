@@ -169,7 +169,11 @@ def table(ours_path, hf_path, parity_path=None, test_log=None):
 
     row("decode batch 1 (tok/s)", o.get("decode_b1"), h.get("decode_b1_tok_s"), ">= 170")
     row("decode batch 8 (tok/s)", o.get("decode_b8"), h.get("decode_b8_tok_s"), ">= 1200")
+    row("decode batch 4 (tok/s)", o.get("decode_b4"), None, "")
+    row("decode batch 1 after 512 tokens (tok/s)", o.get("decode_b1_ctx512"), None, "")
     row("prefill 512 tokens (ms)", o.get("prefill512"), h.get("prefill512_ms"), "<= 15", inv=True, nd=2)
+    row("parity: logits rel. err. vs HF f32 (2 layers, 7B widths)", o.get("parity_logits_vs_hf_f32"),
+        o.get("parity_hf_bf16_vs_hf_f32"), "HF bf16 for scale", nd=4)
     row("copy bandwidth (GB/s)", o.get("copy_bw"), h.get("copy_bw_GBs"), "ceiling", nd=0)
     row("bf16 GEMM 8192^3 (TFLOP/s)", o.get("gemm_bf16_8192"), h.get("gemm_bf16_8192_TFLOPs"), "ceiling", nd=0)
     lines = [f"Card: {dev}; HF transformers {h.get('transformers', '?')}, torch {h.get('torch', '?')}, "

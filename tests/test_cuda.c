@@ -351,7 +351,81 @@ static void test_attention_case(mer_cuda *c, mer_dtype t, int T, int H, int KV, 
     free(qr); free(kr); free(vr); free(ref); free(qh); free(kh); free(vh); free(io);
 }
 
+/* Decode attention fused with bias + RoPE + the cache store of the new position. */
+static void test_attention_rope(mer_cuda *c, mer_dtype t, int H, int KV, int d, int n_split) {
+    enum { T = 3, NCTX = 300, NSLOT = 3 };
+    const int ps[T] = {299, 0, 77}, sl[T] = {2, 0, 1};
+    const int ld = (H + 2 * KV) * d, half = d / 2;
+    const size_t cache = (size_t)NSLOT * KV * NCTX * d, es = t == MER_DTYPE_F32 ? 4 : 2, nq = (size_t)T * H * d;
+    double *kr = malloc(cache * sizeof(double)), *vr = malloc(cache * sizeof(double)), *qr = malloc(nq * sizeof(double)),
+           *ref = malloc(nq * sizeof(double));
+    void *kh = rand_act(cache, 1.5, kr, t), *vh = rand_act(cache, 1.0, vr, t);
+    float *qkv = malloc((size_t)T * ld * 4), *bias = malloc((size_t)ld * 4), *inv = malloc((size_t)half * 4);
+    for (int i = 0; i < T * ld; i++) qkv[i] = (float)urand();
+    for (int i = 0; i < ld; i++) bias[i] = (float)(0.2 * urand());
+    for (int i = 0; i < half; i++) inv[i] = (float)(1.0 / pow(1e6, 2.0 * i / d));
+    /* reference: rotate q and the new k in double; the cache holds k and v rounded to its dtype */
+    for (int tk = 0; tk < T; tk++) {
+        const float *row = qkv + (size_t)tk * ld;
+        for (int hh = 0; hh < H + 2 * KV; hh++)
+            for (int i = 0; i < d; i++) {
+                double x = (double)row[hh * d + i] + bias[hh * d + i], y = x;
+                if (hh < H + KV) {
+                    const int j = i % half, o = hh * d + (i + half) % d;
+                    const double ang = (double)((float)ps[tk] * inv[j]);
+                    const double other = (double)row[o] + bias[o];
+                    y = x * cos(ang) + (i < half ? -other : other) * sin(ang);
+                }
+                if (hh < H) {
+                    qr[((size_t)tk * H + hh) * d + i] = y;
+                } else {
+                    const int kv = hh < H + KV ? hh - H : hh - H - KV;
+                    const size_t at = (((size_t)sl[tk] * KV + kv) * NCTX + ps[tk]) * d + i;
+                    const double yr = es == 4 ? (double)(float)y : mer_bf16_to_fp32(mer_fp32_to_bf16((float)y));
+                    (hh < H + KV ? kr : vr)[at] = yr;
+                }
+            }
+    }
+    attn_ref(ref, qr, kr, vr, ps, sl, T, H, KV, d, NCTX, 1.0 / sqrt(d));
+    int32_t io[2 * T];
+    for (int i = 0; i < T; i++) io[i] = ps[i], io[T + i] = sl[i];
+    void *kd = dev_upload(c, kh, cache * es), *vd = dev_upload(c, vh, cache * es), *od = dev_poison(c, nq * es);
+    float *qkvd = dev_upload(c, qkv, (size_t)T * ld * 4), *bd = dev_upload(c, bias, (size_t)ld * 4),
+          *invd = dev_upload(c, inv, (size_t)half * 4);
+    int32_t *iod = dev_upload(c, io, sizeof io);
+    const size_t wsb = mer_cuda_attn_decode_ws(T, H, d, n_split);
+    void *ws = NULL;
+    DO(mer_cuda_alloc(c, wsb, &ws, &e));
+    DO(mer_cuda_memset(c, ws, 0, wsb, &e));
+    DO(mer_cuda_attn_decode_rope(c, od, qkvd, bd, invd, kd, vd, t, iod, iod + T, T, H, KV, d, NCTX, n_split,
+                                 (float)(1.0 / sqrt(d)), ws, &e));
+    void *oh = malloc(nq * es), *kh2 = malloc(cache * es), *vh2 = malloc(cache * es);
+    DO(mer_cuda_download(c, oh, od, nq * es, &e));
+    DO(mer_cuda_download(c, kh2, kd, cache * es, &e));
+    DO(mer_cuda_download(c, vh2, vd, cache * es, &e));
+    double err = es == 4 ? rel_err(ref, oh, nq) : rel_err_bf16(ref, oh, nq);
+    CHECK_MSG(err < (es == 4 ? 1e-5 : 8e-3), "decode attention + rope %s H %d KV %d d %d splits %d: rel err %.3g",
+              mer_dtype_name(t), H, KV, d, n_split, err);
+    double maxd = 0;
+    for (size_t i = 0; i < cache; i++) { /* new entries as rotated, the rest untouched */
+        double dk = fabs(get_act(kh2, i, t) - kr[i]) / (fabs(kr[i]) + 0.05),
+               dv = fabs(get_act(vh2, i, t) - vr[i]) / (fabs(vr[i]) + 0.05);
+        if (!(dk <= maxd)) maxd = dk;
+        if (!(dv <= maxd)) maxd = dv;
+    }
+    CHECK_MSG(maxd < (es == 4 ? 1e-5 : 8e-3), "decode attention + rope %s: cache entries off by %.3g", mer_dtype_name(t),
+              maxd);
+    mer_cuda_release(c, kd); mer_cuda_release(c, vd); mer_cuda_release(c, od); mer_cuda_release(c, qkvd);
+    mer_cuda_release(c, bd); mer_cuda_release(c, invd); mer_cuda_release(c, iod); mer_cuda_release(c, ws);
+    free(kr); free(vr); free(qr); free(ref); free(kh); free(vh); free(qkv); free(bias); free(inv); free(oh);
+    free(kh2); free(vh2);
+}
+
 static void test_attention(mer_cuda *c, mer_dtype t) {
+    test_attention_rope(c, t, 28, 4, 128, 16);
+    test_attention_rope(c, t, 28, 4, 128, 1);
+    test_attention_rope(c, t, 4, 2, 8, 3);
+    test_attention_rope(c, t, 32, 2, 64, 5);
     { /* decode: 3 sequences of different lengths */
         const int ps[3] = {299, 0, 77}, sl[3] = {2, 0, 1};
         test_attention_case(c, t, 3, 28, 4, 128, 300, 3, ps, sl, 0, 16);

@@ -483,15 +483,16 @@ static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int p
         void *kc = (char *)m->kv + (size_t)l * 2 * m->kv_layer * m->es, *vc = (char *)kc + m->kv_layer * m->es;
         if ((st = mer_cuda_rmsnorm(c, m->xn, at, m->x, L->attn_norm, T, E, hp->rms_eps, err))) return st;
         if ((st = mer_cuda_matmul(c, m->qkv, nqkv, m->xn, E, L->wqkv, at, T, E, nqkv, MER_CUDA_EPI_F32, err))) return st;
-        if ((st = mer_cuda_qkv_rope(c, m->qkv, L->bqkv, m->inv_freq, m->q, kc, vc, at, pos, slots, T, H, KV, d,
-                                    m->p.n_ctx, err)))
-            return st;
-        if (prefill)
+        if (prefill) {
+            if ((st = mer_cuda_qkv_rope(c, m->qkv, L->bqkv, m->inv_freq, m->q, kc, vc, at, pos, slots, T, H, KV, d,
+                                        m->p.n_ctx, err)))
+                return st;
             st = mer_cuda_attn_prefill(c, m->att, m->q, kc, vc, at, slot, pos0, T, H, KV, d, m->p.n_ctx, scale, pos,
                                        slots, err);
-        else
-            st = mer_cuda_attn_decode(c, m->att, m->q, kc, vc, at, pos, slots, T, H, KV, d, m->p.n_ctx, m->p.n_split,
-                                      scale, m->attn_ws, err);
+        } else { /* bias + RoPE + cache store fused into the attention */
+            st = mer_cuda_attn_decode_rope(c, m->att, m->qkv, L->bqkv, m->inv_freq, kc, vc, at, pos, slots, T, H, KV, d,
+                                           m->p.n_ctx, m->p.n_split, scale, m->attn_ws, err);
+        }
         if (st) return st;
         if ((st = mer_cuda_matmul(c, m->x, E, m->att, H * d, L->wo, at, T, H * d, E, MER_CUDA_EPI_F32_ADD, err)))
             return st;

@@ -1,10 +1,13 @@
 /* cuda_attn.cu - attention over the device KV cache, with grouped KV heads.
  *
  * Decode (attn_split_kernel): one block per (key split, KV head, query token); its
- * warps take the query heads of that KV group, so the group's K/V rows are fetched from memory once
- * and served to the other heads from L1. Inside a split a warp walks the keys 32 at a time, one key per
- * lane for q.k (no shuffles), keeps an online softmax in the exp2 domain, and accumulates p.V with each
- * lane owning d/32 output elements. The number of keys (pos + 1) is read on the device, so a captured
+ * warps take the query heads of that KV group. The block stages 32 keys at a time (K and V, coalesced
+ * 16-byte loads, all issued before any is used) in shared memory, shared by the heads of the group;
+ * then each warp scores one key per lane (no shuffles), keeps an online softmax in the exp2 domain,
+ * and accumulates p.V with each lane owning d/32 output elements. The fused form
+ * (mer_cuda_attn_decode_rope) also does the layer's bias + RoPE on the fly: q straight from the f32
+ * projection (never rounded), and the block whose keys include the new position stores its K and V in
+ * the cache before staging. The number of keys (pos + 1) is read on the device, so a captured
  * graph serves every position: each split takes ceil(len / n_split) keys rounded up to 32 and splits
  * past the end write an empty partial. The last block of a (token, KV group) to finish (an atomic
  * arrival counter) merges the partial (max, sum, output) triples, so decode attention is one launch.
@@ -27,41 +30,121 @@
 /* Layout of the decode workspace: partial outputs [n_tok][H][S][d] f32, (max, sum) pairs [n_tok][H][S][2],
  * then arrival counters [n_tok][H] (int; zero between calls: the last block of a (token, group) resets
  * its counter). */
-template <int DPL, typename T>
-__global__ void attn_split_kernel(const T *__restrict__ q, const T *__restrict__ kc, const T *__restrict__ vc,
-                                  const int32_t *__restrict__ pos, const int32_t *__restrict__ slot, int H, int KV,
-                                  int d, int n_ctx, int S, float sl2, float *__restrict__ po, float *__restrict__ pml,
-                                  int *__restrict__ cnt, T *__restrict__ out) {
-    extern __shared__ float qs[];  // [nw][d] queries, then [rep][2] merge weights
+#define DT 32     /* keys per shared-memory tile */
+#define MAXC 8    /* 16-byte chunks a thread loads per round of a tile */
+
+/* Shared memory of a decode block: q [nw][d] f32, merge weights [rep][2] f32, cos/sin [d] f32, then the K
+ * tile [DT][d + pad] and the V tile [DT][d] (rows padded by 16 bytes: conflict-free row-per-lane reads). */
+static size_t split_smem(int nw, int rep, int d, size_t es) {
+    size_t f = ((size_t)nw * d + 2 * (size_t)rep + d) * sizeof(float);
+    f = (f + 15) & ~(size_t)15;
+    return f + (size_t)DT * (d * es + 16) + (size_t)DT * d * es;
+}
+
+template <int DPL, typename T, bool ROPE>
+__global__ void attn_split_kernel(const T *__restrict__ q, const float *__restrict__ qkv, const float *__restrict__ bias,
+                                  const float *__restrict__ inv_freq, T *kc, T *vc, const int32_t *__restrict__ pos,
+                                  const int32_t *__restrict__ slot, int H, int KV, int d, int n_ctx, int S, float sl2,
+                                  float *__restrict__ po, float *__restrict__ pml, int *__restrict__ cnt,
+                                  T *__restrict__ out) {
+    extern __shared__ __align__(16) float sm[];
     __shared__ int is_last;
     mer__pdl_launch();
     mer__pdl_wait();
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5, nt = blockDim.x;
     const int s = blockIdx.x, g = blockIdx.y, t = blockIdx.z;
-    const int rep = H / KV;
-    const int len = pos[t] + 1, sl = slot[t];
+    const int rep = H / KV, half = d / 2;
+    const int p = pos[t], len = p + 1, sl = slot[t];
     int chunk = (len + S - 1) / S;
     chunk = (chunk + 31) & ~31;
     const int beg = s * chunk;
     const int end = min(len, beg + chunk);
-    const T *kb = kc + ((size_t)sl * KV + g) * n_ctx * d;
-    const T *vb = vc + ((size_t)sl * KV + g) * n_ctx * d;
-    float *qw = qs + warp * d;
+    float *qs = sm, *wgt = sm + nw * d, *cs = wgt + 2 * rep;
+    const size_t foff = (((size_t)nw * d + 2 * rep + d) * sizeof(float) + 15) & ~(size_t)15;
+    const int ldk = d + 16 / (int)sizeof(T); /* padded K row, elements */
+    T *Ks = (T *)((char *)sm + foff);
+    T *Vs = Ks + (size_t)DT * ldk;
+    T *kb = kc + ((size_t)sl * KV + g) * n_ctx * d;
+    T *vb = vc + ((size_t)sl * KV + g) * n_ctx * d;
+    const float *row = ROPE ? qkv + (size_t)t * (H + 2 * KV) * d : NULL;
+
+    if (ROPE) {
+        for (int i = threadIdx.x; i < half; i += nt) {
+            float sn, co;
+            sincosf((float)p * inv_freq[i], &sn, &co);
+            cs[i] = co;
+            cs[half + i] = sn;
+        }
+        __syncthreads();
+        if (beg <= p && p < end) { /* this block holds position p: store the new key and value */
+            const int kq = (H + g) * d, vq = (H + KV + g) * d;
+            for (int i = threadIdx.x; i < half; i += nt) {
+                float x1 = row[kq + i], x2 = row[kq + i + half];
+                if (bias) x1 += bias[kq + i], x2 += bias[kq + i + half];
+                mer__stf(kb + (size_t)p * d + i, x1 * cs[i] - x2 * cs[half + i]);
+                mer__stf(kb + (size_t)p * d + i + half, x2 * cs[i] + x1 * cs[half + i]);
+            }
+            for (int i = threadIdx.x; i < d; i += nt)
+                mer__stf(vb + (size_t)p * d + i, row[vq + i] + (bias ? bias[vq + i] : 0.f));
+        }
+    }
     const bool von = lane * DPL < d;
-    for (int j = warp; j < rep; j += nw) {
+    const int vchunks = d * (int)sizeof(T) / 16; /* 16-byte chunks per row */
+    for (int j0 = 0; j0 < rep; j0 += nw) {
+        const int j = j0 + warp;
+        const bool hon = j < rep;
         const int h = g * rep + j;
-        const T *qr = q + ((size_t)t * H + h) * d;
-        for (int i = lane; i < d; i += 32) qw[i] = mer__ldf(qr + i) * sl2;
-        __syncwarp();
+        float *qw = qs + warp * d;
+        if (hon) {
+            if (ROPE) {
+                const int qq = h * d;
+                for (int i = lane; i < half; i += 32) {
+                    float x1 = row[qq + i], x2 = row[qq + i + half];
+                    if (bias) x1 += bias[qq + i], x2 += bias[qq + i + half];
+                    qw[i] = (x1 * cs[i] - x2 * cs[half + i]) * sl2;
+                    qw[i + half] = (x2 * cs[i] + x1 * cs[half + i]) * sl2;
+                }
+            } else {
+                const T *qr = q + ((size_t)t * H + h) * d;
+                for (int i = lane; i < d; i += 32) qw[i] = mer__ldf(qr + i) * sl2;
+            }
+        }
         float m = -1e30f, l = 0.f, o[DPL];
 #pragma unroll
         for (int i = 0; i < DPL; i++) o[i] = 0.f;
-        for (int k0 = beg; k0 < end; k0 += 32) {
-            const int key = k0 + lane;
+        for (int k0 = beg; k0 < end; k0 += DT) {
+            const int nk = min(DT, end - k0);
+            __syncthreads(); /* the previous tile is consumed; q and new K/V are written */
+            const int total = 2 * DT * vchunks;
+            for (int base = 0; base < total; base += MAXC * nt) {
+                uint4 buf[MAXC];
+#pragma unroll
+                for (int u = 0; u < MAXC; u++) {
+                    const int c = base + u * nt + threadIdx.x;
+                    buf[u] = make_uint4(0, 0, 0, 0);
+                    if (c < total) {
+                        const int isv = c >= DT * vchunks, cc = isv ? c - DT * vchunks : c;
+                        const int r = cc / vchunks, cx = cc - r * vchunks;
+                        if (r < nk) buf[u] = *((const uint4 *)((isv ? vb : kb) + (size_t)(k0 + r) * d) + cx);
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < MAXC; u++) {
+                    const int c = base + u * nt + threadIdx.x;
+                    if (c < total) {
+                        const int isv = c >= DT * vchunks, cc = isv ? c - DT * vchunks : c;
+                        const int r = cc / vchunks, cx = cc - r * vchunks;
+                        *((uint4 *)(isv ? Vs + (size_t)r * d : Ks + (size_t)r * ldk) + cx) = buf[u];
+                    }
+                }
+            }
+            __syncthreads();
+            if (!hon) continue;
             float sc = -INFINITY;
-            if (key < end) {
-                const T *kr = kb + (size_t)key * d;
+            if (lane < nk) {
+                const T *kr = Ks + (size_t)lane * ldk;
                 float a = 0.f;
+#pragma unroll 4
                 for (int i = 0; i < d; i += 8) {
                     float kf[8];
                     mer__ld8(kr + i, kf);
@@ -73,35 +156,21 @@ __global__ void attn_split_kernel(const T *__restrict__ q, const T *__restrict__
             }
             const float mn = fmaxf(m, mer__warp_max(sc));
             const float corr = exp2f(m - mn);
-            const float p = exp2f(sc - mn);
-            l = l * corr + p;
+            const float pr = exp2f(sc - mn);
+            l = l * corr + pr;
 #pragma unroll
             for (int i = 0; i < DPL; i++) o[i] *= corr;
-            const int nk = min(32, end - k0);
             for (int jj = 0; jj < nk; jj++) {
-                const float pj = __shfl_sync(0xffffffffu, p, jj);
+                const float pj = __shfl_sync(0xffffffffu, pr, jj);
                 if (von) {
-                    const T *vr = vb + (size_t)(k0 + jj) * d + lane * DPL;
-                    if constexpr (sizeof(T) == 2 && DPL == 8) {
-                        float vf[8];
-                        mer__ld8(vr, vf);
+                    const T *vr = Vs + (size_t)jj * d + lane * DPL;
 #pragma unroll
-                        for (int i = 0; i < 8; i++) o[i] += pj * vf[i];
-                    } else if constexpr (sizeof(T) == 2 && DPL == 4) {
-                        uint2 v = *(const uint2 *)vr;
-                        o[0] += pj * mer__bf16_lo(v.x); o[1] += pj * mer__bf16_hi(v.x);
-                        o[2] += pj * mer__bf16_lo(v.y); o[3] += pj * mer__bf16_hi(v.y);
-                    } else if constexpr (sizeof(T) == 2 && DPL == 2) {
-                        uint32_t v = *(const uint32_t *)vr;
-                        o[0] += pj * mer__bf16_lo(v); o[1] += pj * mer__bf16_hi(v);
-                    } else {
-#pragma unroll
-                        for (int i = 0; i < DPL; i++) o[i] += pj * mer__ldf(vr + i);
-                    }
+                    for (int i = 0; i < DPL; i++) o[i] += pj * mer__ldf(vr + i);
                 }
             }
             m = mn;
         }
+        if (!hon) continue;
         l = mer__warp_sum(l);
         if (von) {
             if (S == 1) {
@@ -119,7 +188,6 @@ __global__ void attn_split_kernel(const T *__restrict__ q, const T *__restrict__
             pml[(((size_t)t * H + h) * S + s) * 2] = m;
             pml[(((size_t)t * H + h) * S + s) * 2 + 1] = l;
         }
-        __syncwarp();
     }
     if (S == 1) return;
     // The last of the S blocks of this (token, group) to finish merges the partials.
@@ -129,26 +197,25 @@ __global__ void attn_split_kernel(const T *__restrict__ q, const T *__restrict__
     __syncthreads();
     if (!is_last) return;
     __threadfence();
-    float *wgt = qs + nw * d;  // [rep][2]: max and 1 / sum
-    for (int j = threadIdx.x; j < rep; j += blockDim.x) {
-        const float *ml = pml + ((size_t)t * H + g * rep + j) * S * 2;
+    for (int jj = threadIdx.x; jj < rep; jj += nt) {
+        const float *ml = pml + ((size_t)t * H + g * rep + jj) * S * 2;
         float M = -1e30f, L = 0.f;
         for (int k = 0; k < S; k++) M = fmaxf(M, __ldcg(ml + 2 * k));
         for (int k = 0; k < S; k++) L += exp2f(__ldcg(ml + 2 * k) - M) * __ldcg(ml + 2 * k + 1);
-        wgt[2 * j] = M;
-        wgt[2 * j + 1] = L > 0.f ? 1.f / L : 0.f;
+        wgt[2 * jj] = M;
+        wgt[2 * jj + 1] = L > 0.f ? 1.f / L : 0.f;
     }
     __syncthreads();
-    for (int idx = threadIdx.x; idx < rep * d; idx += blockDim.x) {
-        const int j = idx / d, i = idx - j * d;
-        const size_t hb = (size_t)t * H + g * rep + j;
+    for (int idx = threadIdx.x; idx < rep * d; idx += nt) {
+        const int jj = idx / d, i = idx - jj * d;
+        const size_t hb = (size_t)t * H + g * rep + jj;
         const float *ml = pml + hb * S * 2;
         float a = 0.f;
         for (int k = 0; k < S; k++) {
-            const float w = exp2f(__ldcg(ml + 2 * k) - wgt[2 * j]);
+            const float w = exp2f(__ldcg(ml + 2 * k) - wgt[2 * jj]);
             if (w > 0.f) a += w * __ldcg(po + (hb * S + k) * d + i);
         }
-        mer__stf(out + hb * d + i, a * wgt[2 * j + 1]);
+        mer__stf(out + hb * d + i, a * wgt[2 * jj + 1]);
     }
     if (threadIdx.x == 0) cnt[(size_t)t * H + g] = 0;
 }
@@ -158,47 +225,89 @@ size_t mer_cuda_attn_decode_ws(int n_tok, int n_head, int d, int n_split) {
     return (size_t)n_tok * n_head * n_split * ((size_t)d + 2) * sizeof(float) + (size_t)n_tok * n_head * sizeof(int);
 }
 
-template <typename T>
-static cudaError_t launch_split(mer_cuda *c, dim3 grid, dim3 block, size_t smem, int d, const T *q, const T *kc,
-                                const T *vc, const int32_t *pos, const int32_t *slot, int H, int KV, int n_ctx, int S,
-                                float sl2, float *po, float *pml, int *cnt, T *out) {
-    if (d <= 32)
-        return mer__launch(c, attn_split_kernel<1, T>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2,
-                           po, pml, cnt, out);
-    if (d <= 64)
-        return mer__launch(c, attn_split_kernel<2, T>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2,
-                           po, pml, cnt, out);
-    if (d <= 128)
-        return mer__launch(c, attn_split_kernel<4, T>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2,
-                           po, pml, cnt, out);
-    return mer__launch(c, attn_split_kernel<8, T>, grid, block, smem, q, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2, po,
-                       pml, cnt, out);
+template <bool ROPE, int DPL, typename T>
+static cudaError_t launch_split3(mer_cuda *c, dim3 grid, dim3 block, size_t smem, const T *q, const float *qkv,
+                                 const float *bias, const float *inv, T *kc, T *vc, const int32_t *pos,
+                                 const int32_t *slot, int H, int KV, int d, int n_ctx, int S, float sl2, float *po,
+                                 float *pml, int *cnt, T *out) {
+    if (smem > 48 * 1024) {
+        cudaError_t e = cudaFuncSetAttribute(attn_split_kernel<DPL, T, ROPE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    return mer__launch(c, attn_split_kernel<DPL, T, ROPE>, grid, block, smem, q, qkv, bias, inv, kc, vc, pos, slot, H, KV,
+                       d, n_ctx, S, sl2, po, pml, cnt, out);
 }
 
-mer_status mer_cuda_attn_decode(mer_cuda *c, void *out, const void *q, const void *kc, const void *vc, mer_dtype t,
-                                const int32_t *pos, const int32_t *slot, int n_tok, int H, int KV, int d, int n_ctx,
-                                int S, float scale, void *ws, mer_err *err) {
+template <bool ROPE, typename T>
+static cudaError_t launch_split(mer_cuda *c, dim3 grid, dim3 block, size_t smem, const T *q, const float *qkv,
+                                const float *bias, const float *inv, T *kc, T *vc, const int32_t *pos,
+                                const int32_t *slot, int H, int KV, int d, int n_ctx, int S, float sl2, float *po,
+                                float *pml, int *cnt, T *out) {
+    if (d <= 32)
+        return launch_split3<ROPE, 1, T>(c, grid, block, smem, q, qkv, bias, inv, kc, vc, pos, slot, H, KV, d, n_ctx, S,
+                                         sl2, po, pml, cnt, out);
+    if (d <= 64)
+        return launch_split3<ROPE, 2, T>(c, grid, block, smem, q, qkv, bias, inv, kc, vc, pos, slot, H, KV, d, n_ctx, S,
+                                         sl2, po, pml, cnt, out);
+    if (d <= 128)
+        return launch_split3<ROPE, 4, T>(c, grid, block, smem, q, qkv, bias, inv, kc, vc, pos, slot, H, KV, d, n_ctx, S,
+                                         sl2, po, pml, cnt, out);
+    return launch_split3<ROPE, 8, T>(c, grid, block, smem, q, qkv, bias, inv, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2,
+                                     po, pml, cnt, out);
+}
+
+static mer_status decode_common(mer_cuda *c, void *out, const void *q, const float *qkv, const float *bias,
+                                const float *inv, void *kc, void *vc, mer_dtype t, const int32_t *pos,
+                                const int32_t *slot, int n_tok, int H, int KV, int d, int n_ctx, int S, float scale,
+                                void *ws, mer_err *err) {
     if (n_tok < 1 || n_tok > 65535 || KV < 1 || H % KV || d < 8 || d % 8 || d > 256 || S < 1 || S > 1024 ||
         (S > 1 && !ws) || (t != MER_DTYPE_BF16 && t != MER_DTYPE_F32))
         return mer__errf(err, MER_E_ARG, "cuda attention: n_tok %d, heads %d/%d, d %d, splits %d, dtype %s", n_tok, H, KV,
                          d, S, mer_dtype_name(t));
     const int rep = H / KV;
-    const int nw = rep < 8 ? rep : 8;
+    const int nw = rep < 16 ? rep : 16;
     float *po = (float *)ws;
     float *pml = po ? po + (size_t)n_tok * H * S * d : NULL;
     int *cnt = pml ? (int *)(pml + (size_t)n_tok * H * S * 2) : NULL;
     dim3 grid(S, KV, n_tok), block(nw * 32);
-    size_t smem = ((size_t)nw * d + 2 * (size_t)rep) * sizeof(float);
+    const size_t smem = split_smem(nw, rep, d, t == MER_DTYPE_F32 ? 4 : 2);
     const float sl2 = scale * LOG2E;
-    cudaError_t e = t == MER_DTYPE_BF16
-                        ? launch_split<uint16_t>(c, grid, block, smem, d, (const uint16_t *)q, (const uint16_t *)kc,
-                                                 (const uint16_t *)vc, pos, slot, H, KV, n_ctx, S, sl2, po, pml, cnt,
-                                                 (uint16_t *)out)
-                        : launch_split<float>(c, grid, block, smem, d, (const float *)q, (const float *)kc,
-                                              (const float *)vc, pos, slot, H, KV, n_ctx, S, sl2, po, pml, cnt,
-                                              (float *)out);
+    cudaError_t e;
+    if (t == MER_DTYPE_BF16) {
+        if (qkv)
+            e = launch_split<true, uint16_t>(c, grid, block, smem, NULL, qkv, bias, inv, (uint16_t *)kc, (uint16_t *)vc,
+                                             pos, slot, H, KV, d, n_ctx, S, sl2, po, pml, cnt, (uint16_t *)out);
+        else
+            e = launch_split<false, uint16_t>(c, grid, block, smem, (const uint16_t *)q, NULL, NULL, NULL, (uint16_t *)kc,
+                                              (uint16_t *)vc, pos, slot, H, KV, d, n_ctx, S, sl2, po, pml, cnt,
+                                              (uint16_t *)out);
+    } else {
+        if (qkv)
+            e = launch_split<true, float>(c, grid, block, smem, NULL, qkv, bias, inv, (float *)kc, (float *)vc, pos, slot,
+                                          H, KV, d, n_ctx, S, sl2, po, pml, cnt, (float *)out);
+        else
+            e = launch_split<false, float>(c, grid, block, smem, (const float *)q, NULL, NULL, NULL, (float *)kc,
+                                           (float *)vc, pos, slot, H, KV, d, n_ctx, S, sl2, po, pml, cnt, (float *)out);
+    }
     if (e != cudaSuccess) return mer__cu_fail(err, e, "attn_split_kernel launch", __FILE__, __LINE__);
     return MER_OK;
+}
+
+mer_status mer_cuda_attn_decode(mer_cuda *c, void *out, const void *q, const void *kc, const void *vc, mer_dtype t,
+                                const int32_t *pos, const int32_t *slot, int n_tok, int H, int KV, int d, int n_ctx,
+                                int S, float scale, void *ws, mer_err *err) {
+    if (!q) return mer__errf(err, MER_E_ARG, "cuda attention: no queries");
+    return decode_common(c, out, q, NULL, NULL, NULL, (void *)kc, (void *)vc, t, pos, slot, n_tok, H, KV, d, n_ctx, S,
+                         scale, ws, err);
+}
+
+mer_status mer_cuda_attn_decode_rope(mer_cuda *c, void *out, const float *qkv, const float *bias, const float *inv_freq,
+                                     void *kc, void *vc, mer_dtype t, const int32_t *pos, const int32_t *slot, int n_tok,
+                                     int H, int KV, int d, int n_ctx, int S, float scale, void *ws, mer_err *err) {
+    if (!qkv || !inv_freq || d % 2) return mer__errf(err, MER_E_ARG, "cuda attention: no qkv / inv_freq, or odd d");
+    return decode_common(c, out, NULL, qkv, bias, inv_freq, kc, vc, t, pos, slot, n_tok, H, KV, d, n_ctx, S, scale, ws,
+                         err);
 }
 
 // --- prefill: flash-attention-2 on the tensor cores ---------------------------------------------------

@@ -164,6 +164,15 @@ mer_status mer_cuda_attn_decode(mer_cuda *c, void *out_dev, const void *q_dev, c
                                 const void *v_cache_dev, mer_dtype t, const int32_t *pos_dev, const int32_t *slot_dev,
                                 int n_tok, int n_head, int n_kv_head, int d, int n_ctx, int n_split, float scale,
                                 void *ws_dev, mer_err *err);
+/* Decode attention fused with the layer's input step: instead of q, the f32 projection qkv
+ * [n_tok][(H + 2 KV) d] (+ bias, may be NULL) as mer_cuda_qkv_rope takes it; RoPE is applied to q on the
+ * fly (kept in f32) and the new key and value of each token are stored in the caches at (slot[t],
+ * pos[t]) before they are attended to. Replaces mer_cuda_qkv_rope + mer_cuda_attn_decode. */
+mer_status mer_cuda_attn_decode_rope(mer_cuda *c, void *out_dev, const float *qkv_dev, const float *bias_dev,
+                                     const float *inv_freq_dev, void *k_cache_dev, void *v_cache_dev, mer_dtype t,
+                                     const int32_t *pos_dev, const int32_t *slot_dev, int n_tok, int n_head,
+                                     int n_kv_head, int d, int n_ctx, int n_split, float scale, void *ws_dev,
+                                     mer_err *err);
 /* Prefill attention (causal): n_tok queries of one sequence `slot` at positions pos0 .. pos0+n_tok-1
  * attend to keys 0..pos0+t of that slot (the caller stored them first). Flash-attention-2 style on the
  * tensor cores for bf16 and d = 64 or 128 (query rows of all heads of a KV group share each K/V tile);

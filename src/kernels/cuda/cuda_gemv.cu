@@ -174,14 +174,14 @@ mer_status mer__gemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, 
                      int n_out, mer_cuda_epi epi, mer_err *err) {
     cudaError_t e;
     // Two tiles per block halve the activation loads; one tile gives twice the blocks for short
-    // matrices. Then as many warps per block (splitting K) as it takes to have about 24 warps per SM
-    // streaming: a warp keeps 4-8 KB of weights in flight, and short matrices (o_proj, down_proj of a
-    // 7B model: 224 tiles) are otherwise latency-bound.
+    // matrices. Then enough warps per block (splitting K) to keep bytes in flight: a warp holds 4-8 KB
+    // of weights, and short matrices (o_proj, down_proj of a 7B model: 224 tiles) are otherwise
+    // latency-bound (H100, 7B shapes: 16 warps for < 2 tiles per SM, else 8, measured best).
     const int silu = epi == MER_CUDA_EPI_SILU;
     const int mt2 = silu || c->gemv_tile == 2 || (c->gemv_tile == 0 && n_out / 32 >= 8 * c->n_sm);
     const int tiles = silu ? (n_out / 2 + 15) / 16 : (n_out + (mt2 ? 31 : 15)) / (mt2 ? 32 : 16);
     int nw = c->gemv_nw;
-    if (nw == 0) nw = tiles < 2 * c->n_sm ? 16 : tiles < 4 * c->n_sm ? 8 : 4;
+    if (nw == 0) nw = tiles < 2 * c->n_sm ? 16 : 8; /* best of 4/8/16 on the H100 for every 7B shape */
     switch (epi) {
     case MER_CUDA_EPI_F32:
         e = mt2 ? launch_nw<2, 2, MER_CUDA_EPI_F32>(c, nw, y, ldy, x, ldx, w, n_tok, n_in, n_out, 0)
