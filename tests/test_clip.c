@@ -1,7 +1,8 @@
 /* test_clip.c - the CLIP vision tower against HF transformers: the tiny CLIPVisionModelWithProjection of
  * tests/fixtures/models/clip_tiny (made by scripts/gpu/gen_fixtures.py) run on its two random images;
  * every hidden state, last_hidden_state and image_embeds must match to 1e-4 relative (max-abs-err /
- * max-abs-ref), loading from model.safetensors and from pytorch_model.bin. Also: thread-count
+ * max-abs-ref), loading from model.safetensors and from pytorch_model.bin (and within f16 rounding from
+ * our GGUF). Also: thread-count
  * independence, and that a checkpoint with a missing or mis-shaped tensor fails naming the tensor. */
 #include "test.h"
 
@@ -147,6 +148,42 @@ static void check_broken(void) {
     mer_weights_close(w);
 }
 
+/* Our GGUF (mer_quantize_file keeps CLIP's HF tensor names) with config.json beside it: f16 weights. */
+static void check_gguf(const mer_weights *ex) {
+    char tmp[] = "/tmp/mer_test_clip_gguf_XXXXXX", cmd[600], path[600];
+    CHECK(mkdtemp(tmp) != NULL);
+    snprintf(path, sizeof path, "%s/clip.gguf", tmp);
+    snprintf(cmd, sizeof cmd, "cp " DIR "/config.json %s/", tmp);
+    CHECK(system(cmd) == 0);
+    mer_quantize_params qp = mer_quantize_default_params();
+    qp.type = "f16";
+    mer_err err = {0};
+    CHECK_MSG(mer_quantize_file(DIR, path, &qp, NULL, &err) == MER_OK, "%s", err.msg);
+    mer_clip *m = NULL;
+    CHECK_MSG(mer_clip_open(path, &m, &err) == MER_OK, "%s", err.msg);
+    const mer_wtensor *px = mer_weights_find(ex, "pixel_values"), *emb = mer_weights_find(ex, "image_embeds");
+    if (m && px && emb) {
+        CHECK(m->layers[0].q.dt == MER_DTYPE_F16); /* used in place, converted by the kernels */
+        mer_threadpool *pool = NULL;
+        mer_cpu_ctx *c = NULL;
+        mer_clip_ctx *x = NULL;
+        float ie[16];
+        CHECK(mer_threadpool_init(2, &pool, &err) == MER_OK && mer_cpu_ctx_init(pool, MER_ISA_AUTO, &c, &err) == MER_OK &&
+              mer_clip_ctx_init(m, c, &x, &err) == MER_OK);
+        mer_clip_out o = {.image_embeds = ie};
+        CHECK(x && mer_clip_encode(x, (const float *)px->data, &o, &err) == MER_OK);
+        double e = rel_err(ie, (const float *)emb->data, 16);
+        printf("clip_tiny GGUF f16: image_embeds rel err %.3g\n", e);
+        CHECK_MSG(e <= 5e-3, "GGUF f16 image_embeds rel err %.3g", e);
+        mer_clip_ctx_free(x);
+        mer_cpu_ctx_free(c);
+        mer_threadpool_free(pool);
+    }
+    mer_clip_free(m);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    CHECK(system(cmd) == 0);
+}
+
 static void run(void) {
     mer_err err = {0};
     mer_weights *ex = NULL;
@@ -187,5 +224,6 @@ static void run(void) {
         mer_clip_free(m);
     }
     check_broken();
+    check_gguf(ex);
     mer_weights_close(ex);
 }
