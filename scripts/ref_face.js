@@ -15,7 +15,8 @@
 //       written as JSON: per image its size and, per face, the box in pixels, the score, the integer crop
 //       face-api hands the expression net, and the 7 expression probabilities.
 //   node scripts/ref_face.js bench N IMG...            times N runs of detection + expressions per image
-//       (after one warm-up run) and prints one line "ref_face_ms_per_frame <ms>".
+//       (after one warm-up run) and prints "ref_face_ms_per_frame <ms>" (wall) and
+//       "ref_face_cpu_ms_per_frame <ms>" (user + system CPU time of the process).
 //   node scripts/ref_face.js frames W H FILE.rgb       runs detection + expressions on the raw RGB24
 //       frames of FILE.rgb (W x H each) and prints one JSON line per frame (used to check `mer run`).
 //   node scripts/ref_face.js clip-fixture OUT.json IMG...  the reference for `mer run` on a video made of
@@ -187,10 +188,12 @@ async function main() {
     const n = Number(args[0]);
     const frames = args.slice(1).map(decode);
     for (const f of frames) await analyse(f.rgb, f.w, f.h, 416); // warm-up
-    const t0 = process.hrtime.bigint();
+    const t0 = process.hrtime.bigint(), c0 = process.cpuUsage();
     for (let i = 0; i < n; i++) for (const f of frames) await analyse(f.rgb, f.w, f.h, 416);
     const ms = Number(process.hrtime.bigint() - t0) / 1e6 / (n * frames.length);
+    const c = process.cpuUsage(c0), cpu = (c.user + c.system) / 1e3 / (n * frames.length);
     console.log(`ref_face_ms_per_frame ${ms.toFixed(3)}`);
+    console.log(`ref_face_cpu_ms_per_frame ${cpu.toFixed(3)}`);
   } else if (mode === "frames") {
     const w = Number(args[0]), h = Number(args[1]);
     const buf = fs.readFileSync(args[2]);

@@ -7,8 +7,9 @@
  * "uint16" | "float16", "min", "scale"}}; a quantised value q stands for min + scale * q (computed in
  * double and rounded to f32, as tfjs does; int32 tensors round as Math.round does), a float16 one for
  * the half-precision number q. The reader produces the common checkpoint view (mer_weights): float
- * tensors dequantised to f32, int32 as I32, bool as BOOL (the stored bytes, as tfjs keeps them), shapes as written in the manifest (tfjs order:
- * conv filters are [kh, kw, c_in, c_out], depthwise filters [kh, kw, c, 1]).
+ * tensors dequantised to f32, int32 as I32, bool as BOOL (the stored bytes, as tfjs keeps them), shapes
+ * as written in the manifest (tfjs order: conv filters are [kh, kw, c_in, c_out], depthwise filters
+ * [kh, kw, c, 1]).
  *
  * Checks: shard paths are relative and stay in the manifest's folder; every tensor's bytes lie inside
  * its group's shards (overflow-checked); shapes are non-negative integers; names are unique. Messages

@@ -50,6 +50,22 @@ void mer__face_conv3x3(mer_cpu_ctx *c, float *y, const float *x, int h, int w, i
     mer_cpu_matmul(c, y, (size_t)c_out, col, (size_t)9 * c_in, wt, MER_DTYPE_F32, bias, ho * wo, 9 * c_in, c_out);
 }
 
+/* dst[i] += src[i] * k[i] (a product then a sum, each rounded to f32, as tfjs); blocks of 8 so that the
+ * compiler's basic-block vectoriser turns them into SIMD at -O2. */
+static void mac(float *restrict dst, const float *restrict src, const float *restrict k, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) dst[i + j] += src[i + j] * k[i + j];
+    for (; i < n; i++) dst[i] += src[i] * k[i];
+}
+
+static void vmax(float *restrict dst, const float *restrict src, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) dst[i + j] = src[i + j] > dst[i + j] ? src[i + j] : dst[i + j];
+    for (; i < n; i++) dst[i] = src[i] > dst[i] ? src[i] : dst[i];
+}
+
 // --- depthwise 3x3 -----------------------------------------------------------------------------------
 
 typedef struct dw_task {
@@ -73,9 +89,7 @@ static void dw_rows(void *ud, int ith, int nth) {
                 for (int kx = 0; kx < 3; kx++) {
                     int ix = ox * t->s - t->pad_left + kx;
                     if (ix < 0 || ix >= t->w) continue;
-                    const float *src = t->x + ((size_t)iy * t->w + ix) * ch;
-                    const float *k = t->wt + (size_t)(ky * 3 + kx) * ch;
-                    for (int i = 0; i < ch; i++) dst[i] += src[i] * k[i];
+                    mac(dst, t->x + ((size_t)iy * t->w + ix) * ch, t->wt + (size_t)(ky * 3 + kx) * ch, ch);
                 }
             }
         }
@@ -109,9 +123,7 @@ static void maxpool_rows(void *ud, int ith, int nth) {
                 for (int kx = 0; kx < t->k; kx++) {
                     int ix = ox * t->s - t->pad_left + kx;
                     if (ix < 0 || ix >= t->w) continue;
-                    const float *src = t->x + ((size_t)iy * t->w + ix) * t->ch;
-                    for (int i = 0; i < t->ch; i++)
-                        if (src[i] > dst[i]) dst[i] = src[i];
+                    vmax(dst, t->x + ((size_t)iy * t->w + ix) * t->ch, t->ch);
                 }
             }
         }
@@ -123,17 +135,31 @@ void mer__face_maxpool(mer_cpu_ctx *c, float *y, const float *x, int h, int w, i
     mer_threadpool_run(mer_cpu_ctx_pool(c), maxpool_rows, &t);
 }
 
-void mer__face_leaky(float *y, const float *x, size_t n) {
+static inline float leaky1(float x) {
     const float alpha = 0.1f; /* tf.scalar(0.10000000149011612), i.e. 0.1 in f32 */
-    for (size_t i = 0; i < n; i++) {
-        float m = x[i] * alpha;
-        float r = x[i] - m;
-        y[i] = (r > 0.0f ? r : 0.0f) + m;
+    float m = x * alpha;
+    float r = x - m;
+    return (r > 0.0f ? r : 0.0f) + m;
+}
+
+void mer__face_leaky(float *y, const float *x, size_t n) {
+    size_t i = 0;
+    float v[8];
+    for (; i + 8 <= n; i += 8) {
+        for (int j = 0; j < 8; j++) v[j] = leaky1(x[i + j]);
+        for (int j = 0; j < 8; j++) y[i + j] = v[j];
     }
+    for (; i < n; i++) y[i] = leaky1(x[i]);
 }
 
 void mer__face_relu(float *y, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    size_t i = 0;
+    float v[8];
+    for (; i + 8 <= n; i += 8) {
+        for (int j = 0; j < 8; j++) v[j] = x[i + j] > 0.0f ? x[i + j] : 0.0f;
+        for (int j = 0; j < 8; j++) y[i + j] = v[j];
+    }
+    for (; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 // --- input: pad to square, bilinear resize, normalise -------------------------------------------------
