@@ -4,8 +4,8 @@
  *   feature projection (layer norm + linear) -> [T][n_embd],
  *   + positional conv embedding (grouped Conv1d, kernel K, padding K/2, weight-normed over dim 2, last
  *     frame dropped when K is even, GELU) -> hidden state 0,
- *   n_layer pre-LN blocks (self-attention with biases, GELU MLP) -> hidden states 1..n_layer,
- *   the last block's output -> hidden state n_layer, and its final layer norm -> last_hidden_state.
+ *   n_layer pre-LN blocks (self-attention with biases, GELU MLP): block i's output -> hidden state i+1,
+ *   encoder.layer_norm of the last block's output -> last_hidden_state.
  * Input: one clip of raw 16 kHz samples, normalised as Wav2Vec2FeatureExtractor does (see
  * mer_hubert_normalize). Also the AffectGPT audio feature (mean of the last 4 hidden states, then mean
  * over time).
