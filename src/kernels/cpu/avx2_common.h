@@ -395,7 +395,7 @@ static inline float a2_dot_q8_0(const mer_block_q8_0 *w, const mer_block_q8_0 *x
 /* Two q4_0 blocks per register, [block b | block b+1]: low nibbles pair with x elements 0..15, high
  * nibbles with 16..31; with unsigned nibbles q, sum (q - 8) x = maddubs(q, x) - maddubs(8, x). Lanes 0-3
  * of the result belong to block b, 4-7 to block b+1. */
-static inline __m256 q4_pair(const mer_block_q4_0 *w, const mer_block_q8_0 *x) {
+static inline __m256 q4_pair(const mer_block_q4_0 *w, const mer_block_q8_0 *x, __m256 d) {
     const __m256i m = _mm256_set1_epi8(15), e = _mm256_set1_epi8(8);
     __m256i raw = _mm256_loadu2_m128i((const __m128i *)w[1].qs, (const __m128i *)w[0].qs);
     __m256i lo = _mm256_and_si256(raw, m), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m);
@@ -404,7 +404,6 @@ static inline __m256 q4_pair(const mer_block_q4_0 *w, const mer_block_q8_0 *x) {
     __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh));
     __m256i sx = _mm256_add_epi16(_mm256_maddubs_epi16(e, xl), _mm256_maddubs_epi16(e, xh));
     __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_sub_epi16(p, sx), _mm256_set1_epi16(1)));
-    __m256 d = _mm256_set_m128(_mm_set1_ps(h2f(w[1].d) * h2f(x[1].d)), _mm_set1_ps(h2f(w[0].d) * h2f(x[0].d)));
     return _mm256_mul_ps(d, f);
 }
 
@@ -412,8 +411,11 @@ static inline float a2_dot_q4_0(const mer_block_q4_0 *w, const mer_block_q8_0 *x
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
     int b = 0;
     for (; b + 4 <= nb; b += 4) {
-        acc0 = _mm256_add_ps(acc0, q4_pair(w + b, x + b));
-        acc1 = _mm256_add_ps(acc1, q4_pair(w + b + 2, x + b + 2));
+        __m128 d4 = SCALES4(w, x, b); /* d0 d1 d2 d3 */
+        __m256 d01 = _mm256_set_m128(_mm_permute_ps(d4, 0x55), _mm_permute_ps(d4, 0x00));
+        __m256 d23 = _mm256_set_m128(_mm_permute_ps(d4, 0xFF), _mm_permute_ps(d4, 0xAA));
+        acc0 = _mm256_add_ps(acc0, q4_pair(w + b, x + b, d01));
+        acc1 = _mm256_add_ps(acc1, q4_pair(w + b + 2, x + b + 2, d23));
     }
     for (; b < nb; b++) {
         __m256i p0 = i8dot32(Q4_LOAD(b), _mm256_loadu_si256((const __m256i *)x[b].qs));
