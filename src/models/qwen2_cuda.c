@@ -140,7 +140,7 @@ static mer_status check_hp(const mer_qwen2_cuda_hp *hp, const mer_qwen2_cuda_par
                          hp->n_embd, hp->n_ff, hp->head_dim);
     if (p->wtype != MER_DTYPE_BF16 && p->wtype != MER_DTYPE_F32)
         return mer__errf(err, MER_E_UNSUPPORTED, "qwen2 cuda: weight dtype %s (bf16 or f32)", mer_dtype_name(p->wtype));
-    if (p->n_ctx < 1 || p->n_seq < 1 || p->n_seq > MAX_GRAPHS || p->n_batch < 1 || p->n_split < 1 || p->n_split > 256)
+    if (p->n_ctx < 1 || p->n_seq < 1 || p->n_seq > MAX_GRAPHS || p->n_batch < 1 || p->n_split < 1 || p->n_split > 32)
         return mer__errf(err, MER_E_ARG, "qwen2 cuda: bad params (n_ctx %d, n_seq %d, n_batch %d, n_split %d)", p->n_ctx,
                          p->n_seq, p->n_batch, p->n_split);
     return MER_OK;

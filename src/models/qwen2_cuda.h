@@ -30,7 +30,7 @@ typedef struct mer_qwen2_cuda_params {
     int n_ctx;     /* KV positions per sequence (4096) */
     int n_seq;     /* sequences held at once = largest decode batch (1) */
     int n_batch;   /* tokens per prefill forward (512) */
-    int n_split;   /* key splits of the decode attention (16) */
+    int n_split;   /* key splits of the decode attention, 1..32 (16) */
     int use_graph; /* capture the decode step in a CUDA graph (1) */
     mer_dtype wtype; /* MER_DTYPE_BF16 (default) or MER_DTYPE_F32: weights, activations, KV cache */
 } mer_qwen2_cuda_params;

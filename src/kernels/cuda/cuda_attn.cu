@@ -29,7 +29,7 @@
 
 /* Layout of the decode workspace: partial outputs [n_tok][H][S][d] f32, (max, sum) pairs [n_tok][H][S][2],
  * then arrival counters [n_tok][H] (int; zero between calls: the last block of a (token, group) resets
- * its counter). */
+ * its counter). At most 32 splits (a lane per split in the merge). */
 #define DT 32     /* keys per shared-memory tile */
 #define MAXC 8    /* 16-byte chunks a thread loads per round of a tile */
 
@@ -197,25 +197,32 @@ __global__ void attn_split_kernel(const T *__restrict__ q, const float *__restri
     __syncthreads();
     if (!is_last) return;
     __threadfence();
-    for (int jj = threadIdx.x; jj < rep; jj += nt) {
-        const float *ml = pml + ((size_t)t * H + g * rep + jj) * S * 2;
-        float M = -1e30f, L = 0.f;
-        for (int k = 0; k < S; k++) M = fmaxf(M, __ldcg(ml + 2 * k));
-        for (int k = 0; k < S; k++) L += exp2f(__ldcg(ml + 2 * k) - M) * __ldcg(ml + 2 * k + 1);
-        wgt[2 * jj] = M;
-        wgt[2 * jj + 1] = L > 0.f ? 1.f / L : 0.f;
-    }
-    __syncthreads();
-    for (int idx = threadIdx.x; idx < rep * d; idx += nt) {
-        const int jj = idx / d, i = idx - jj * d;
+    // A warp per head, a lane per split (S <= 32): weights by warp reductions, then every lane adds
+    // its d/32 elements over the splits that hold keys (loads of successive splits in flight together).
+    for (int jj = warp; jj < rep; jj += nw) {
         const size_t hb = (size_t)t * H + g * rep + jj;
-        const float *ml = pml + hb * S * 2;
-        float a = 0.f;
+        const float ms = lane < S ? __ldcg(pml + (hb * S + lane) * 2) : -1e30f;
+        const float ls = lane < S ? __ldcg(pml + (hb * S + lane) * 2 + 1) : 0.f;
+        const float M = mer__warp_max(ms);
+        const float w = ls > 0.f ? exp2f(ms - M) : 0.f;
+        const float L = mer__warp_sum(w * ls);
+        const float inv = L > 0.f ? 1.f / L : 0.f;
+        float a[DPL];
+#pragma unroll
+        for (int i = 0; i < DPL; i++) a[i] = 0.f;
+#pragma unroll 4
         for (int k = 0; k < S; k++) {
-            const float w = exp2f(__ldcg(ml + 2 * k) - wgt[2 * jj]);
-            if (w > 0.f) a += w * __ldcg(po + (hb * S + k) * d + i);
+            const float wk = __shfl_sync(0xffffffffu, w, k);
+            if (wk > 0.f && von) {
+                const float *pr = po + (hb * S + k) * d + lane * DPL;
+#pragma unroll
+                for (int i = 0; i < DPL; i++) a[i] += wk * __ldcg(pr + i);
+            }
         }
-        mer__stf(out + hb * d + i, a * wgt[2 * jj + 1]);
+        if (von) {
+#pragma unroll
+            for (int i = 0; i < DPL; i++) mer__stf(out + hb * d + lane * DPL + i, a[i] * inv);
+        }
     }
     if (threadIdx.x == 0) cnt[(size_t)t * H + g] = 0;
 }
@@ -261,7 +268,7 @@ static mer_status decode_common(mer_cuda *c, void *out, const void *q, const flo
                                 const float *inv, void *kc, void *vc, mer_dtype t, const int32_t *pos,
                                 const int32_t *slot, int n_tok, int H, int KV, int d, int n_ctx, int S, float scale,
                                 void *ws, mer_err *err) {
-    if (n_tok < 1 || n_tok > 65535 || KV < 1 || H % KV || d < 8 || d % 8 || d > 256 || S < 1 || S > 1024 ||
+    if (n_tok < 1 || n_tok > 65535 || KV < 1 || H % KV || d < 8 || d % 8 || d > 256 || S < 1 || S > 32 ||
         (S > 1 && !ws) || (t != MER_DTYPE_BF16 && t != MER_DTYPE_F32))
         return mer__errf(err, MER_E_ARG, "cuda attention: n_tok %d, heads %d/%d, d %d, splits %d, dtype %s", n_tok, H, KV,
                          d, S, mer_dtype_name(t));

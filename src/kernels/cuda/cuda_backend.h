@@ -156,7 +156,8 @@ mer_status mer_cuda_qkv_rope(mer_cuda *c, const float *qkv_dev, const float *bia
 
 /* Decode attention: token t (a query at position pos[t] of sequence slot[t]) attends to keys
  * 0..pos[t] of its slot, split over `n_split` chunks of keys that run in parallel and are merged by the
- * last chunk to finish (flash-decoding, one launch). Any d that is a multiple of 8 up to 256; q, caches
+ * last chunk to finish (flash-decoding, one launch; 1 <= n_split <= 32). Any d that is a multiple of 8 up
+ * to 256; q, caches
  * and out of dtype t. ws: device workspace of mer_cuda_attn_decode_ws(n_tok, n_head, d, n_split) bytes
  * (NULL for n_split == 1), zeroed once before its first use (the kernel leaves it zeroed). */
 size_t mer_cuda_attn_decode_ws(int n_tok, int n_head, int d, int n_split);
