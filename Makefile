@@ -37,7 +37,7 @@ TESTS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 FUZZS  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps test demo debug fuzz fuzz-smoke bench clean
+.PHONY: all deps bench-deps test demo debug fuzz fuzz-smoke bench clean
 all: deps $(BUILD)/mer
 
 deps:
@@ -79,7 +79,11 @@ test: deps $(BUILD)/mer $(TESTS)
 demo: deps $(BUILD)/mer
 	scripts/demo.sh $(BUILD)
 
-bench: deps $(BUILD)/mer $(BENCHS)
+bench-deps:
+ifeq ($(DEPS),1)
+	@MER_DEPS_BENCH=1 scripts/deps.sh
+endif
+bench: bench-deps deps $(BUILD)/mer $(BENCHS)
 	@for b in $(BENCHS); do echo "== $$b"; $$b || exit 1; done
 
 # Sanitizer build in its own folder; runs the whole suite.

@@ -9,12 +9,14 @@ cd "$(dirname "$0")/.."
 APT_PKGS=(
   gcc make pkg-config clang libclang-rt-14-dev         # build, sanitizers, libFuzzer
   zlib1g-dev libcjson-dev libutf8proc-dev               # zip/deflate, JSON, Unicode tables
-  libopenblas-dev                                       # reference sgemm in bench/ only
   python3-numpy                                         # reference reader/writer in tests only
   libsqlite3-dev                                        # resumable result store
 )
-# Extra package lists from scripts/deps.d/*.apt (one package per line), added by later modules.
-for f in scripts/deps.d/*.apt; do
+# Extra package lists from scripts/deps.d/*.apt (one package per line), added by later modules, and
+# with MER_DEPS_BENCH=1 (make bench) the benchmarks' references from scripts/deps.d/*.bench-apt.
+lists=(scripts/deps.d/*.apt)
+[ "${MER_DEPS_BENCH:-0}" = 1 ] && lists+=(scripts/deps.d/*.bench-apt)
+for f in "${lists[@]}"; do
   [ -f "$f" ] || continue
   while read -r p _; do [ -n "$p" ] && [ "${p:0:1}" != "#" ] && APT_PKGS+=("$p"); done <"$f"
 done
