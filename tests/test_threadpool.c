@@ -52,9 +52,34 @@ static void check_pool(mer_threadpool *p, int nth_run, int use_run_n, int runs) 
     CHECK_EQ_INT(wrong, 0);
 }
 
+typedef struct parts {
+    atomic_int calls[300];
+    atomic_int bad;
+    pthread_t caller;
+} parts;
+
+static void parts_task(void *arg, int part, int n) {
+    parts *c = arg;
+    if (part < 0 || part >= n || n > 300) atomic_fetch_add(&c->bad, 1);
+    else atomic_fetch_add(&c->calls[part], 1);
+    if (part == 0 && !pthread_equal(pthread_self(), c->caller)) atomic_fetch_add(&c->bad, 1);
+}
+
+/* run_parts: more parts than threads, each exactly once, part 0 on the caller */
+static void check_parts(mer_threadpool *p, int n, int runs) {
+    static parts c;
+    memset(&c, 0, sizeof c);
+    c.caller = pthread_self();
+    for (int r = 0; r < runs; r++) mer_threadpool_run_parts(p, n, parts_task, &c);
+    int bad = 0;
+    for (int i = 0; i < 300; i++) bad += atomic_load(&c.calls[i]) != (i < n ? runs : 0);
+    CHECK_MSG(bad == 0 && atomic_load(&c.bad) == 0, "run_parts(%d) on %d threads", n, mer_threadpool_n_threads(p));
+}
+
 static void run(void) {
     /* NULL pool: inline, nth 1 */
     check_pool(NULL, 1, 0, 3);
+    check_parts(NULL, 5, 3);
     CHECK_EQ_INT(mer_threadpool_n_threads(NULL), 1);
     for (int n = 1; n <= 5; n++) {
         mer_threadpool *p = NULL;
@@ -67,6 +92,9 @@ static void run(void) {
         check_pool(p, n, 0, 3);
         check_pool(p, 2, 1, 1000);  /* run_n: fewer parts than threads */
         check_pool(p, 99, 1, 10);
+        check_parts(p, 1, 10);
+        check_parts(p, 7, 2000);
+        check_parts(p, 300, 50);
         mer_threadpool_free(p);
     }
     mer_threadpool *p = NULL;

@@ -176,13 +176,8 @@ void mer_threadpool_free(mer_threadpool *pool) {
 
 int mer_threadpool_n_threads(const mer_threadpool *pool) { return pool ? pool->n_threads : 1; }
 
-void mer_threadpool_run_n(mer_threadpool *p, int n, mer_task_fn fn, void *ctx) {
-    MER_ASSERT(fn && n >= 1);
-    if (!p || p->n_threads == 1 || n == 1) {
-        fn(ctx, 0, 1);
-        return;
-    }
-    int nth = n < p->n_threads ? n : p->n_threads;
+/* Publishes nth parts (claimed by any thread), runs part 0 and then unclaimed parts, waits for all. */
+static void run_claimed(mer_threadpool *p, int nth, mer_task_fn fn, void *ctx) {
     unsigned g = ++p->run_gen;
     if (g == 0) g = p->run_gen = 1; /* 0 is the workers' initial "seen" value */
     p->fn = fn;
@@ -190,7 +185,7 @@ void mer_threadpool_run_n(mer_threadpool *p, int n, mer_task_fn fn, void *ctx) {
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     atomic_store_explicit(&p->claim, CLAIM(g, nth, 1), memory_order_release); /* part 0 is ours */
     atomic_store(&p->gen, g); /* seq_cst: pairs with n_sleeping */
-    if (atomic_load(&p->n_sleeping) > 0) futex_wake(&p->gen, nth - 1);
+    if (atomic_load(&p->n_sleeping) > 0) futex_wake(&p->gen, nth - 1 < p->n_threads - 1 ? nth - 1 : p->n_threads - 1);
     fn(ctx, 0, nth);
     atomic_fetch_add(&p->done, 1);
     run_parts(p, g); /* parts no worker has picked up yet */
@@ -206,6 +201,24 @@ void mer_threadpool_run_n(mer_threadpool *p, int n, mer_task_fn fn, void *ctx) {
     int d;
     while ((d = atomic_load(&p->done)) != nth) futex_wait(&p->done, d);
     atomic_store(&p->caller_sleeping, 0);
+}
+
+void mer_threadpool_run_n(mer_threadpool *p, int n, mer_task_fn fn, void *ctx) {
+    MER_ASSERT(fn && n >= 1);
+    if (!p || p->n_threads == 1 || n == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    run_claimed(p, n < p->n_threads ? n : p->n_threads, fn, ctx);
+}
+
+void mer_threadpool_run_parts(mer_threadpool *p, int n_parts, mer_task_fn fn, void *ctx) {
+    MER_ASSERT(fn && n_parts >= 1 && n_parts <= 0xffff);
+    if (!p || p->n_threads == 1 || n_parts == 1) {
+        for (int i = 0; i < n_parts; i++) fn(ctx, i, n_parts);
+        return;
+    }
+    run_claimed(p, n_parts, fn, ctx);
 }
 
 void mer_threadpool_run(mer_threadpool *pool, mer_task_fn fn, void *ctx) {

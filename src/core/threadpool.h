@@ -42,6 +42,13 @@ void mer_threadpool_run(mer_threadpool *pool, mer_task_fn fn, void *ctx);
  * worker costs more than it saves. Workers beyond nth stay idle. */
 void mer_threadpool_run_n(mer_threadpool *pool, int n, mer_task_fn fn, void *ctx);
 
+/* Runs fn(ctx, part, n_parts) for every part in [0, n_parts) (1 <= n_parts <= 65535), part 0 on the
+ * calling thread and the rest claimed one at a time by whichever pool thread is free, so a busy or
+ * descheduled thread takes fewer parts (load balancing on a shared machine). The second argument is a
+ * part index, not a thread index: use it only for work whose per-part scratch is on the stack. Returns
+ * when every part has finished. A NULL pool runs the parts in order on the caller. */
+void mer_threadpool_run_parts(mer_threadpool *pool, int n_parts, mer_task_fn fn, void *ctx);
+
 /* Splits [0, n) into nth contiguous parts, the first n % nth one longer; sets [*i0, *i1) to part ith.
  * The split depends only on (n, ith, nth). */
 static inline void mer_split_range(long n, int ith, int nth, long *i0, long *i1) {

@@ -146,6 +146,16 @@ mer_threadpool *mer_cpu_ctx_pool(const mer_cpu_ctx *c) { return c->pool; }
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
+/* Parts for a load-balanced run over `units` independent outputs: about 8 per thread, at least
+ * `min_units` units each. Any partition gives the same results (each output is computed whole). */
+static int n_parts(const mer_cpu_ctx *c, long units, long min_units) {
+    long p = units / (min_units > 0 ? min_units : 1);
+    long cap = 8L * c->nth;
+    if (p > cap) p = cap;
+    if (p > 0xffff) p = 0xffff;
+    return p < 1 ? 1 : (int)p;
+}
+
 // --- GEMM driver -------------------------------------------------------------------------------------
 
 typedef struct gemm_job {
@@ -320,7 +330,7 @@ static void matmul_dot(mer_cpu_ctx *c, float *y, size_t ldy, const float *x, siz
         j.x = x + (size_t)t0 * ldx;
         j.y = y + (size_t)t0 * ldy;
         if (convert) mer_threadpool_run_n(c->pool, j.n_tok >= 4 ? c->nth : 1, dot_prep_task, &j);
-        mer_threadpool_run(c->pool, dot_task, &j);
+        mer_threadpool_run_parts(c->pool, n_parts(c, (long)n * j.n_tok * (kd / 256 + 1), 64), dot_task, &j);
     }
 }
 
@@ -385,7 +395,7 @@ static void row_task(void *arg, int ith, int nth) {
 
 static void run_rows(mer_cpu_ctx *c, row_job *j) {
     size_t work = (size_t)j->n_rows * (size_t)j->n;
-    mer_threadpool_run_n(c->pool, work >= ELEMWISE_MIN_SPLIT / 4 && j->n_rows > 1 ? c->nth : 1, row_task, j);
+    mer_threadpool_run_parts(c->pool, work >= ELEMWISE_MIN_SPLIT / 4 ? n_parts(c, j->n_rows, 1) : 1, row_task, j);
 }
 
 void mer_cpu_softmax(mer_cpu_ctx *c, float *x, int n_rows, int n_cols, size_t ld, float scale,
@@ -456,7 +466,7 @@ static void ew_task(void *arg, int ith, int nth) {
 static void run_ew(mer_cpu_ctx *c, int op, float *y, const float *a, const float *b, float s, size_t n) {
     MER_ASSERT(c && y && a);
     ew_job j = {.k = c->k, .y = y, .a = a, .b = b, .s = s, .n = n, .op = op};
-    mer_threadpool_run_n(c->pool, n >= ELEMWISE_MIN_SPLIT ? c->nth : 1, ew_task, &j);
+    mer_threadpool_run_parts(c->pool, n >= ELEMWISE_MIN_SPLIT ? n_parts(c, (long)(n / 64), 128) : 1, ew_task, &j);
 }
 
 void mer_cpu_gelu(mer_cpu_ctx *c, float *y, const float *x, size_t n) { run_ew(c, EW_GELU, y, x, NULL, 0, n); }
@@ -689,7 +699,7 @@ void mer_cpu_attention(mer_cpu_ctx *c, float *out, const float *q, const float *
         attn_tiled_job tj = {.a = j, .ws = c->ws_b};
         mer_threadpool_run(c->pool, attn_tiled_task, &tj);
     } else {
-        mer_threadpool_run(c->pool, attn_task, &j);
+        mer_threadpool_run_parts(c->pool, n_parts(c, (long)n_tok * n_head, 1), attn_task, &j);
     }
 }
 
