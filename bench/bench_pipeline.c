@@ -11,7 +11,8 @@
 #include "models/clip_preprocess.h"
 #include "models/hubert.h"
 #include "models/random_models.h"
-#include "pipeline/clips.h"
+#include "core/sampling.h"
+#include "io/wav.h"
 #include "pipeline/prompt.h"
 
 #include <stdio.h>
@@ -67,7 +68,7 @@ int main(int argc, char **argv) {
     float *wav = NULL;
     size_t n_wav = 0;
     if (mer__audio_decode(T_DIR "/clip.mp4", 16000, &wav, &n_wav, &err)) die("audio", &err);
-    mer__audio_clips(wav, (int64_t)n_wav, 16000, 2, 8, clips);
+    mer_audio_clips(wav, n_wav, 16000, 8, 2, clips);
     free(wav);
     double t_media = now() - t0;
 

@@ -4,7 +4,8 @@
  * for the face and the frame configs. Inputs are procedural (the same formulas as the script). */
 #include "test.h"
 #include "pipeline/agpt.h"
-#include "pipeline/clips.h"
+#include "core/sampling.h"
+#include "io/wav.h"
 #include "models/clip_preprocess.h"
 
 #include <stdlib.h>
@@ -88,7 +89,7 @@ static void one_config(mer__agpt *a, int face) {
     }
     /* audio features: clips of the procedural 3.3 s waveform, joint normalisation, transformers-5 list */
     float *wav = make_wav(52800), *clips = malloc((size_t)8 * 32000 * sizeof(float));
-    mer__audio_clips(wav, 52800, 16000, 2, 8, clips);
+    mer_audio_clips(wav, 52800, 16000, 8, 2, clips);
     CHECK(mer__agpt_audio(a, clips, 8, 32000, 0, 1, aud, &err) == MER_OK);
     const float *ra = T(ex, "audio_feats", &n);
     if (ra) {

@@ -1,7 +1,8 @@
 /* test_clips.c - frame indices and audio clip starts against the reference formulas evaluated in
  * Python (numpy arange, Fractions as pytorchvideo; scripts/make_clip_fixtures.py). */
 #include "test.h"
-#include "pipeline/clips.h"
+#include "core/sampling.h"
+#include "io/wav.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -32,7 +33,7 @@ static void run(void) {
         int64_t ne = n < 32000 ? 32000 : n;
         int k = 0;
         cJSON_ArrayForEach(v, cJSON_GetObjectItem(it, "starts")) {
-            int64_t s = mer__clip_start(ne, 16000, 2, k, 8);
+            int64_t s = (int64_t)mer_audio_clip_start((size_t)ne, 16000, 8, 2, k);
             CHECK_MSG(s == (int64_t)v->valuedouble, "n %lld clip %d: %lld vs %lld", (long long)n, k, (long long)s,
                       (long long)v->valuedouble);
             k++;
@@ -41,10 +42,10 @@ static void run(void) {
     /* clip contents: a ramp cut at the starts, zero-padded under 2 s */
     float wav[40000], *out = malloc(8 * 32000 * sizeof *out);
     for (int i = 0; i < 40000; i++) wav[i] = (float)i;
-    mer__audio_clips(wav, 40000, 16000, 2, 8, out);
-    for (int c = 0; c < 8; c++) CHECK_NEAR(out[c * 32000], (float)mer__clip_start(40000, 16000, 2, c, 8), 0);
+    mer_audio_clips(wav, 40000, 16000, 8, 2, out);
+    for (int c = 0; c < 8; c++) CHECK_NEAR(out[c * 32000], (float)mer_audio_clip_start(40000, 16000, 8, 2, c), 0);
     CHECK_NEAR(out[7 * 32000 + 31999], 39999.0f, 0);
-    mer__audio_clips(wav, 1000, 16000, 2, 8, out);
+    mer_audio_clips(wav, 1000, 16000, 8, 2, out);
     CHECK_NEAR(out[999], 999.0f, 0);
     CHECK_NEAR(out[1000], 0.0f, 0);
     CHECK_NEAR(out[5 * 32000 + 10], 10.0f, 0);

@@ -12,7 +12,8 @@
 #include "models/bundle.h"
 #include "models/clip_preprocess.h"
 #include "pipeline/agpt.h"
-#include "pipeline/clips.h"
+#include "core/sampling.h"
+#include "io/wav.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -157,7 +158,7 @@ static void compute(mer__agpt *a, int face, const mer_weights *ex, outs *o) {
     for (int64_t i = 0; i < n_wav; i++)
         wav[i] = (float)(0.5 * sin(0.01 * (double)i * (1 + 0.1 * (double)(i % 7))) +
                          (double)((1103515245LL * i + 12345) % 65536) / 65536.0 * 0.1 - 0.05);
-    mer__audio_clips(wav, n_wav, 16000, 2, 8, clips);
+    mer_audio_clips(wav, n_wav, 16000, 8, 2, clips);
     CHECK_MSG(mer__agpt_audio(a, clips, 8, 32000, 0, 1, o->aud, &err) == MER_OK, "%s", err.msg);
     /* the fusion and the rest from the reference's features and embeddings */
     size_t n;

@@ -8,6 +8,7 @@
  *    uint8 values equal and none off by more than 1 (SKIP when the package is not installed);
  *  - the /255 + mean/std normalisation for every uint8 value, and AffectGPT's frame indices. */
 #include "test.h"
+#include "core/sampling.h"
 
 #include "io/npy.h"
 #include "models/clip_preprocess.h"
@@ -172,8 +173,8 @@ static void check_npz(void) {
             CHECK_MSG(0, "%s: %s", key, err.msg);
             continue;
         }
-        long idx[8];
-        mer_frame_indices(ns[k], 8, idx);
+        int64_t idx[8];
+        mer__frame_indices(ns[k], 8, idx);
         int ok = a.n_elems == 8;
         for (int i = 0; i < 8 && ok; i++) {
             int64_t v;

@@ -2,6 +2,7 @@
  * access by keyframe seek and forward decoding (or sequential decoding for streams without
  * timestamps), RGB24 conversion and resizing by swscale. */
 #include "media/video.h"
+#include "core/sampling.h"
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -346,16 +347,4 @@ mer_status mer_video_read(mer_video *v, const int64_t *idx, size_t n, int out_w,
     return st;
 }
 
-void mer_video_sample_indices(int64_t n_frames, int n, int64_t *idx) {
-    MER_ASSERT(n_frames >= 1 && n >= 1);
-    int64_t k = n_frames < n ? n_frames : n;
-    double step = (double)n_frames / (double)k;
-    int64_t len = (int64_t)ceil((double)n_frames / step); /* np.arange's length */
-    if (len > n) len = n;
-    if (len < 1) len = 1;
-    for (int64_t i = 0; i < len; i++) {
-        int64_t v = (int64_t)(i * step);
-        idx[i] = v < n_frames ? v : n_frames - 1;
-    }
-    for (int64_t i = len; i < n; i++) idx[i] = idx[len - 1];
-}
+void mer_video_sample_indices(int64_t n_frames, int n, int64_t *idx) { mer__frame_indices(n_frames, n, idx); }

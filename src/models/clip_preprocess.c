@@ -292,14 +292,3 @@ done:
     free(c);
     return st;
 }
-
-void mer_frame_indices(long n_total, int n_want, long *idx) {
-    long n = n_total < n_want ? n_total : n_want;
-    if (n < 1) n = 1;
-    double step = (double)n_total / (double)n;
-    for (long i = 0; i < n; i++) {
-        long v = (long)(i * step);
-        idx[i] = v < n_total ? v : n_total - 1;
-    }
-    for (long i = n; i < n_want; i++) idx[i] = idx[n - 1];
-}

@@ -65,8 +65,5 @@ mer_status mer_clip_preprocess(const uint8_t *rgb, int w, int h, int size, int c
 /* uint8 [crop][crop][3] (already the right size) to CLIP's normalised [3][crop][crop]. */
 void mer_clip_normalize(const uint8_t *rgb, int crop, float *out);
 
-/* AffectGPT's frame indices: n = min(n_want, n_total); index i < n is int(i * (n_total / n)) (numpy
- * arange with a float step); indices n..n_want-1 repeat the last. idx has n_want entries; n_total >= 1. */
-void mer_frame_indices(long n_total, int n_want, long *idx);
 
 #endif

@@ -5,6 +5,7 @@
 #include "io/wav.h"
 #include "io/zip.h"
 #include "models/clip.h"
+#include "core/sampling.h"
 #include "models/clip_preprocess.h"
 #include "models/hubert.h"
 
@@ -177,8 +178,8 @@ mer_status mer_encoders_faces(mer_encoders *e, const char *npy_path, float *out,
      * 224-pixel model) */
     const int H = (int)a.shape[1], W = (int)a.shape[2], S = FACE_SIZE;
     const size_t fsz = (size_t)H * W * 3;
-    long idx[N_FACES];
-    mer_frame_indices((long)a.shape[0], N_FACES, idx);
+    int64_t idx[N_FACES];
+    mer__frame_indices(a.shape[0], N_FACES, idx);
     face = malloc((size_t)S * S * 3);
     if (!face) {
         st = mer__errf(err, MER_E_NOMEM, "out of memory");

@@ -8,7 +8,7 @@
 #include "io/npy.h"
 #include "io/wav.h"
 #include "pipeline/agpt.h"
-#include "pipeline/clips.h"
+#include "core/sampling.h"
 #include "pipeline/job.h"
 #include "models/clip_preprocess.h"
 #if MER_MEDIA
@@ -130,7 +130,7 @@ static mer_status load_audio(infer_ctx *x, const char *name, const char *video, 
         free(wav);
         return mer__errf(err, MER_E_FORMAT, "%s: zero-length audio", src);
     }
-    mer__audio_clips(wav, (int64_t)n, MER_AGPT_SR, MER_AGPT_CLIP_S, MER_AGPT_N_CLIPS, x->clips);
+    mer_audio_clips(wav, n, MER_AGPT_SR, MER_AGPT_N_CLIPS, MER_AGPT_CLIP_S, x->clips);
     free(wav);
     return MER_OK;
 }
