@@ -193,14 +193,15 @@ mer_status mer__tfjs_open_mem(const char *name, const char *json, size_t n, mer_
             char where[256];
             snprintf(where, sizeof where, "%s: group %d weight %d", name, g, i);
             if ((st = parse_entry(cJSON_GetArrayItem(ws, i), where, &ents[k], err))) goto fail;
-            if (mer__add_ovf(total_out, ents[k].out_bytes, &total_out)) {
+            total_out = (total_out + 63) / 64 * 64; /* each tensor 64-byte aligned (total_out < SIZE_MAX / 2) */
+            if (mer__add_ovf(total_out, ents[k].out_bytes, &total_out) || total_out > SIZE_MAX / 2) {
                 st = mer__errf(err, MER_E_RANGE, "%s: total size overflows", name);
                 goto fail;
             }
         }
     }
-    /* The output is bounded by 4x the shard bytes that pass 2 checks every entry against, so it is
-     * allocated only after each group's shards are known to hold its entries (checked below). */
+    /* The output is bounded by 4x the shard bytes plus 64 per tensor (alignment), and is allocated only
+     * after each group's shards are known to hold its entries (checked below). */
     size_t total_in = 0;
     k = 0;
     for (int g = 0; g < n_groups; g++) {
@@ -246,7 +247,7 @@ mer_status mer__tfjs_open_mem(const char *name, const char *json, size_t n, mer_
         if (mer__add_ovf(total_in, need, &total_in)) { st = mer__errf(err, MER_E_RANGE, "%s: too large", name); goto fail; }
         k += (size_t)nw;
     }
-    MER_ASSERT(total_out <= 4 * total_in || total_in == 0);
+    MER_ASSERT(total_out <= 4 * total_in + 64 * n_ent);
     if ((st = mer__weights_new(MER_WFORMAT_TFJS, name, &w, err))) goto fail;
     im = calloc(1, sizeof *im);
     if (!im || !(im->buf = malloc(total_out ? total_out : 1))) {
@@ -287,6 +288,7 @@ mer_status mer__tfjs_open_mem(const char *name, const char *json, size_t n, mer_
         size_t in_off = 0;
         for (int i = 0; i < nw; i++, k++) {
             tfjs_entry *e = &ents[k];
+            out_off = (out_off + 63) / 64 * 64;
             uint8_t *dst = ((tfjs_impl *)w->impl)->buf + out_off;
             convert(e, gbuf + in_off, dst);
             if ((st = mer__weights_add_tensor(w, e->name, strlen(e->name), e->out, e->n_dims, e->shape, dst,
