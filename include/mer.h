@@ -612,6 +612,11 @@ mer_status mer_face_run_video(mer_face *f, const char *path, int n, mer_face_rep
 mer_status mer_face_write_crops(mer_face *f, const char *path, int n, int size, const char *out_npy,
                                 size_t *n_written, mer_err *err);
 
+/* The same crops in memory, for a pipeline that feeds them on (AffectGPT's face input): *crops (caller
+ * frees with free()) holds *n_crops BGR crops of size x size x 3 bytes, in frame order. Needs MER_MEDIA. */
+mer_status mer_face_video_crops(mer_face *f, const char *path, int n, int size, uint8_t **crops, size_t *n_crops,
+                                mer_err *err);
+
 // --- dataset jobs: OV-label extraction (mer extract) -------------------------------------------------
 
 /* Counts of a resumable dataset job (infer, extract). */

@@ -318,14 +318,24 @@ mer_status mer_face_run_video(mer_face *f, const char *path, int n, mer_face_rep
     return analyze(f, path, n, 0, out, NULL, NULL, err);
 }
 
+mer_status mer_face_video_crops(mer_face *f, const char *path, int n, int size, uint8_t **crops, size_t *n_crops,
+                                mer_err *err) {
+    *crops = NULL;
+    *n_crops = 0;
+    if (size < 1 || size > 4096) return mer__errf(err, MER_E_ARG, "crop size %d out of range", size);
+    mer_face_report *r = NULL;
+    mer_status st = analyze(f, path, n, size, &r, crops, n_crops, err);
+    mer_face_report_free(r);
+    return st;
+}
+
 mer_status mer_face_write_crops(mer_face *f, const char *path, int n, int size, const char *out_npy,
                                 size_t *n_written, mer_err *err) {
     *n_written = 0;
     if (size < 1 || size > 4096) return mer__errf(err, MER_E_ARG, "crop size %d out of range", size);
-    mer_face_report *r = NULL;
     uint8_t *crops = NULL;
     size_t nc = 0;
-    mer_status st = analyze(f, path, n, size, &r, &crops, &nc, err);
+    mer_status st = mer_face_video_crops(f, path, n, size, &crops, &nc, err);
     if (st) return st;
     mer_buf b = {0};
     int64_t shape[4] = {(int64_t)nc, size, size, 3};
@@ -336,7 +346,6 @@ mer_status mer_face_write_crops(mer_face *f, const char *path, int n, int size, 
     if (!st) *n_written = nc;
     mer__buf_free(&b);
     free(crops);
-    mer_face_report_free(r);
     return st;
 }
 
