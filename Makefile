@@ -14,8 +14,8 @@ CPPFLAGS = -Iinclude -Isrc -D_GNU_SOURCE -DMER_MEDIA=$(MEDIA) -DMER_CUDA=$(CUDA)
 CFLAGS  += -std=c11 $(OPT) -g -pthread -fno-math-errno $(WARN) $(EXTRA_CFLAGS)
 LDLIBS   = -lz -lcjson -lutf8proc -lsqlite3 -lm -lpthread $(EXTRA_LDLIBS)
 
-AVX2_FLAGS   = -mavx2 -mfma -mf16c
-AVX512_FLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c
+AVX2_FLAGS   = -mavx2 -mfma -mf16c -Wno-overlength-strings
+AVX512_FLAGS = -Wno-overlength-strings -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c
 
 SRCS := $(shell find src -name '*.c' | sort)
 ifneq ($(MEDIA),1)

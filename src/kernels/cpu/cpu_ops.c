@@ -8,6 +8,9 @@
 
 #include <math.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 #define WS_A_BYTES ((size_t)16 << 20) /* packed x chunk / q8 or bf16 x rows */
 #define WS_OP_BYTES ((size_t)8 << 20) /* im2col / patch rows */
@@ -31,7 +34,10 @@ struct mer_cpu_ctx {
 static int cpu_has_avx2(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    /* F16C through CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports has no "f16c" */
+    unsigned a, b, c, d;
+    int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
 #else
     return 0;
 #endif
