@@ -37,8 +37,14 @@ TESTS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 FUZZS  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps bench-deps test demo debug fuzz fuzz-smoke bench clean
-all: deps $(BUILD)/mer
+# Parallel by default; the installing step (deps) always runs before anything is compiled, because the
+# top-level targets build through a sub-make after it.
+MAKEFLAGS += --jobs=$(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all deps bench-deps test demo debug fuzz fuzz-smoke bench clean build-only
+all: deps
+	@$(MAKE) --no-print-directory build-only
+build-only: $(BUILD)/mer
 
 deps:
 ifeq ($(DEPS),1)
@@ -92,7 +98,7 @@ debug:
 
 # libFuzzer targets (clang); each links the library built with the fuzzer's instrumentation.
 FUZZ_BUILD = build-fuzz
-fuzz:
+fuzz: deps
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang OPT=-O1 EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -Wno-error=unused-command-line-argument" fuzz-bins
 fuzz-bins: $(FUZZS)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libmer.a
