@@ -633,12 +633,77 @@ static void test_run(void) {
 #endif
 }
 
+/* The documented label rule and tracking on hand-made frames (expected values from the rule's text). */
+static void set_frame(mer_face_frame *f, int64_t idx, size_t n, const double (*boxes)[4], const float (*probs)[7]) {
+    memset(f, 0, sizeof *f);
+    f->index = idx;
+    f->time = idx / 10.0;
+    f->n_boxes = n;
+    f->boxes = calloc(n + 1, sizeof *f->boxes);
+    f->probs = calloc(n + 1, sizeof *f->probs);
+    for (size_t i = 0; i < n; i++) {
+        f->boxes[i] = (mer_face_box){boxes[i][0], boxes[i][1], boxes[i][2], boxes[i][3], 0.9, 0, 0, 0, 0};
+        memcpy(f->probs[i], probs[i], sizeof f->probs[i]);
+    }
+}
+
+static void test_summary_rules(void) {
+    mer_err err = {0};
+    /* neutral only -> [] ; surprised (0.6, top) then happy (0.9) -> [surprised, happy]; angry only by its mean */
+    const float neutral[7] = {0.9f, 0.02f, 0.02f, 0.02f, 0.02f, 0.01f, 0.01f};
+    const float surpr[7] = {0.3f, 0.05f, 0.0f, 0.0f, 0.05f, 0.0f, 0.6f};
+    const float happy[7] = {0.05f, 0.9f, 0.0f, 0.0f, 0.0f, 0.0f, 0.05f};
+    const float angry_weak[7] = {0.45f, 0.0f, 0.0f, 0.45f, 0.0f, 0.0f, 0.1f};
+    const float sad_weak[7] = {0.55f, 0.0f, 0.4f, 0.0f, 0.0f, 0.0f, 0.05f};
+    const double b1[1][4] = {{10, 10, 50, 60}};
+    mer_face_report r = {0};
+    mer_face_frame fr[4];
+    r.frames = fr;
+    r.n_frames = 3;
+    for (int i = 0; i < 3; i++) set_frame(&fr[i], i, 1, b1, (const float(*)[7]) & neutral);
+    CHECK(mer_face_summarize(&r, &err) == MER_OK);
+    CHECK_STR(r.labels, "[]");
+    CHECK(r.n_with_face == 3 && strstr(r.description, "neutral"));
+    for (int i = 0; i < 3; i++) { free(fr[i].boxes); free(fr[i].probs); }
+    set_frame(&fr[0], 0, 1, b1, (const float(*)[7]) & neutral);
+    set_frame(&fr[1], 5, 1, b1, (const float(*)[7]) & surpr);
+    set_frame(&fr[2], 10, 1, b1, (const float(*)[7]) & happy);
+    set_frame(&fr[3], 15, 1, b1, (const float(*)[7]) & sad_weak); /* top neutral; sad mean 0.1: not shown */
+    r.n_frames = 4;
+    free(r.labels); free(r.description); r.labels = r.description = NULL;
+    CHECK(mer_face_summarize(&r, &err) == MER_OK);
+    CHECK_STR(r.labels, "[surprised, happy]");
+    for (int i = 0; i < 4; i++) { free(fr[i].boxes); free(fr[i].probs); }
+    /* angry is the top expression nowhere above 0.5 (ties go to the first, neutral) but its mean is 0.45 */
+    for (int i = 0; i < 2; i++) set_frame(&fr[i], i, 1, b1, (const float(*)[7]) & angry_weak);
+    r.n_frames = 2;
+    free(r.labels); free(r.description); r.labels = r.description = NULL;
+    CHECK(mer_face_summarize(&r, &err) == MER_OK);
+    CHECK_STR(r.labels, "[angry]");
+    for (int i = 0; i < 2; i++) { free(fr[i].boxes); free(fr[i].probs); }
+    /* tracking: a small face linked through frames 0-2 (3 frames) beats a large one that is missing from
+     * frame 1 (two 1-frame tracks); frame 3 has no face */
+    const double two[2][4] = {{100, 100, 200, 200}, {10, 10, 40, 40}};
+    const double small[1][4] = {{12, 11, 40, 40}};
+    const float pp[2][7] = {{1, 0, 0, 0, 0, 0, 0}, {0, 1, 0, 0, 0, 0, 0}};
+    set_frame(&fr[0], 0, 2, two, pp);
+    set_frame(&fr[1], 1, 1, small, pp + 1);
+    set_frame(&fr[2], 2, 2, two, pp);
+    set_frame(&fr[3], 3, 0, NULL, NULL);
+    int mains[4];
+    mer_face_track_main(fr, 4, mains);
+    CHECK(mains[0] == 1 && mains[1] == 0 && mains[2] == 1 && mains[3] == -1);
+    for (int i = 0; i < 4; i++) { free(fr[i].boxes); free(fr[i].probs); }
+    free(r.labels);
+    free(r.description);
+}
+
 static void run(void) {
-    const char *b = getenv("MER_BUILD");
-    snprintf(TMP, sizeof TMP, "%s/tmp-face", b && *b ? b : "build");
+    snprintf(TMP, sizeof TMP, "%s", MER_TEST_TMP "/face");
     sh("mkdir -p '%s'", TMP);
     test_tfjs_small();
     test_tfjs_bad();
+    test_summary_rules();
     test_model_checks();
     test_photos();
     test_run();

@@ -216,8 +216,7 @@ static void test_sampling(void) {
 }
 
 static void run(void) {
-    const char *b = getenv("MER_BUILD");
-    snprintf(TMP, sizeof TMP, "%s/tmp-video", b && *b ? b : "build");
+    snprintf(TMP, sizeof TMP, "%s", MER_TEST_TMP "/video");
     if (system("command -v ffmpeg >/dev/null 2>&1") != 0) {
         printf("SKIP test_video: no ffmpeg command-line tool\n");
         return;
