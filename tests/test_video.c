@@ -1,7 +1,8 @@
 /* test_video.c - the FFmpeg frame reader (mer_video_*) against the ffmpeg command-line tool as the
  * reference: clips are made with ffmpeg's lavfi test sources (H.264 with B-frames in MP4, MPEG-4 part 2
  * in AVI, MJPEG in MKV, a JPEG photograph), and every frame mer decodes, at its own size and resized, must
- * equal byte for byte the frame the ffmpeg CLI writes with the same swscale flags. Frame counts, fps and
+ * equal byte for byte the frame the ffmpeg CLI writes with the same swscale flags (also VP9 in WebM and
+ * MPEG-2 in MPEG-TS). Frame counts, fps and
  * duration come from ffprobe. The sampling rule is checked against numpy's arange. Errors: a missing
  * file, an audio-only file, a text file, a truncated MP4. Skips (with a SKIP line) when the build has no
  * FFmpeg (MER_MEDIA=0) or the ffmpeg CLI is absent. */
@@ -136,6 +137,20 @@ static void test_clips(void) {
     snprintf(path, sizeof path, "%s/mjpeg.mkv", TMP);
     if (sh("ffmpeg -v error -y -f lavfi -i smptebars=size=120x90:rate=5 -frames:v 12 -c:v mjpeg '%s'", path) == 0) {
         int64_t idx[] = {0, 11, 6};
+        check_clip(path, "", 0, 0, idx, MER_ARRAY_LEN_T(idx));
+    }
+    /* VP9 in WebM (alt-ref frames: packets without a frame of their own are common) */
+    snprintf(path, sizeof path, "%s/vp9.webm", TMP);
+    if (sh("ffmpeg -v error -y -f lavfi -i testsrc2=size=128x96:rate=20 -frames:v 40 -c:v libvpx-vp9 -deadline realtime "
+           "-g 9 '%s'", path) == 0) {
+        int64_t idx[] = {39, 20, 0, 9, 10, 38};
+        check_clip(path, "", 0, 0, idx, MER_ARRAY_LEN_T(idx));
+    }
+    /* MPEG-2 in an MPEG transport stream (timestamps start at an offset, B-frames) */
+    snprintf(path, sizeof path, "%s/mpeg2.ts", TMP);
+    if (sh("ffmpeg -v error -y -f lavfi -i testsrc=size=160x120:rate=25 -frames:v 45 -c:v mpeg2video -g 15 -bf 2 "
+           "'%s'", path) == 0) {
+        int64_t idx[] = {44, 0, 16, 15, 30, 31, 2};
         check_clip(path, "", 0, 0, idx, MER_ARRAY_LEN_T(idx));
     }
     /* a real photograph (the face tests' input): one frame */
