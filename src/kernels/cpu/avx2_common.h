@@ -407,15 +407,51 @@ static inline __m256 q4_pair(const mer_block_q4_0 *w, const mer_block_q8_0 *x, _
     return _mm256_mul_ps(d, f);
 }
 
-static inline float a2_dot_q4_0(const mer_block_q4_0 *w, const mer_block_q8_0 *x, int nb) {
+/* x-side data for a2_dot_q4_0 (see mer_kernels.prep_q4_0). */
+static inline void a2_prep_q4_0(const mer_block_q8_0 *x, int nb, float *aux) {
+    for (int b = 0; b < nb; b++) {
+        int sum = 0;
+        for (int j = 0; j < MER_QK; j++) sum += x[b].qs[j];
+        const float dx = h2f(x[b].d), c = 2.0f * dx * (float)sum;
+        for (int l = 0; l < 4; l++) aux[4 * b + l] = dx, aux[4 * nb + 4 * b + l] = c;
+    }
+}
+
+/* One pair with the x-side data: sum over the 4 lanes of block b of (dx S - c/4) is dx sum(q x) - 8 dx
+ * sum(x) = dx sum((q - 8) x), with q the unsigned nibbles; scaled by dw. */
+static inline __m256 q4_pair_aux(const mer_block_q4_0 *w, const mer_block_q8_0 *x, const float *dx,
+                                 const float *c4, __m256 dw) {
+    const __m256i m = _mm256_set1_epi8(15);
+    __m256i raw = _mm256_loadu2_m128i((const __m128i *)w[1].qs, (const __m128i *)w[0].qs);
+    __m256i lo = _mm256_and_si256(raw, m), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m);
+    __m256i xl = _mm256_loadu2_m128i((const __m128i *)x[1].qs, (const __m128i *)x[0].qs);
+    __m256i xh = _mm256_loadu2_m128i((const __m128i *)(x[1].qs + 16), (const __m128i *)(x[0].qs + 16));
+    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh));
+    __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+    return _mm256_mul_ps(dw, _mm256_fmsub_ps(f, _mm256_loadu_ps(dx), _mm256_loadu_ps(c4)));
+}
+
+static inline float a2_dot_q4_0(const mer_block_q4_0 *w, const mer_block_q8_0 *x, const float *aux, int nb) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
     int b = 0;
-    for (; b + 4 <= nb; b += 4) {
-        __m128 d4 = SCALES4(w, x, b); /* d0 d1 d2 d3 */
-        __m256 d01 = _mm256_set_m128(_mm_permute_ps(d4, 0x55), _mm_permute_ps(d4, 0x00));
-        __m256 d23 = _mm256_set_m128(_mm_permute_ps(d4, 0xFF), _mm_permute_ps(d4, 0xAA));
-        acc0 = _mm256_add_ps(acc0, q4_pair(w + b, x + b, d01));
-        acc1 = _mm256_add_ps(acc1, q4_pair(w + b + 2, x + b + 2, d23));
+    if (aux) {
+        const float *dx = aux, *c4 = aux + 4 * (size_t)nb;
+        for (; b + 4 <= nb; b += 4) {
+            __m128 wd = _mm_cvtph_ps(_mm_setr_epi16((short)w[b].d, (short)w[b + 1].d, (short)w[b + 2].d,
+                                                    (short)w[b + 3].d, 0, 0, 0, 0));
+            __m256 dw01 = _mm256_set_m128(_mm_permute_ps(wd, 0x55), _mm_permute_ps(wd, 0x00));
+            __m256 dw23 = _mm256_set_m128(_mm_permute_ps(wd, 0xFF), _mm_permute_ps(wd, 0xAA));
+            acc0 = _mm256_add_ps(acc0, q4_pair_aux(w + b, x + b, dx + 4 * b, c4 + 4 * b, dw01));
+            acc1 = _mm256_add_ps(acc1, q4_pair_aux(w + b + 2, x + b + 2, dx + 4 * b + 8, c4 + 4 * b + 8, dw23));
+        }
+    } else {
+        for (; b + 4 <= nb; b += 4) {
+            __m128 d4 = SCALES4(w, x, b); /* d0 d1 d2 d3 */
+            __m256 d01 = _mm256_set_m128(_mm_permute_ps(d4, 0x55), _mm_permute_ps(d4, 0x00));
+            __m256 d23 = _mm256_set_m128(_mm_permute_ps(d4, 0xFF), _mm_permute_ps(d4, 0xAA));
+            acc0 = _mm256_add_ps(acc0, q4_pair(w + b, x + b, d01));
+            acc1 = _mm256_add_ps(acc1, q4_pair(w + b + 2, x + b + 2, d23));
+        }
     }
     for (; b < nb; b++) {
         __m256i p0 = i8dot32(Q4_LOAD(b), _mm256_loadu_si256((const __m256i *)x[b].qs));

@@ -270,6 +270,7 @@ static void matmul_gemm(mer_cpu_ctx *c, float *y, size_t ldy, const float *x, si
 
 typedef struct dot_job {
     const mer_kernels *k;
+    size_t aux_off; /* q4_0 with prep_q4_0: byte offset of the x-side floats in each converted row, else 0 */
     float *y;
     size_t ldy;
     const float *x; /* f32 rows (ldx) */
@@ -291,6 +292,7 @@ static void dot_prep_task(void *arg, int ith, int nth) {
         uint8_t *dst = (uint8_t *)j->xq + (size_t)t * j->xq_stride;
         if (j->wt == MER_DTYPE_BF16) j->k->cvt_bf16(j->x + (size_t)t * j->ldx, (uint16_t *)dst, j->kd);
         else j->k->quantize_q8_0(j->x + (size_t)t * j->ldx, (mer_block_q8_0 *)dst, j->kd);
+        if (j->aux_off) j->k->prep_q4_0((const mer_block_q8_0 *)dst, j->kd / MER_QK, (float *)(dst + j->aux_off));
     }
 }
 
@@ -312,7 +314,9 @@ static void dot_task(void *arg, int ith, int nth) {
             case MER_DTYPE_F16: s = k->dot_f16(wr, xt, j->kd); break;
             case MER_DTYPE_BF16: s = k->dot_bf16(wr, j->xq ? xqt : (const void *)xt, j->kd); break;
             case MER_DTYPE_Q8_0: s = k->dot_q8_0(wr, xqt, nb); break;
-            case MER_DTYPE_Q4_0: s = k->dot_q4_0(wr, xqt, nb); break;
+            case MER_DTYPE_Q4_0:
+                s = k->dot_q4_0(wr, xqt, j->aux_off ? (const float *)((const uint8_t *)xqt + j->aux_off) : NULL, nb);
+                break;
             default: MER_ASSERT(!"unsupported weight dtype"); s = 0;
             }
             j->y[(size_t)t * j->ldy + r] = s + b;
@@ -327,6 +331,10 @@ static void matmul_dot(mer_cpu_ctx *c, float *y, size_t ldy, const float *x, siz
     int chunk = n_tok;
     if (convert) {
         j.xq_stride = wt == MER_DTYPE_BF16 ? ((size_t)kd * 2 + 63) / 64 * 64 : (size_t)(kd / MER_QK) * 34;
+        if (wt == MER_DTYPE_Q4_0 && c->k->prep_q4_0) {
+            j.aux_off = (j.xq_stride + 63) / 64 * 64;
+            j.xq_stride = j.aux_off + (size_t)(kd / MER_QK) * 8 * sizeof(float);
+        }
         chunk = (int)(WS_A_BYTES / j.xq_stride);
         MER_ASSERT(chunk >= 1);
         j.xq = c->ws_a;

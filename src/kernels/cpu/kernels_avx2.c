@@ -123,6 +123,7 @@ const mer_kernels mer__kernels_avx2 = {
     .cvt_bf16 = a2_cvt_bf16,
     .quantize_q8_0 = a2_quantize_q8_0,
     .dot_q8_0 = a2_dot_q8_0,
+    .prep_q4_0 = a2_prep_q4_0,
     .dot_q4_0 = a2_dot_q4_0,
     .axpy = a2_axpy,
     .exp_sum = a2_exp_sum,

@@ -294,7 +294,10 @@ static inline __m256i vnni_dot32(__m256i w, __m256i x) {
 
 static float a5_dot_q8_0(const mer_block_q8_0 *w, const mer_block_q8_0 *x, int nb) { A5_QDOT_BODY(Q8_LOAD) }
 
-static float a5_dot_q4_0(const mer_block_q4_0 *w, const mer_block_q8_0 *x, int nb) { A5_QDOT_BODY(Q4_LOAD) }
+static float a5_dot_q4_0(const mer_block_q4_0 *w, const mer_block_q8_0 *x, const float *aux, int nb) {
+    (void)aux; /* prep_q4_0 is NULL in these tables */
+    A5_QDOT_BODY(Q4_LOAD)
+}
 
 // --- tables ------------------------------------------------------------------------------------------
 

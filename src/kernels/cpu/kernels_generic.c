@@ -120,7 +120,8 @@ float mer__gen_dot_q8_0(const mer_block_q8_0 *w, const mer_block_q8_0 *x, int nb
     return s;
 }
 
-float mer__gen_dot_q4_0(const mer_block_q4_0 *w, const mer_block_q8_0 *x, int nb) {
+float mer__gen_dot_q4_0(const mer_block_q4_0 *w, const mer_block_q8_0 *x, const float *aux, int nb) {
+    (void)aux;
     float s = 0.0f;
     for (int b = 0; b < nb; b++) {
         int sumi = 0;

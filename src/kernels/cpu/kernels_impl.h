@@ -29,7 +29,7 @@ void mer__row_to_f32(const void *row, mer_dtype wt, int k0, int kc, float *out);
 
 /* Scalar helpers shared by the variants' tails. */
 float mer__gen_dot_q8_0(const mer_block_q8_0 *w, const mer_block_q8_0 *x, int nb);
-float mer__gen_dot_q4_0(const mer_block_q4_0 *w, const mer_block_q8_0 *x, int nb);
+float mer__gen_dot_q4_0(const mer_block_q4_0 *w, const mer_block_q8_0 *x, const float *aux, int nb);
 void mer__gen_quantize_q8_0(const float *x, mer_block_q8_0 *y, int n);
 void mer__gen_cvt_bf16(const float *x, uint16_t *y, int n);
 
