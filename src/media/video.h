@@ -11,7 +11,10 @@
  * frames are counted as they come out of the decoder from the start of the file.
  *
  * Colours: the frame's own colour matrix and range (BT.601 when unspecified) as swscale takes them, the
- * same conversion the ffmpeg command line makes with `-sws_flags bilinear -pix_fmt rgb24`. */
+ * same conversion the ffmpeg command line makes with `-sws_flags bilinear -pix_fmt rgb24` (tests/
+ * test_video.c checks that byte for byte). Frames come as stored: a display-rotation tag (phone videos)
+ * is not applied, as AffectGPT's decord does not apply it. Opening a video sets FFmpeg's log level to
+ * quiet (FFmpeg's own global), so decoder warnings do not reach stderr. */
 #ifndef MER_MEDIA_VIDEO_H
 #define MER_MEDIA_VIDEO_H
 
