@@ -546,14 +546,15 @@ typedef struct mer_video_info {
 } mer_video_info;
 
 /* Opens `path` and counts its frames. MER_E_IO (unreadable), MER_E_FORMAT (not a media file, or a corrupt
- * one), MER_E_NOTFOUND (no video stream), MER_E_UNSUPPORTED (no decoder), each naming the file. Caller
- * closes with mer_video_close. */
+ * one), MER_E_NOTFOUND (no video stream), MER_E_UNSUPPORTED (no decoder, or frames over 8192 pixels a
+ * side), each naming the file. Caller closes with mer_video_close. */
 mer_status mer_video_open(const char *path, mer_video **out, mer_err *err);
 void mer_video_close(mer_video *v);
 const mer_video_info *mer_video_get_info(const mer_video *v);
 
 /* Decodes frames idx[0..n) (any order, repeats allowed; each in [0, n_frames)) into rgb, frame k at
- * rgb + k * out_w * out_h * 3, packed RGB24. out_w, out_h: the output size (0, 0: the frame's own size);
+ * rgb + k * out_w * out_h * 3, packed RGB24. out_w, out_h: the output size (0, 0: the frame's own size;
+ * at most 8192 a side);
  * a different size is a bilinear resize by swscale (aspect not kept). MER_E_RANGE for an index outside
  * the video, MER_E_FORMAT when decoding fails or a frame cannot be reached. */
 mer_status mer_video_read(mer_video *v, const int64_t *idx, size_t n, int out_w, int out_h, uint8_t *rgb,

@@ -178,6 +178,12 @@ static void test_errors(void) {
         CHECK(mer_video_open(path, &v, &err) == MER_E_NOTFOUND && v == NULL);
         CHECK_MSG(strstr(err.msg, "no video stream") && strstr(err.msg, "tone.wav"), "%s", err.msg);
     }
+    /* frames over 8192 pixels a side are refused */
+    snprintf(path, sizeof path, "%s/wide.png", TMP);
+    if (sh("ffmpeg -v error -y -f lavfi -i color=c=red:size=8200x16 -frames:v 1 '%s'", path) == 0) {
+        mer_status st = mer_video_open(path, &v, &err);
+        CHECK_MSG(st == MER_E_UNSUPPORTED && v == NULL && strstr(err.msg, "8200x16"), "%d %s", st, err.msg);
+    }
     /* not media */
     snprintf(path, sizeof path, "%s/text.mp4", TMP);
     FILE *f = fopen(path, "w");

@@ -12,6 +12,8 @@
 #include <math.h>
 #include <string.h>
 
+#define MAX_SIDE 8192 /* largest frame width or height accepted */
+
 struct mer_video {
     char *path;
     mer_video_info info;
@@ -161,8 +163,10 @@ mer_status mer_video_open(const char *path, mer_video **out, mer_err *err) {
     in->duration = dur;
     snprintf(in->codec, sizeof in->codec, "%s", v->dec->codec->name);
     snprintf(in->container, sizeof in->container, "%s", v->fmt->iformat->name);
-    if (in->width <= 0 || in->height <= 0 || in->width > 16384 || in->height > 16384) {
-        st = mer__errf(err, MER_E_FORMAT, "%s: bad frame size %dx%d", path, in->width, in->height);
+    /* 8K is the largest real video; a header claiming more would make every reader allocate gigabytes */
+    if (in->width <= 0 || in->height <= 0 || in->width > MAX_SIDE || in->height > MAX_SIDE) {
+        st = mer__errf(err, MER_E_UNSUPPORTED, "%s: frame size %dx%d (at most %dx%d)", path, in->width, in->height,
+                       MAX_SIDE, MAX_SIDE);
         goto fail;
     }
     if ((st = open_decoder(v, err))) goto fail; /* back to the start */
@@ -314,7 +318,7 @@ mer_status mer_video_read(mer_video *v, const int64_t *idx, size_t n, int out_w,
         out_w = v->info.width;
         out_h = v->info.height;
     }
-    if (out_w < 1 || out_h < 1 || out_w > 16384 || out_h > 16384)
+    if (out_w < 1 || out_h < 1 || out_w > MAX_SIDE || out_h > MAX_SIDE)
         return mer__errf(err, MER_E_ARG, "%s: bad output size %dx%d", v->path, out_w, out_h);
     size_t fsz = (size_t)out_w * out_h * 3;
     /* visit the indices in ascending order so the decoder only moves forward */
