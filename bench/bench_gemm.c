@@ -30,7 +30,7 @@ static float *rnd(size_t n, unsigned *s) {
 }
 
 int main(int argc, char **argv) {
-    int reps = argc > 1 ? atoi(argv[1]) : 15;
+    int reps = argc > 1 ? atoi(argv[1]) : 20;
     const char *ct = getenv("OPENBLAS_CORETYPE");
     printf("OpenBLAS: %s (threads %d, OPENBLAS_CORETYPE=%s)\n", openblas_get_config(), openblas_get_num_threads(),
            ct ? ct : "(unset)");

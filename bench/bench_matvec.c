@@ -33,7 +33,7 @@ static void sum_task(void *arg, int ith, int nth) {
 }
 
 int main(int argc, char **argv) {
-    int reps = argc > 1 ? atoi(argv[1]) : 10;
+    int reps = argc > 1 ? atoi(argv[1]) : 20;
     mer_threadpool *pool = NULL;
     mer_cpu_ctx *c = NULL;
     mer_err err = {0};
