@@ -1,9 +1,10 @@
 /* bench_matvec.c - matrix-vector throughput (one token: y = x @ W^T) for q8_0, q4_0, bf16 and f16
  * weights, in GB/s of weight bytes read, beside this machine's memory read bandwidth measured in the
  * same run (a streaming sum over a 1 GiB buffer on the same thread pool, in 64 load-balanced parts). W is
- * [14336, 8192], far bigger than the caches. The machine may be shared and noisy, so a bandwidth pass
- * runs before every matvec repetition, each figure is the best of its runs, and every ratio divides by
- * the best bandwidth seen anywhere in the run (the conservative choice). Usage: bench_matvec [reps] */
+ * [14336, 8192], far bigger than the caches. The machine may be shared and noisy, so the four matrices
+ * are resident together and each repetition measures the bandwidth and then every dtype (round robin:
+ * all figures sample the same conditions); each figure is the best of its runs, and every ratio divides
+ * by the best bandwidth seen (the conservative choice). Usage: bench_matvec [reps] */
 #include "kernels/kernels.h"
 
 #include <time.h>
@@ -61,7 +62,6 @@ int main(int argc, char **argv) {
         for (int ii = 0; ii < 64; ii++) check += sj.part[ii];                                             \
     } while (0)
     for (int r = 0; r < 3; r++) BW_PASS();
-    double gbs_all[4];
     const int n_out = 14336, n_in = 8192;
     float *x = malloc(sizeof(float) * n_in), *y = malloc(sizeof(float) * n_out), *row = malloc(sizeof(float) * n_in);
     unsigned s = 1;
@@ -69,39 +69,42 @@ int main(int argc, char **argv) {
         s = s * 1664525u + 1013904223u;
         x[i] = (float)((s >> 8) / 16777216.0 - 0.5);
     }
-    const mer_dtype types[] = {MER_DTYPE_Q8_0, MER_DTYPE_Q4_0, MER_DTYPE_BF16, MER_DTYPE_F16};
-    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
-        mer_dtype t = types[ti];
-        size_t rb = mer_dtype_row_bytes(t, (size_t)n_in), bytes = rb * (size_t)n_out;
-        uint8_t *w = NULL;
-        if (posix_memalign((void **)&w, 64, bytes)) return 1;
+    enum { NT = 4 };
+    const mer_dtype types[NT] = {MER_DTYPE_Q8_0, MER_DTYPE_Q4_0, MER_DTYPE_BF16, MER_DTYPE_F16};
+    uint8_t *wts[NT];
+    size_t nbytes[NT];
+    for (int ti = 0; ti < NT; ti++) {
+        size_t rb = mer_dtype_row_bytes(types[ti], (size_t)n_in);
+        nbytes[ti] = rb * (size_t)n_out;
+        if (posix_memalign((void **)&wts[ti], 64, nbytes[ti])) return 1;
         for (int r = 0; r < n_out; r++) {
             for (int i = 0; i < n_in; i++) {
                 s = s * 1664525u + 1013904223u;
                 row[i] = (float)((s >> 8) / 16777216.0 - 0.5) * 0.1f;
             }
-            mer_quantize_row(t, row, w + (size_t)r * rb, (size_t)n_in);
+            mer_quantize_row(types[ti], row, wts[ti] + (size_t)r * rb, (size_t)n_in);
         }
-        double best = 1e30;
-        for (int r = 0; r < reps; r++) {
-            BW_PASS();
+    }
+    /* round robin: every repetition measures the bandwidth and each dtype, so all see the same load */
+    double best[NT] = {1e30, 1e30, 1e30, 1e30};
+    for (int r = 0; r < reps; r++) {
+        BW_PASS();
+        for (int ti = 0; ti < NT; ti++) {
             double t0 = now();
-            mer_cpu_matmul(c, y, (size_t)n_out, x, (size_t)n_in, w, t, NULL, 1, n_in, n_out);
+            mer_cpu_matmul(c, y, (size_t)n_out, x, (size_t)n_in, wts[ti], types[ti], NULL, 1, n_in, n_out);
             t0 = now() - t0;
-            if (t0 < best) best = t0;
+            if (t0 < best[ti]) best[ti] = t0;
         }
-        gbs_all[ti] = (double)bytes / best * 1e-9;
-        free(w);
     }
     free(buf);
     const double bw = (double)nbuf * 8 / best_bw * 1e-9;
     printf("memory read bandwidth (streaming sum over 1 GiB, best of %d passes): %.1f GB/s   [checksum %llu]\n",
-           3 + 4 * reps, bw, (unsigned long long)(check & 0xffff));
-    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
-        size_t bytes = mer_dtype_row_bytes(types[ti], (size_t)n_in) * (size_t)n_out;
+           3 + reps, bw, (unsigned long long)(check & 0xffff));
+    for (int ti = 0; ti < NT; ti++) {
+        double gbs = (double)nbytes[ti] / best[ti] * 1e-9;
         printf("matvec %-5s [%d x %d] %6.1f MB: %.1f GB/s of weights, ratio %.2f of memory bandwidth (%.2f ms)\n",
-               mer_dtype_name(types[ti]), n_out, n_in, bytes / 1e6, gbs_all[ti], gbs_all[ti] / bw,
-               bytes / gbs_all[ti] * 1e-6);
+               mer_dtype_name(types[ti]), n_out, n_in, nbytes[ti] / 1e6, gbs, gbs / bw, best[ti] * 1e3);
+        free(wts[ti]);
     }
     free(x), free(y), free(row);
     mer_cpu_ctx_free(c);
