@@ -531,12 +531,20 @@ static void run(void) {
     for (int isa = 0; isa < N_ISA; isa++) {
         if (!mer_cpu_isa_supported((mer_cpu_isa)isa)) {
             printf("SKIP %s kernels: this CPU cannot run them\n", isa_label(isa));
+            /* asking for them anyway is a clean error, not a crash */
+            mer_cpu_ctx *none = NULL;
+            mer_err e = {0};
+            CHECK_EQ_INT(mer_cpu_ctx_init(pools[0], (mer_cpu_isa)isa, &none, &e), MER_E_UNSUPPORTED);
+            CHECK(none == NULL && strstr(e.msg, "cannot run") != NULL);
+            CHECK(mer_kernels_get((mer_cpu_isa)isa) == NULL);
             continue;
         }
         for (int th = 0; th < N_THR; th++)
             CHECK_EQ_INT(mer_cpu_ctx_init(pools[th], (mer_cpu_isa)isa, &ctxs[isa][th], NULL), MER_OK);
     }
     printf("detected ISA: %s\n", mer_cpu_isa_name(MER_ISA_AUTO));
+    CHECK(mer_kernels_get(MER_ISA_AUTO) == mer_kernels_get(mer_cpu_detect()));
+    CHECK_STR(mer_cpu_isa_name(MER_ISA_GENERIC), "generic");
     test_primitives();
     test_matmul();
     test_elementwise();
