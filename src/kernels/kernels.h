@@ -19,6 +19,11 @@
  * operation order that does not depend on how many threads there are: for a given ISA, results are
  * bit-identical for 1, 2 or N threads. Different ISAs round differently (within float tolerance; on
  * CPUs with AVX512_BF16 the dot-product path for bf16 weights also rounds x to bf16, as llama.cpp does).
+ * A row's result is NOT promised to be independent of how many rows one call carries: mer_cpu_matmul
+ * switches from dot products to the GEMM (and, for q8_0/q4_0, from q8-quantised x to f32 x) at the
+ * MER_CPU_*GEMM_MIN_TOK thresholds, and attention switches to tiles at MER_CPU_ATTN_TILED_MIN_TOK, so a
+ * batched call and per-row calls agree to float rounding (about 1e-6 of sum |w x| for f32), or to the
+ * q8_0 activation rounding (about 1e-2 relative) for q8_0/q4_0 weights, not bit for bit.
  *
  * Precondition violations (NULL pointers, impossible sizes, an unsupported weight dtype) are programmer
  * errors and trip MER_ASSERT; models validate shapes when they load. Everything here is thread-safe
