@@ -639,6 +639,8 @@ typedef struct mer_extract_params {
     int n_threads;          /* 0: one per CPU */
     int progress;           /* progress on stderr */
     int retry_failed;       /* re-run samples whose earlier attempt failed */
+    int batch;              /* sequences decoded together (default 8, as the reference); <= 1: one at a
+                               time. Outputs do not depend on it. */
 } mer_extract_params;
 
 mer_extract_params mer_extract_default_params(void);
@@ -794,6 +796,59 @@ typedef struct mer_bundle_stats {
  * llama.cpp, which refuses files holding tensors its architecture does not use). */
 mer_status mer_bundle_convert(const mer_bundle_params *params, const char *out_path, mer_bundle_stats *stats,
                               mer_err *err);
+
+// --- Qwen2 batched decoding: several sequences per step (continuous batching) -----------------------
+
+/* B slots over one model, each a mer_qwen2_ctx of its own (KV cache, position, logits) on one shared
+ * thread pool. A slot is prefilled alone (mer_qwen2_prefill on mer_qwen2_batch_slot); a decode step runs
+ * one token for each of several slots at once: the projections, MLP and lm_head as one matrix product
+ * over the rows (the weights are read once for all of them), attention per slot against its own cache.
+ * A slot's logits after a step are what mer_qwen2_prefill of that one token would have given (the same
+ * kernels; bit-identical for q8_0/q4_0 weights, within float rounding for f32/f16/bf16 from
+ * MER_CPU_GEMM_MIN_TOK rows, where the matrix product is a GEMM). Used by one thread at a time. */
+typedef struct mer_qwen2_batch mer_qwen2_batch;
+
+/* Makes n_slots (1..256) contexts with params (n_threads: the shared pool). Caller frees with
+ * mer_qwen2_batch_free; m must outlive it. */
+mer_status mer_qwen2_batch_init(const mer_qwen2 *m, int n_slots, const mer_qwen2_ctx_params *params,
+                                mer_qwen2_batch **out, mer_err *err);
+void mer_qwen2_batch_free(mer_qwen2_batch *b);
+int mer_qwen2_batch_n_slots(const mer_qwen2_batch *b);
+/* Slot i's context (owned by the batch): reset, prefill and read its logits with the mer_qwen2_ctx
+ * functions. */
+mer_qwen2_ctx *mer_qwen2_batch_slot(mer_qwen2_batch *b, int i);
+
+/* One decode step: token ids[r] at the next position of slot slots[r], for r < n (distinct slots).
+ * Afterwards each of those slots has one more token in its cache and its logits (mer_qwen2_logits,
+ * one row) are those of ids[r]. MER_E_ARG for a repeated or unknown slot, MER_E_RANGE for an id outside
+ * the vocabulary or a slot whose cache is full (nothing is run). */
+mer_status mer_qwen2_batch_decode(mer_qwen2_batch *b, const int *slots, const int32_t *ids, int n, mer_err *err);
+
+/* One request of batched generation: the prompt (copied when taken) and its generation parameters
+ * (stop strings are not supported here: MER_E_UNSUPPORTED for that request). index is passed back. */
+typedef struct mer_batch_request {
+    size_t index;
+    const int32_t *ids;
+    size_t n_ids;
+    mer_generate_params params;
+} mer_batch_request;
+
+/* Fills *req with the next prompt; returns 1, or 0 when there are no more. */
+typedef int (*mer_batch_next_fn)(void *ud, mer_batch_request *req);
+/* A request finished: st is MER_OK and res its output (res->ids valid during the call only; the stop
+ * reason as mer_qwen2_generate gives it), or the request's error (st, msg) and res empty. Returning
+ * non-zero (with err filled) stops the whole generation with that status. */
+typedef mer_status (*mer_batch_done_fn)(void *ud, size_t index, mer_status st, const mer_generate_result *res,
+                                        const char *msg, mer_err *err);
+
+/* Continuous batching: takes requests from next into free slots (prefill, one at a time), then decodes
+ * every running slot together one token per step, sampling each with its own sampler (seeded from its
+ * request's params: the output of a request is the one mer_qwen2_generate gives for it alone, whatever
+ * else runs beside it); a slot that finishes (stop id, max_new_tokens, full context) is reported to
+ * done and refilled. Returns MER_OK when every request was reported, else the first fatal error
+ * (out of memory, or done's). */
+mer_status mer_qwen2_generate_batch(mer_qwen2_batch *b, mer_batch_next_fn next, mer_batch_done_fn done, void *ud,
+                                    mer_err *err);
 
 #ifdef __cplusplus
 }

@@ -120,6 +120,7 @@ struct mer_qwen2_ctx {
     const mer_qwen2 *m;
     mer_threadpool *pool;
     mer_cpu_ctx *cpu;
+    int own_cpu;         /* pool and cpu are this context's (0: borrowed, see mer__qwen2_ctx_init_on) */
     int n_ctx, n_batch, logits_all;
     int n_past;
     int n_logits;        /* rows in logits from the last forward (0: none yet) */
@@ -128,5 +129,17 @@ struct mer_qwen2_ctx {
     float *x, *xn, *q, *att, *ff_a, *ff_b, *lo_t, *lo_y, *logits;
     int32_t *pos;
 };
+
+/* Like mer_qwen2_ctx_init, but running on `cpu` (borrowed: it must outlive the context; params->n_threads
+ * is ignored). The batch's slots share one pool this way. */
+mer_status mer__qwen2_ctx_init_on(const mer_qwen2 *m, const mer_qwen2_ctx_params *params, mer_cpu_ctx *cpu,
+                                  mer_qwen2_ctx **out, mer_err *err);
+
+/* Projection p of layer ly: y[n][n_out] (row stride ldy) = x[n][n_in] W^T (+ bias) (+ the unmerged
+ * LoRA's scale * (x A^T) B^T, with lo_t [n][r_max] and lo_y [n][max n_out] as scratch). Rows are
+ * independent: a row's result does not depend on the others (for a given n on the GEMM side of
+ * MER_CPU_*GEMM_MIN_TOK). */
+void mer__qwen2_proj(mer_cpu_ctx *cpu, const mer_qwen2 *m, const mer__qwen2_layer *ly, int p, float *y, size_t ldy,
+                     const float *x, const float *bias, int n, float *lo_t, float *lo_y);
 
 #endif

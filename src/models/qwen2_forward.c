@@ -20,8 +20,10 @@ mer_qwen2_ctx_params mer_qwen2_ctx_default_params(void) {
 
 void mer_qwen2_ctx_free(mer_qwen2_ctx *c) {
     if (!c) return;
-    mer_cpu_ctx_free(c->cpu);
-    mer_threadpool_free(c->pool);
+    if (c->own_cpu) {
+        mer_cpu_ctx_free(c->cpu);
+        mer_threadpool_free(c->pool);
+    }
     mer_arena_free(&c->arena);
     free(c->kv);
     free(c);
@@ -29,8 +31,8 @@ void mer_qwen2_ctx_free(mer_qwen2_ctx *c) {
 
 static size_t up64(size_t n) { return (n + MER_ALIGN - 1) / MER_ALIGN * MER_ALIGN; }
 
-mer_status mer_qwen2_ctx_init(const mer_qwen2 *m, const mer_qwen2_ctx_params *params, mer_qwen2_ctx **out,
-                              mer_err *err) {
+static mer_status ctx_init(const mer_qwen2 *m, const mer_qwen2_ctx_params *params, mer_cpu_ctx *cpu,
+                           mer_qwen2_ctx **out, mer_err *err) {
     if (!out) return mer__errf(err, MER_E_ARG, "mer_qwen2_ctx_init: out is NULL");
     *out = NULL;
     if (!m) return mer__errf(err, MER_E_ARG, "mer_qwen2_ctx_init: model is NULL");
@@ -87,14 +89,34 @@ mer_status mer_qwen2_ctx_init(const mer_qwen2 *m, const mer_qwen2_ctx_params *pa
         st = MER_E_NOMEM;
         goto fail;
     }
-    if ((st = mer_threadpool_init(params->n_threads, &c->pool, err)) ||
-        (st = mer_cpu_ctx_init(c->pool, MER_ISA_AUTO, &c->cpu, err)))
-        goto fail;
+    if (cpu) {
+        c->cpu = cpu;
+        c->pool = mer_cpu_ctx_pool(cpu);
+    } else {
+        c->own_cpu = 1;
+        if ((st = mer_threadpool_init(params->n_threads, &c->pool, err)) ||
+            (st = mer_cpu_ctx_init(c->pool, MER_ISA_AUTO, &c->cpu, err)))
+            goto fail;
+    }
     *out = c;
     return MER_OK;
 fail:
     mer_qwen2_ctx_free(c);
     return st;
+}
+
+mer_status mer_qwen2_ctx_init(const mer_qwen2 *m, const mer_qwen2_ctx_params *params, mer_qwen2_ctx **out,
+                              mer_err *err) {
+    return ctx_init(m, params, NULL, out, err);
+}
+
+mer_status mer__qwen2_ctx_init_on(const mer_qwen2 *m, const mer_qwen2_ctx_params *params, mer_cpu_ctx *cpu,
+                                  mer_qwen2_ctx **out, mer_err *err) {
+    if (!cpu) {
+        if (out) *out = NULL;
+        return mer__errf(err, MER_E_ARG, "mer__qwen2_ctx_init_on: cpu is NULL");
+    }
+    return ctx_init(m, params, cpu, out, err);
 }
 
 void mer_qwen2_ctx_reset(mer_qwen2_ctx *c) {
@@ -112,24 +134,28 @@ const float *mer_qwen2_logits(const mer_qwen2_ctx *c, int *n_rows) {
 
 // --- one chunk ---------------------------------------------------------------------------------------
 
-/* y[n][n_out] = x[n][n_in] W^T (+ bias) (+ scale * (x A^T) B^T). */
-static void proj(mer_qwen2_ctx *c, const mer__qwen2_layer *ly, int p, float *y, size_t ldy, const float *x,
-                 const float *bias, int n) {
+void mer__qwen2_proj(mer_cpu_ctx *cpu, const mer_qwen2 *m, const mer__qwen2_layer *ly, int p, float *y, size_t ldy,
+                     const float *x, const float *bias, int n, float *lo_t, float *lo_y) {
     const mer__qmat *w = &ly->w[p];
-    mer_cpu_matmul(c->cpu, y, ldy, x, (size_t)w->n_in, w->data, w->dt, bias, n, w->n_in, w->n_out);
+    mer_cpu_matmul(cpu, y, ldy, x, (size_t)w->n_in, w->data, w->dt, bias, n, w->n_in, w->n_out);
     const mer__lora_pair *lp = &ly->lora[p];
     if (!lp->a) return;
-    mer_cpu_matmul(c->cpu, c->lo_t, (size_t)lp->r, x, (size_t)w->n_in, lp->a, MER_DTYPE_F32, NULL, n, w->n_in, lp->r);
-    mer_cpu_scale(c->cpu, c->lo_t, c->lo_t, c->m->lora_scale, (size_t)n * (size_t)lp->r);
-    mer_cpu_matmul(c->cpu, c->lo_y, (size_t)w->n_out, c->lo_t, (size_t)lp->r, lp->b, MER_DTYPE_F32, NULL, n, lp->r,
-                   w->n_out);
+    mer_cpu_matmul(cpu, lo_t, (size_t)lp->r, x, (size_t)w->n_in, lp->a, MER_DTYPE_F32, NULL, n, w->n_in, lp->r);
+    mer_cpu_scale(cpu, lo_t, lo_t, m->lora_scale, (size_t)n * (size_t)lp->r);
+    mer_cpu_matmul(cpu, lo_y, (size_t)w->n_out, lo_t, (size_t)lp->r, lp->b, MER_DTYPE_F32, NULL, n, lp->r, w->n_out);
     if (ldy == (size_t)w->n_out) {
-        mer_cpu_add(c->cpu, y, y, c->lo_y, (size_t)n * ldy);
+        mer_cpu_add(cpu, y, y, lo_y, (size_t)n * ldy);
         return;
     }
     for (int t = 0; t < n; t++)
-        mer_cpu_add(c->cpu, y + (size_t)t * ldy, y + (size_t)t * ldy, c->lo_y + (size_t)t * (size_t)w->n_out,
+        mer_cpu_add(cpu, y + (size_t)t * ldy, y + (size_t)t * ldy, lo_y + (size_t)t * (size_t)w->n_out,
                     (size_t)w->n_out);
+}
+
+/* y[n][n_out] = x[n][n_in] W^T (+ bias) (+ scale * (x A^T) B^T). */
+static void proj(mer_qwen2_ctx *c, const mer__qwen2_layer *ly, int p, float *y, size_t ldy, const float *x,
+                 const float *bias, int n) {
+    mer__qwen2_proj(c->cpu, c->m, ly, p, y, ldy, x, bias, n, c->lo_t, c->lo_y);
 }
 
 /* Runs n (<= n_batch) tokens whose input embeddings are in c->x, at positions n_past.. */
