@@ -20,6 +20,8 @@ static const char *HELP =
     "  --type T            convert weights at load: f32 f16 bf16 q8_0 q4_0\n"
     "  --temp T --top-p P --top-k K --repeat-penalty R --max-new-tokens N --seed S\n"
     "  --threads N         (default: one per CPU)\n"
+    "  --batch N           sequences decoded together (default 8, as the reference; 1: one at a time;\n"
+    "                      the outputs are the same)\n"
     "  --retry-failed      run again the samples whose earlier attempt failed\n"
     "  --quiet             no progress output\n";
 
@@ -59,6 +61,10 @@ int mer_cmd_extract(int argc, char **argv) {
         } else if ((r = cli_opt(argc, argv, &i, "--threads", &v))) {
             if (r < 0 || cli_parse_long(v, &l) || l < 0) return cli_fail("extract", "--threads needs an integer >= 0");
             p.n_threads = (int)l;
+        } else if ((r = cli_opt(argc, argv, &i, "--batch", &v))) {
+            if (r < 0 || cli_parse_long(v, &l) || l < 1 || l > 256)
+                return cli_fail("extract", "--batch needs an integer in 1..256");
+            p.batch = (int)l;
         } else if (!strcmp(argv[i], "--retry-failed")) p.retry_failed = 1;
         else if (!strcmp(argv[i], "--quiet")) p.progress = 0;
         else return cli_fail("extract", "unknown option '%s' (see mer extract --help)", argv[i]);

@@ -39,58 +39,114 @@ static void progress(const mer_job_params *p, int tty, size_t done, size_t todo,
     fflush(stderr);
 }
 
-mer_status mer__job_run(const mer_job_params *p, const char *const *names, size_t n, mer_job_fn fn, void *ud,
-                        mer_job_stats *stats, mer_err *err) {
+/* State shared by the runner and the commit callback. */
+typedef struct job_run {
+    const mer_job_params *p;
+    const char *const *names;
+    size_t n;
+    mer_store *s;
+    unsigned char *state; /* per name: 0 skip, 1 to run, 2 committed */
+    int tty;
+    size_t todo, done, failed_now;
+    double t0, last;
+} job_run;
+
+static mer_status commit(void *cctx, size_t i, mer_status r, const char *text, const char *msg, double secs,
+                         mer_err *err) {
+    job_run *j = cctx;
+    const mer_job_params *p = j->p;
+    if (i >= j->n || j->state[i] != 1)
+        return mer__errf(err, MER_E_INTERNAL, "%s: sample %zu committed twice or not to be run", p->label, i);
+    if (r == MER_E_NOMEM || r == MER_E_DEVICE || r == MER_E_INTERNAL) {
+        mer_err e = {0};
+        e.status = r;
+        if (msg) snprintf(e.msg, sizeof e.msg, "%s", msg);
+        mer__err_prefix(&e, r, "%s: sample '%s'", p->label, j->names[i]);
+        if (err) *err = e;
+        return r;
+    }
+    if (r) j->failed_now++;
+    mer_status st = mer__store_put(j->s, j->names[i], r == MER_OK, r == MER_OK ? (text ? text : "") : NULL,
+                                   r == MER_OK ? NULL : (msg && msg[0] ? msg : mer_status_str(r)), secs, err);
+    if (st) return st;
+    j->state[i] = 2;
+    j->done++;
+    if (p->progress && (j->tty || now_s() - j->last >= 10.0)) {
+        progress(p, j->tty, j->done, j->todo, j->failed_now, j->t0, 0);
+        j->last = now_s();
+    }
+    return MER_OK;
+}
+
+mer_status mer__job_run_batched(const mer_job_params *p, const char *const *names, size_t n, mer_job_batch_fn fn,
+                                void *ud, mer_job_stats *stats, mer_err *err) {
     memset(stats, 0, sizeof *stats);
     stats->n_total = n;
-    mer_store *s = NULL;
-    mer_status st = mer__store_open(p->store_path, p->config, &s, err);
+    job_run j = {p, names, n, NULL, NULL, p->progress && isatty(2), 0, 0, 0, now_s(), 0};
+    j.last = j.t0;
+    mer_status st = mer__store_open(p->store_path, p->config, &j.s, err);
     if (st) return st;
-    mer_buf out = {0};
-    double t0 = now_s(), last = t0;
-    int tty = p->progress && isatty(2);
-    size_t todo = 0, done = 0, failed_now = 0;
-    char *retry = calloc(n ? n : 1, 1);
-    if (!retry) { mer__store_close(s); return mer__errf(err, MER_E_NOMEM, "out of memory"); }
+    size_t *todo = malloc((n ? n : 1) * sizeof *todo);
+    j.state = calloc(n ? n : 1, 1);
+    if (!todo || !j.state) {
+        st = mer__errf(err, MER_E_NOMEM, "out of memory");
+        goto done;
+    }
     for (size_t i = 0; i < n; i++) {
-        int r = mer__store_status(s, names[i]);
+        int r = mer__store_status(j.s, names[i]);
         if (r < 0 || (r == 0 && p->retry_failed)) {
-            retry[i] = 1;
-            todo++;
+            j.state[i] = 1;
+            todo[j.todo++] = i;
         }
     }
-    stats->n_skipped = n - todo;
+    stats->n_skipped = n - j.todo;
     if (p->progress && stats->n_skipped)
         fprintf(stderr, "%s: resuming: %zu of %zu already done in %s\n", p->label, stats->n_skipped, n, p->store_path);
-    for (size_t i = 0; i < n; i++) {
-        if (!retry[i]) continue;
+    if (j.todo && !(st = fn(ud, todo, j.todo, commit, &j, err)))
+        for (size_t k = 0; k < j.todo; k++)
+            if (j.state[todo[k]] != 2) {
+                st = mer__errf(err, MER_E_INTERNAL, "%s: sample '%s' was never committed", p->label, names[todo[k]]);
+                break;
+            }
+    if (p->progress && j.todo) progress(p, j.tty, j.done, j.todo, j.failed_now, j.t0, 1);
+    mer__store_counts(j.s, &stats->n_ok, &stats->n_failed);
+    stats->seconds = now_s() - j.t0;
+done:
+    free(todo);
+    free(j.state);
+    mer__store_close(j.s);
+    return st;
+}
+
+/* mer__job_run on the batched runner: one sample at a time. */
+typedef struct one_at_a_time {
+    mer_job_fn fn;
+    void *ud;
+    const char *const *names;
+} one_at_a_time;
+
+static mer_status run_each(void *ud, const size_t *todo, size_t n_todo, mer_job_commit_fn cm, void *cctx,
+                           mer_err *err) {
+    one_at_a_time *o = ud;
+    mer_buf out = {0};
+    mer_status st = MER_OK;
+    for (size_t k = 0; k < n_todo && !st; k++) {
+        size_t i = todo[k];
         out.len = 0;
         if (out.data) out.data[0] = 0;
         mer_err e = {0};
         double ts = now_s();
-        mer_status r = fn(ud, i, names[i], &out, &e);
-        if (r == MER_E_NOMEM || r == MER_E_DEVICE || r == MER_E_INTERNAL) {
-            st = mer__err_prefix(&e, r, "%s: sample '%s'", p->label, names[i]);
-            if (err) *err = e;
-            break;
-        }
-        if (r) failed_now++;
-        if ((st = mer__store_put(s, names[i], r == MER_OK, r == MER_OK ? (out.data ? out.data : "") : NULL,
-                                 r == MER_OK ? NULL : (e.msg[0] ? e.msg : mer_status_str(r)), now_s() - ts, err)))
-            break;
-        done++;
-        if (p->progress && (tty || now_s() - last >= 10.0)) {
-            progress(p, tty, done, todo, failed_now, t0, 0);
-            last = now_s();
-        }
+        mer_status r = o->fn(o->ud, i, o->names[i], &out, &e);
+        st = cm(cctx, i, r, out.data ? out.data : "", e.msg, now_s() - ts, err);
     }
-    if (p->progress && todo) progress(p, tty, done, todo, failed_now, t0, 1);
-    mer__store_counts(s, &stats->n_ok, &stats->n_failed);
-    stats->seconds = now_s() - t0;
-    free(retry);
     mer__buf_free(&out);
-    mer__store_close(s);
     return st;
+}
+
+mer_status mer__job_run(const mer_job_params *p, const char *const *names, size_t n, mer_job_fn fn, void *ud,
+                        mer_job_stats *stats, mer_err *err) {
+    one_at_a_time o = {fn, ud, names};
+    return mer__job_run_batched(p, names, n, run_each, &o, stats, err);
 }
 
 // --- outputs -----------------------------------------------------------------------------------------

@@ -33,6 +33,23 @@ typedef struct mer_job_params {
 mer_status mer__job_run(const mer_job_params *p, const char *const *names, size_t n, mer_job_fn fn, void *ud,
                         mer_job_stats *stats, mer_err *err);
 
+/* The batched form. The runner calls fn once with the indices still to run (todo[0..n_todo), in list
+ * order); fn runs them in any order and any grouping and calls commit for each as soon as it is done:
+ * st MER_OK with text (NULL: ""), or the sample's error (st, msg). commit stores the row at once (so a
+ * killed run resumes after the last committed sample) and returns non-zero to stop: for a store failure,
+ * or when st is MER_E_NOMEM, MER_E_DEVICE or MER_E_INTERNAL (fatal, as in mer__job_run); fn then returns
+ * that status with err as commit filled it. seconds: the sample's wall time, as fn measures it. */
+typedef mer_status (*mer_job_commit_fn)(void *cctx, size_t index, mer_status st, const char *text, const char *msg,
+                                        double seconds, mer_err *err);
+typedef mer_status (*mer_job_batch_fn)(void *ud, const size_t *todo, size_t n_todo, mer_job_commit_fn commit,
+                                       void *cctx, mer_err *err);
+
+/* Runs fn over names[0..n) as mer__job_run does (skipping stored names, committing each result as it
+ * comes, progress). Returns MER_OK when every name has a row, the first fatal error otherwise (also an
+ * index fn never committed: MER_E_INTERNAL). */
+mer_status mer__job_run_batched(const mer_job_params *p, const char *const *names, size_t n, mer_job_batch_fn fn,
+                                void *ud, mer_job_stats *stats, mer_err *err);
+
 /* Writes the store's rows for names[0..n) (in that order; names without a successful row are left
  * out of the npz) to `npz_path` - a result npz (name2reason pickled dict, np.load(...,
  * allow_pickle=True) reads it), or with `openset` an *-openset.npz submission (filenames, fileitems) -
