@@ -44,7 +44,7 @@ static pid_t spawn(const char *out, const char *input) {
     infer_argv(argv, out, input);
     pid_t pid = fork();
     if (pid == 0) {
-        freopen("/dev/null", "w", stderr);
+        if (!freopen("/dev/null", "w", stderr)) _exit(126);
         execv(mer, argv);
         _exit(127);
     }
