@@ -804,8 +804,9 @@ mer_status mer_bundle_convert(const mer_bundle_params *params, const char *out_p
  * one token for each of several slots at once: the projections, MLP and lm_head as one matrix product
  * over the rows (the weights are read once for all of them), attention per slot against its own cache.
  * A slot's logits after a step are what mer_qwen2_prefill of that one token would have given (the same
- * kernels; bit-identical for q8_0/q4_0 weights, within float rounding for f32/f16/bf16 from
- * MER_CPU_GEMM_MIN_TOK rows, where the matrix product is a GEMM). Used by one thread at a time. */
+ * kernels; bit-identical for q8_0/q4_0 weights below 32 rows, where their products are per-row integer
+ * dots; within float rounding for f32/f16/bf16 from 4 rows and for q8_0/q4_0 from 32, where the matrix
+ * product is a GEMM: see MER_CPU_GEMM_MIN_TOK in kernels.h). Used by one thread at a time. */
 typedef struct mer_qwen2_batch mer_qwen2_batch;
 
 /* Makes n_slots (1..256) contexts with params (n_threads: the shared pool). Caller frees with

@@ -3,7 +3,8 @@
  *
  * Files: qwen2_load.c (configuration, tensor look-up and shape checks, dtype conversion, LoRA merge),
  * qwen2_forward.c (context, KV cache, batched forward), lora.c (PEFT adapters), sampler.c (HF logits
- * processors and the PRNG), generate.c (the generation loop with stop ids/strings and streaming).
+ * processors and the PRNG), generate.c (the generation loop with stop ids/strings and streaming),
+ * qwen2_batch.c (several sequences per decode step, continuous-batching generation).
  * The public API is the "Qwen2 decoder" section of include/mer.h.
  *
  * Shapes (HF names; E = n_embd, H = n_head, KV = n_kv_head, d = head_dim, F = n_ff, V = n_vocab):
