@@ -688,6 +688,10 @@ typedef struct mer_infer_params {
     uint64_t seed;
     /* quirks of the reference, on by default (spec §4.1-4.2) */
     int rgb_faces;          /* 1: convert the BGR face crops to RGB before CLIP (the reference does not) */
+    /* face config without OpenFace: crops from video/<name>.mp4 by the built-in face detector
+     * (mer_face_video_crops, 112x112 BGR like OpenFace's) instead of openface_face/<name>/<name>.npy */
+    int detect_faces;
+    const char *face_models; /* folder of face-api's model files (needed with detect_faces) */
     int per_clip_norm;      /* 1: normalise each audio clip alone (the reference normalises the 8 jointly) */
     int hf5_hidden;         /* 1: transformers >= 5's hidden-state list for HuBERT (the reference ran 4.x) */
     int n_threads, progress, retry_failed;

@@ -39,9 +39,7 @@ static void infer_argv(char **argv, const char *out, const char *input) {
     argv[k] = NULL;
 }
 
-static pid_t spawn(const char *out, const char *input) {
-    char *argv[40];
-    infer_argv(argv, out, input);
+static pid_t spawn_argv(char **argv) {
     pid_t pid = fork();
     if (pid == 0) {
         if (!freopen("/dev/null", "w", stderr)) _exit(126);
@@ -49,6 +47,12 @@ static pid_t spawn(const char *out, const char *input) {
         _exit(127);
     }
     return pid;
+}
+
+static pid_t spawn(const char *out, const char *input) {
+    char *argv[40];
+    infer_argv(argv, out, input);
+    return spawn_argv(argv);
 }
 
 static int wait_rc(pid_t pid) {
@@ -147,4 +151,42 @@ static void run(void) {
     CHECK(f && strstr(f, "s030,0,") && strstr(f, "s010,0,") && strstr(f, "s011,1,"));
     free(f);
     free(ref);
+
+    /* --detect-faces: crops by the built-in detector equal the same crops given as OpenFace-style npy
+     * files written by `mer faces` */
+    if (access("models/face-api/tiny_face_detector_model-weights_manifest.json", R_OK) ||
+        access("models/face-api/demo/sample1.jpg", R_OK)) {
+        printf("SKIP --detect-faces: face models or demo photos not installed (scripts/deps.sh)\n");
+        return;
+    }
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "set -e; d=" D "/faces; rm -rf $d; mkdir -p $d/video $d/audio $d/openface_face/f1; cd $d;"
+             "ffmpeg -loglevel error -loop 1 -i ../../../../models/face-api/demo/sample1.jpg -f lavfi -i sine=frequency=200:sample_rate=16000"
+             " -t 2 -vf scale=480:-2 -c:v libx264 -pix_fmt yuv420p -c:a aac -shortest video/f1.mp4;"
+             "cp video/f1.mp4 video/nf.mp4 2>/dev/null; ffmpeg -loglevel error -y -f lavfi -i color=c=gray:size=160x120:rate=10"
+             " -f lavfi -i sine=frequency=200:sample_rate=16000 -t 2 -c:v libx264 -pix_fmt yuv420p -c:a aac -shortest video/nf.mp4;"
+             "printf 'name\\nf1\\nnf\\n' > track_all_candidates.csv; cd - >/dev/null;"
+             "%s faces " D "/faces/video/f1.mp4 -o " D "/faces/openface_face/f1/f1.npy --frames 8 >/dev/null 2>&1", mer);
+    CHECK_MSG(system(cmd) == 0, "set-up of the face clip failed");
+    char *argv[48];
+    infer_argv(argv, D "/det.npz", "face");
+    int na = 0;
+    while (argv[na]) na++;
+    argv[11] = D "/faces"; /* the value of --data */
+    argv[na++] = "--detect-faces";
+    argv[na] = NULL;
+    pid_t pid = spawn_argv(argv);
+    CHECK_EQ_INT(wait_rc(pid), 0);
+    infer_argv(argv, D "/npyfaces.npz", "face");
+    argv[11] = D "/faces";
+    pid = spawn_argv(argv);
+    CHECK_EQ_INT(wait_rc(pid), 0);
+    char *det = slurp(D "/det.csv"), *npy = slurp(D "/npyfaces.csv");
+    CHECK_MSG(det && strstr(det, "f1,1,") && strstr(det, "nf,0,") && strstr(det, "no face found"), "detect-faces results: %s", det ? det : "(none)");
+    /* the f1 rows agree (nf has no npy file: its error differs) */
+    char *ra = det ? strstr(det, "f1,") : NULL, *rb = npy ? strstr(npy, "f1,") : NULL;
+    CHECK(ra && rb && strcspn(ra, "\n") == strcspn(rb, "\n") && !strncmp(ra, rb, strcspn(ra, "\n")));
+    free(det);
+    free(npy);
 }

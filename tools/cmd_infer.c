@@ -30,6 +30,9 @@ static const char *HELP =
     "  --names CSV         names to run (default DIR/track_all_candidates.csv)\n"
     "  --subtitles CSV     name,english (default DIR/subtitle_chieng.csv; absent: no subtitles)\n"
     "  --input face|frame  face crops (default) or raw frames\n"
+    "  --detect-faces      face config without OpenFace: crops from video/<name>.mp4 by mer's built-in\n"
+    "                      face detector (112x112 BGR, as `mer faces` writes) instead of the npy files\n"
+    "  --face-models DIR   face-api's model files (default: as `mer run`)\n"
     "  --task ov|description   Track2 question (default) or Track3 question\n"
     "  --question TEXT     any other question\n"
     "generation (defaults = the reference: T 1, top-p 0.9, top-k 20, 1200 tokens; sample i uses seed+i):\n"
@@ -52,7 +55,7 @@ int mer_cmd_infer(int argc, char **argv) {
         return 0;
     }
     mer_infer_params p = mer_infer_default_params();
-    const char *out = NULL, *v, *input = NULL, *task = NULL, *bundle = NULL;
+    const char *out = NULL, *v, *input = NULL, *task = NULL, *face_models = NULL, *bundle = NULL;
     for (int i = 1; i < argc; i++) {
         int r;
         double d;
@@ -62,7 +65,7 @@ int mer_cmd_infer(int argc, char **argv) {
             (r = cli_opt(argc, argv, &i, "--data", &p.data_dir)) || (r = cli_opt(argc, argv, &i, "--names", &p.names)) ||
             (r = cli_opt(argc, argv, &i, "--subtitles", &p.subtitles)) || (r = cli_opt(argc, argv, &i, "--input", &input)) ||
             (r = cli_opt(argc, argv, &i, "--task", &task)) || (r = cli_opt(argc, argv, &i, "--question", &p.question)) ||
-            (r = cli_opt(argc, argv, &i, "-o", &out)) || (r = cli_opt(argc, argv, &i, "--model", &bundle))) {
+            (r = cli_opt(argc, argv, &i, "-o", &out)) || (r = cli_opt(argc, argv, &i, "--face-models", &face_models)) || (r = cli_opt(argc, argv, &i, "--model", &bundle))) {
             if (r < 0) return cli_fail("infer", "%s needs a value", argv[i]);
         } else if ((r = cli_opt(argc, argv, &i, "--temp", &v))) {
             if (r < 0 || parse_num("--temp", v, &d)) return MER_EXIT_ERR;
@@ -86,6 +89,7 @@ int mer_cmd_infer(int argc, char **argv) {
             else if (!strcmp(o, "--seed")) p.seed = (uint64_t)l;
             else p.n_threads = (int)l;
         } else if (!strcmp(argv[i], "--rgb-faces")) p.rgb_faces = 1;
+        else if (!strcmp(argv[i], "--detect-faces")) p.detect_faces = 1;
         else if (!strcmp(argv[i], "--per-clip-norm")) p.per_clip_norm = 1;
         else if (!strcmp(argv[i], "--hf5-hidden")) p.hf5_hidden = 1;
         else if (!strcmp(argv[i], "--retry-failed")) p.retry_failed = 1;
@@ -111,6 +115,12 @@ int mer_cmd_infer(int argc, char **argv) {
     if (!p.bundle && (!p.clip || !p.hubert || !p.llm || !p.affectgpt))
         return cli_fail("infer", "--model BUNDLE, or --clip, --hubert, --llm and --affectgpt, are required (see mer infer --help)");
     if (!p.data_dir || !out) return cli_fail("infer", "--data and -o are required (see mer infer --help)");
+    char fdir[4096];
+    if (p.detect_faces) {
+        if (cli_face_models(face_models, fdir, sizeof fdir))
+            return cli_fail("infer", "face models not found (looked for %s; run scripts/deps.sh or pass --face-models DIR)", fdir);
+        p.face_models = fdir;
+    }
     mer_job_summary s;
     mer_err err = {0};
     if (mer_infer_run(&p, out, &s, &err)) return cli_fail_err("infer", &err);

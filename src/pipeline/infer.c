@@ -35,6 +35,7 @@ mer_infer_params mer_infer_default_params(void) {
 typedef struct infer_ctx {
     const mer_infer_params *p;
     mer__agpt *a;
+    mer_face *face; /* with detect_faces */
     mer_csv subs;
     int has_subs;
     long sub_col;
@@ -51,7 +52,27 @@ static int exists(const char *p) {
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-/* 8 face crops from the OpenFace npy: uint8 [n, H, W, 3] BGR, resized to 224 (cv2 INTER_LINEAR). */
+/* The 8 crops AffectGPT takes from n face crops [n][H][W][3] (BGR): the frame rule over n, each resized
+ * to 224 with cv2's INTER_LINEAR, optionally turned to RGB. */
+static mer_status faces_to_imgs(infer_ctx *x, const uint8_t *faces, int64_t n, int H, int W, mer_err *err) {
+    int64_t idx[MER_AGPT_N_FRAMES];
+    mer__frame_indices(n, MER_AGPT_N_FRAMES, idx);
+    size_t fsz = (size_t)H * W * 3;
+    for (int i = 0; i < MER_AGPT_N_FRAMES; i++) {
+        uint8_t *dst = x->imgs + (size_t)i * 224 * 224 * 3;
+        mer_status st = mer_resize_cv_linear(faces + (size_t)idx[i] * fsz, W, H, 3, dst, 224, 224, err);
+        if (st) return st;
+        if (x->p->rgb_faces)
+            for (size_t k = 0; k < (size_t)224 * 224; k++) {
+                uint8_t t = dst[3 * k];
+                dst[3 * k] = dst[3 * k + 2];
+                dst[3 * k + 2] = t;
+            }
+    }
+    return MER_OK;
+}
+
+/* 8 face crops from the OpenFace npy: uint8 [n, H, W, 3] BGR. */
 static mer_status load_faces(infer_ctx *x, const char *name, mer_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/openface_face/%s/%s.npy", x->p->data_dir, name, name);
@@ -66,26 +87,24 @@ static mer_status load_faces(infer_ctx *x, const char *name, mer_err *err) {
                        a.descr, a.n_dims);
         goto done;
     }
-    int64_t idx[MER_AGPT_N_FRAMES];
-    mer__frame_indices(a.shape[0], MER_AGPT_N_FRAMES, idx);
-    int H = (int)a.shape[1], W = (int)a.shape[2];
-    size_t fsz = (size_t)H * W * 3;
-    for (int i = 0; i < MER_AGPT_N_FRAMES; i++) {
-        uint8_t *dst = x->imgs + (size_t)i * 224 * 224 * 3;
-        if ((st = mer_resize_cv_linear(a.data + (size_t)idx[i] * fsz, W, H, 3, dst, 224, 224, err))) goto done;
-        if (x->p->rgb_faces)
-            for (size_t k = 0; k < (size_t)224 * 224; k++) {
-                uint8_t t = dst[3 * k];
-                dst[3 * k] = dst[3 * k + 2];
-                dst[3 * k + 2] = t;
-            }
-    }
+    st = faces_to_imgs(x, a.data, a.shape[0], (int)a.shape[1], (int)a.shape[2], err);
 done:
     mer__map_close(&m);
     return st;
 }
 
 #if MER_MEDIA
+/* Face crops found in the video by the built-in detector, in place of OpenFace's npy. */
+static mer_status detect_faces(infer_ctx *x, const char *video, mer_err *err) {
+    uint8_t *crops = NULL;
+    size_t n = 0;
+    mer_status st = mer_face_video_crops(x->face, video, MER_AGPT_N_FRAMES, 112, &crops, &n, err);
+    if (!st && n == 0) st = mer__errf(err, MER_E_NOTFOUND, "%s: no face found in the sampled frames", video);
+    if (!st) st = faces_to_imgs(x, crops, (int64_t)n, 112, 112, err);
+    free(crops);
+    return st;
+}
+
 static mer_status load_frames(infer_ctx *x, const char *video, mer_err *err) {
     mer_video *v = NULL;
     mer_status st = mer_video_open(video, &v, err);
@@ -158,6 +177,13 @@ static mer_status one(void *ud, size_t i, const char *name, mer_buf *out, mer_er
 #else
         st = mer__errf(err, MER_E_UNSUPPORTED, "%s: decoding video needs FFmpeg (this mer was built with MEDIA=0)", video);
 #endif
+    } else if (x->p->detect_faces) {
+        if (!exists(video)) return mer__errf(err, MER_E_NOTFOUND, "%s: missing", video);
+#if MER_MEDIA
+        st = detect_faces(x, video, err);
+#else
+        st = mer__errf(err, MER_E_UNSUPPORTED, "%s: --detect-faces decodes video and needs FFmpeg (MEDIA=0 build)", video);
+#endif
     } else {
         st = load_faces(x, name, err);
     }
@@ -229,6 +255,12 @@ mer_status mer_infer_run(const mer_infer_params *p0, const char *out_npz, mer_jo
     snprintf(db, dl, "%s.db", out_npz);
     for (size_t i = 0; i < names.n; i++) list[i] = names.rows[i].name;
     if ((st = mer__agpt_load(&p, &x.a, err))) goto done;
+    if (p.detect_faces && !p.input_frame) {
+        if (!p.face_models) { st = mer__errf(err, MER_E_ARG, "mer infer: --detect-faces needs the face models folder"); goto done; }
+        mer_face_params fp = mer_face_default_params();
+        fp.n_threads = p.n_threads;
+        if ((st = mer_face_load(p.face_models, &fp, &x.face, err))) goto done;
+    }
     x.imgs = malloc((size_t)MER_AGPT_N_FRAMES * 224 * 224 * 3);
     x.clips = malloc((size_t)MER_AGPT_N_CLIPS * MER_AGPT_SR * MER_AGPT_CLIP_S * sizeof(float));
     x.visual = malloc((size_t)MER_AGPT_N_FRAMES * x.a->n_visual * sizeof(float));
@@ -250,10 +282,10 @@ mer_status mer_infer_run(const mer_infer_params *p0, const char *out_npz, mer_jo
     snprintf(config, cl,
              "{\"job\":\"infer\",%s,\"wtype\":\"%s\","
              "\"lora_scale\":%.17g,\"input\":\"%s\",\"question\":\"%s\",\"temperature\":%.17g,\"top_p\":%.17g,\"top_k\":%d,"
-             "\"repeat_penalty\":%.17g,\"max_new_tokens\":%d,\"seed\":%llu,\"rgb_faces\":%d,\"per_clip_norm\":%d,\"hf5\":%d}",
+             "\"repeat_penalty\":%.17g,\"max_new_tokens\":%d,\"seed\":%llu,\"rgb_faces\":%d,\"per_clip_norm\":%d,\"hf5\":%d%s}",
              models, p.wtype ? p.wtype : "", p.lora_scale, p.input_frame ? "frame" : "face",
              x.question, p.temperature, p.top_p, p.top_k, p.repeat_penalty, p.max_new_tokens, (unsigned long long)p.seed,
-             p.rgb_faces, p.per_clip_norm, p.hf5_hidden);
+             p.rgb_faces, p.per_clip_norm, p.hf5_hidden, p.detect_faces && !p.input_frame ? ",\"faces\":\"detected\"" : "");
     free(models);
     mer_job_params jp = {db, config, "infer", p.progress, p.retry_failed};
     mer_job_stats js;
@@ -266,6 +298,7 @@ mer_status mer_infer_run(const mer_infer_params *p0, const char *out_npz, mer_jo
     if (!st) st = mer__job_write_outputs(db, config, out_npz, 0, list, names.n, err);
 done:
     mer__agpt_free(x.a);
+    mer_face_free(x.face);
     free(x.imgs);
     free(x.clips);
     free(x.visual);
