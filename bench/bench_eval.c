@@ -1,5 +1,7 @@
 /* bench_eval.c - time to score 20,000 Track2 samples (the MER2025 test set size) with the wheel
- * metric: label tables read from CSV and scored, best of several runs. The bar is 50 ms. */
+ * metric: label tables read from CSV and scored, best of several runs (the bar is 50 ms), beside the
+ * reference's algorithm in Python (bench/ref_eval.py: the dict/set code of wheel.py) timed in the same
+ * run on the same files, which must print the same score. */
 #include "mer.h"
 
 #include <stdio.h>
@@ -63,6 +65,21 @@ int main(void) {
     printf("eval: %d samples: read 2 CSVs + score %.2f ms, score alone %.2f ms (bar: 50 ms); "
            "wheel tables load %.2f ms; score %.2f& %.2f& %.2f\n",
            N, best_all * 1e3, best_score * 1e3, t_load * 1e3, r.level_f[0] * 100, r.level_f[1] * 100, r.mean * 100);
+    char line[256], score[64] = "";
+    double ref_s = -1;
+    snprintf(line, sizeof line, "%.2f& %.2f& %.2f", r.level_f[0] * 100, r.level_f[1] * 100, r.mean * 100);
+    FILE *py = popen("/usr/bin/python3 bench/ref_eval.py data/wheels build-bench-tmp/gt.csv build-bench-tmp/pred.csv 2>&1", "r");
+    char buf[256];
+    while (py && fgets(buf, sizeof buf, py)) {
+        if (sscanf(buf, "seconds %lf", &ref_s) == 1) continue;
+        if (!score[0]) snprintf(score, sizeof score, "%.*s", (int)strcspn(buf, "\n"), buf);
+    }
+    if (py) pclose(py);
+    if (ref_s > 0)
+        printf("eval: reference algorithm in Python (bench/ref_eval.py) %.1f ms, score %s (%s); mer is %.0fx faster\n",
+               ref_s * 1e3, score, strcmp(score, line) ? "DIFFERENT" : "same", ref_s / best_score);
+    else
+        printf("eval: reference timing skipped (/usr/bin/python3 bench/ref_eval.py did not run)\n");
     mer_label_table_free(&src);
     mer_wheels_free(w);
     return 0;
