@@ -21,7 +21,6 @@
 #include "io/weights.h"
 
 /* The format tag of a mer_weights made from a tfjs manifest (not yet in weights.h's enum). */
-#define MER_WFORMAT_TFJS ((mer_wformat)4)
 
 /* Opens `manifest_path` and its shards (paths relative to the manifest's folder). Returns MER_OK and
  * *out (caller frees with mer_weights_close; tensor data is owned by it, no file stays open), or

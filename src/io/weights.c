@@ -458,6 +458,7 @@ const char *mer_weights_format_name(const mer_weights *w) {
     case MER_WFORMAT_SAFETENSORS: return "safetensors";
     case MER_WFORMAT_GGUF: return "gguf";
     case MER_WFORMAT_TORCH: return "pytorch";
+    case MER_WFORMAT_TFJS: return "tfjs";
     }
     return "?";
 }

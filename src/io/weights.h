@@ -29,6 +29,7 @@ typedef enum mer_wformat {
     MER_WFORMAT_SAFETENSORS = 1,
     MER_WFORMAT_GGUF = 2,
     MER_WFORMAT_TORCH = 3,
+    MER_WFORMAT_TFJS = 4, /* tfjs weights manifest (face-api's models; io/tfjs.c) */
 } mer_wformat;
 
 /* GGUF metadata value (also used to carry safetensors __metadata__ strings). */
