@@ -92,7 +92,7 @@ int main(int argc, char **argv) {
         }
     }
     static const int NS[] = {1, 2, 4, 8};
-    double tok1 = 0;
+    double tok1 = 0, t1 = 0, t8 = 0;
     for (size_t k = 0; k < MER_ARRAY_LEN(NS); k++) {
         int n = NS[k];
         double best = 1e30;
@@ -106,9 +106,15 @@ int main(int argc, char **argv) {
             if (dt < best) best = dt;
         }
         double tok_s = n / best;
-        if (n == 1) tok1 = tok_s;
+        if (n == 1) tok1 = tok_s, t1 = best;
+        if (n == 8) t8 = best;
         printf("  batch %d: %.1f ms/step, %.3f tokens/s (%.2fx batch 1)\n", n, best * 1e3, tok_s, tok_s / tok1);
     }
+    /* t(B) ~ fixed + B * per_row: the fixed part is the weight stream, per_row the arithmetic of one row */
+    double per_row = (t8 - t1) / 7, stream = t1 - per_row;
+    printf("  step time ~ %.1f ms + %.1f ms per sequence (fit of batch 1 and 8): the per-sequence part is mostly the "
+           "dot products' arithmetic, which bounds batching at %.1fx here\n",
+           stream * 1e3, per_row * 1e3, per_row > 0 ? t1 / per_row : 0.0);
     printf("load average at end: %.1f\n", loadavg());
     mer_qwen2_batch_free(b);
     mer_qwen2_free(m);
