@@ -186,12 +186,13 @@ static mer_status start(mer_qwen2_batch *b, int s, gen_slot *g, const mer_batch_
     mer_qwen2_ctx_reset(c);
     g->index = req->index;
     g->p = req->params;
-    if (g->p.n_stop_strings) st = mer__errf(&e, MER_E_UNSUPPORTED, "batched generation: stop strings are not supported");
+    if (g->p.n_stop_strings)
+        st = mer__errf(&e, MER_E_UNSUPPORTED, "batched generation: stop strings are not supported");
     else if (req->n_ids == 0) st = mer__errf(&e, MER_E_ARG, "batched generation: empty prompt");
     else if (g->p.max_new_tokens < 0) st = mer__errf(&e, MER_E_ARG, "batched generation: negative max_new_tokens");
     else if (req->n_ids > (size_t)c->n_ctx)
-        st = mer__errf(&e, MER_E_RANGE, "the prompt of %zu tokens does not fit the context of %d tokens", req->n_ids,
-                       c->n_ctx);
+        st = mer__errf(&e, MER_E_RANGE, "the prompt of %zu tokens does not fit the context of %d tokens (0 used)",
+                       req->n_ids, c->n_ctx);
     if (!st) {
         size_t cap = req->n_ids + (size_t)g->p.max_new_tokens;
         if (!(g->hist = malloc(cap * sizeof *g->hist))) return mer__errf(err, MER_E_NOMEM, "out of memory");

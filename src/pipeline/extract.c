@@ -148,7 +148,8 @@ static mer_status sample_done(void *ud, size_t i, mer_status st, const mer_gener
     if (st) snprintf(e.msg, sizeof e.msg, "%s: %s", b->x->in->rows[i].name, msg && msg[0] ? msg : mer_status_str(st));
     else if ((st = answer(b->x, res, &out, &e)) && !e.msg[0])
         mer__errf(&e, st, "%s: %s", b->x->in->rows[i].name, mer_status_str(st));
-    mer_status r = b->commit(b->cctx, i, st, st ? NULL : (out.data ? out.data : ""), e.msg, now_s() - b->t_start[i], err);
+    const char *text = st ? NULL : (out.data ? out.data : "");
+    mer_status r = b->commit(b->cctx, i, st, text, e.msg, now_s() - b->t_start[i], err);
     mer__buf_free(&out);
     return r;
 }
