@@ -85,12 +85,16 @@ typedef struct mer_kernels {
      * away from zero); bit-identical to mer_quantize_row(MER_DTYPE_Q8_0) on every ISA. */
     void (*quantize_q8_0)(const float *x, mer_block_q8_0 *y, int n);
     float (*dot_q8_0)(const mer_block_q8_0 *w, const mer_block_q8_0 *x, int nb);
-    /* Optional (may be NULL): per-token x-side data for dot_q4_0, computed once and reused for every
-     * weight row: aux[0 .. 4nb) holds each block's scale d_x four times, aux[4nb .. 8nb) holds
-     * 2 d_x sum(x.qs) four times (8 nb floats in all). */
+    /* Optional (may be NULL, and then so is dot_q4_0_r4): per-token x-side data for dot_q4_0_r4,
+     * computed once and reused for every weight row: aux[0 .. 4nb) holds each block's scale d_x four
+     * times, aux[4nb .. 8nb) holds 8 sum(x.qs) four times (8 nb floats in all). */
     void (*prep_q4_0)(const mer_block_q8_0 *x, int nb, float *aux);
-    /* aux: from prep_q4_0, or NULL (always NULL when prep_q4_0 is). */
+    /* aux: from prep_q4_0, or NULL (may be ignored). */
     float (*dot_q4_0)(const mer_block_q4_0 *w, const mer_block_q8_0 *x, const float *aux, int nb);
+    /* Optional (set with prep_q4_0): four rows at once, row r at byte offset r * ldw from w, against x
+     * with its prep_q4_0 data; out[r] = the row's dot. Within float rounding of dot_q4_0. */
+    void (*dot_q4_0_r4)(const mer_block_q4_0 *w, size_t ldw, const mer_block_q8_0 *x, const float *aux, int nb,
+                        float *out);
 
     /* --- vector helpers */
     void (*axpy)(float *y, float a, const float *x, int n);        /* y += a * x */

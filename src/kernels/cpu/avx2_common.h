@@ -407,57 +407,84 @@ static inline __m256 q4_pair(const mer_block_q4_0 *w, const mer_block_q8_0 *x, _
     return _mm256_mul_ps(d, f);
 }
 
-/* x-side data for a2_dot_q4_0 (see mer_kernels.prep_q4_0). */
+/* x-side data for a2_dot_q4_0_r4 (see mer_kernels.prep_q4_0): each block's d_x four times, then
+ * 8 sum(x.qs) (an integer, exact in float) four times. */
 static inline void a2_prep_q4_0(const mer_block_q8_0 *x, int nb, float *aux) {
     for (int b = 0; b < nb; b++) {
         int sum = 0;
         for (int j = 0; j < MER_QK; j++) sum += x[b].qs[j];
-        const float dx = h2f(x[b].d), c = 2.0f * dx * (float)sum;
-        for (int l = 0; l < 4; l++) aux[4 * b + l] = dx, aux[4 * nb + 4 * b + l] = c;
+        const float dx = h2f(x[b].d), s8 = 8.0f * (float)sum;
+        for (int l = 0; l < 4; l++) aux[4 * b + l] = dx, aux[4 * nb + 4 * b + l] = s8;
     }
 }
 
-/* One pair with the x-side data: sum over the 4 lanes of block b of (dx S - c/4) is dx sum(q x) - 8 dx
- * sum(x) = dx sum((q - 8) x), with q the unsigned nibbles; scaled by dw. */
-static inline __m256 q4_pair_aux(const mer_block_q4_0 *w, const mer_block_q8_0 *x, const float *dx,
-                                 const float *c4, __m256 dw) {
-    const __m256i m = _mm256_set1_epi8(15);
-    __m256i raw = _mm256_loadu2_m128i((const __m128i *)w[1].qs, (const __m128i *)w[0].qs);
-    __m256i lo = _mm256_and_si256(raw, m), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m);
-    __m256i xl = _mm256_loadu2_m128i((const __m128i *)x[1].qs, (const __m128i *)x[0].qs);
-    __m256i xh = _mm256_loadu2_m128i((const __m128i *)(x[1].qs + 16), (const __m128i *)(x[0].qs + 16));
-    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh));
-    __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
-    return _mm256_mul_ps(dw, _mm256_fmsub_ps(f, _mm256_loadu_ps(dx), _mm256_loadu_ps(c4)));
-}
-
 static inline float a2_dot_q4_0(const mer_block_q4_0 *w, const mer_block_q8_0 *x, const float *aux, int nb) {
+    (void)aux;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
     int b = 0;
-    if (aux) {
-        const float *dx = aux, *c4 = aux + 4 * (size_t)nb;
-        for (; b + 4 <= nb; b += 4) {
-            __m128 wd = _mm_cvtph_ps(_mm_setr_epi16((short)w[b].d, (short)w[b + 1].d, (short)w[b + 2].d,
-                                                    (short)w[b + 3].d, 0, 0, 0, 0));
-            __m256 dw01 = _mm256_set_m128(_mm_permute_ps(wd, 0x55), _mm_permute_ps(wd, 0x00));
-            __m256 dw23 = _mm256_set_m128(_mm_permute_ps(wd, 0xFF), _mm_permute_ps(wd, 0xAA));
-            acc0 = _mm256_add_ps(acc0, q4_pair_aux(w + b, x + b, dx + 4 * b, c4 + 4 * b, dw01));
-            acc1 = _mm256_add_ps(acc1, q4_pair_aux(w + b + 2, x + b + 2, dx + 4 * b + 8, c4 + 4 * b + 8, dw23));
-        }
-    } else {
-        for (; b + 4 <= nb; b += 4) {
-            __m128 d4 = SCALES4(w, x, b); /* d0 d1 d2 d3 */
-            __m256 d01 = _mm256_set_m128(_mm_permute_ps(d4, 0x55), _mm_permute_ps(d4, 0x00));
-            __m256 d23 = _mm256_set_m128(_mm_permute_ps(d4, 0xFF), _mm_permute_ps(d4, 0xAA));
-            acc0 = _mm256_add_ps(acc0, q4_pair(w + b, x + b, d01));
-            acc1 = _mm256_add_ps(acc1, q4_pair(w + b + 2, x + b + 2, d23));
-        }
+    for (; b + 4 <= nb; b += 4) {
+        __m128 d4 = SCALES4(w, x, b); /* d0 d1 d2 d3 */
+        __m256 d01 = _mm256_set_m128(_mm_permute_ps(d4, 0x55), _mm_permute_ps(d4, 0x00));
+        __m256 d23 = _mm256_set_m128(_mm_permute_ps(d4, 0xFF), _mm_permute_ps(d4, 0xAA));
+        acc0 = _mm256_add_ps(acc0, q4_pair(w + b, x + b, d01));
+        acc1 = _mm256_add_ps(acc1, q4_pair(w + b + 2, x + b + 2, d23));
     }
     for (; b < nb; b++) {
         __m256i p0 = i8dot32(Q4_LOAD(b), _mm256_loadu_si256((const __m256i *)x[b].qs));
         acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(x[b].d)), _mm256_cvtepi32_ps(p0), acc0);
     }
     return hsum8(_mm256_add_ps(acc0, acc1));
+}
+
+/* sum over 32-bit lane pairs of maddubs(unsigned nibbles, x) for blocks [b | b+1] of one row, as 16
+ * int16 (each the sum of 4 products, |.| <= 7620). */
+static inline __m256i q4_pair_i16(const mer_block_q4_0 *w, __m256i xl, __m256i xh) {
+    const __m256i m = _mm256_set1_epi8(15);
+    __m256i raw = _mm256_loadu2_m128i((const __m128i *)w[1].qs, (const __m128i *)w[0].qs);
+    __m256i lo = _mm256_and_si256(raw, m), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m);
+    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh));
+}
+
+/* Four weight rows (w, w + ldw bytes, ...) against one x with prep_q4_0 data: out[r] = dot of row r.
+ * Per pair of blocks the four rows' unsigned-nibble sums S are reduced together (two 16-bit horizontal
+ * adds stay below 4 * 7620, then one to 32 bits) into [rows 0-3 of block b | rows 0-3 of block b+1];
+ * S - 8 sum(x) is exact in float and is scaled by d_w d_x (as the generic kernel). Blocks alternate
+ * between the two 128-bit halves of one accumulator, added at the end. The next four rows are prefetched
+ * alongside (four interleaved streams defeat the hardware prefetcher on short rows). */
+static inline void a2_dot_q4_0_r4(const mer_block_q4_0 *w, size_t ldw, const mer_block_q8_0 *x, const float *aux,
+                                  int nb, float *out) {
+    const mer_block_q4_0 *w0 = w, *w1 = (const mer_block_q4_0 *)((const uint8_t *)w + ldw),
+                         *w2 = (const mer_block_q4_0 *)((const uint8_t *)w + 2 * ldw),
+                         *w3 = (const mer_block_q4_0 *)((const uint8_t *)w + 3 * ldw);
+    const float *dx = aux, *s8 = aux + 4 * (size_t)nb;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const size_t pfd = 4 * ldw; /* the same bytes of the next group of four rows (no fault if past the end) */
+    __m256 acc = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m256i xl = _mm256_loadu2_m128i((const __m128i *)x[b + 1].qs, (const __m128i *)x[b].qs);
+        __m256i xh = _mm256_loadu2_m128i((const __m128i *)(x[b + 1].qs + 16), (const __m128i *)(x[b].qs + 16));
+        _mm_prefetch((const char *)(w0 + b) + pfd, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w1 + b) + pfd, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w2 + b) + pfd, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w3 + b) + pfd, _MM_HINT_T0);
+        __m256i p0 = q4_pair_i16(w0 + b, xl, xh), p1 = q4_pair_i16(w1 + b, xl, xh);
+        __m256i p2 = q4_pair_i16(w2 + b, xl, xh), p3 = q4_pair_i16(w3 + b, xl, xh);
+        __m256i s = _mm256_madd_epi16(_mm256_hadd_epi16(_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3)), ones);
+        __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16((short)w0[b].d, (short)w1[b].d, (short)w2[b].d, (short)w3[b].d,
+                                                   (short)w0[b + 1].d, (short)w1[b + 1].d, (short)w2[b + 1].d,
+                                                   (short)w3[b + 1].d));
+        __m256 f = _mm256_sub_ps(_mm256_cvtepi32_ps(s), _mm256_loadu_ps(s8 + 4 * b));
+        acc = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_loadu_ps(dx + 4 * b)), acc);
+    }
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    _mm_storeu_ps(out, r);
+    if (b < nb) {
+        out[0] += mer__gen_dot_q4_0(w0 + b, x + b, NULL, 1);
+        out[1] += mer__gen_dot_q4_0(w1 + b, x + b, NULL, 1);
+        out[2] += mer__gen_dot_q4_0(w2 + b, x + b, NULL, 1);
+        out[3] += mer__gen_dot_q4_0(w3 + b, x + b, NULL, 1);
+    }
 }
 
 // --- vector helpers and element-wise (masked tails: one arithmetic for every element) ----------------
