@@ -24,18 +24,14 @@ void mer__agpt_free(mer__agpt *a) {
     free(a);
 }
 
-static char *default_tokenizer(const char *llm) {
-    size_t n = strlen(llm) + 32;
-    char *p = malloc(n);
-    if (!p) return NULL;
-    if (mer__is_dir(llm)) snprintf(p, n, "%s/tokenizer.json", llm);
-    else if (n > 37 && !strcmp(llm + strlen(llm) - 5, ".gguf")) snprintf(p, n, "%s", llm);
-    else {
-        const char *slash = strrchr(llm, '/');
-        if (slash) snprintf(p, n, "%.*s/tokenizer.json", (int)(slash - llm), llm);
-        else snprintf(p, n, "tokenizer.json");
-    }
-    return p;
+char *mer__llm_tokenizer_path(const char *llm) {
+    if (mer__is_dir(llm)) return mer__path_join(llm, "tokenizer.json");
+    size_t n = strlen(llm);
+    if (n > 5 && !strcmp(llm + n - 5, ".gguf")) return strdup(llm);
+    char *dir = mer__path_dir(llm); /* a .safetensors file: its folder's tokenizer.json */
+    char *path = dir ? mer__path_join(dir, "tokenizer.json") : NULL;
+    free(dir);
+    return path;
 }
 
 static mer_status finish_load(mer__agpt *a, const mer_infer_params *p, const char *clip, const char *hubert,
@@ -80,7 +76,7 @@ mer_status mer__agpt_load(const mer_infer_params *p, mer__agpt **out, mer_err *e
     if (!p->clip || !p->hubert || !p->llm || !p->affectgpt)
         return mer__errf(err, MER_E_ARG, "AffectGPT needs --clip, --hubert, --llm and --affectgpt");
     mer__agpt *a = calloc(1, sizeof *a);
-    char *tok_path = p->tokenizer ? strdup(p->tokenizer) : default_tokenizer(p->llm);
+    char *tok_path = p->tokenizer ? strdup(p->tokenizer) : mer__llm_tokenizer_path(p->llm);
     mer_status st;
     if (!a || !tok_path) {
         free(a);

@@ -33,6 +33,10 @@ typedef struct mer__agpt {
     float *pixels; /* [3][S][S] */
 } mer__agpt;
 
+/* The tokenizer that goes with an LLM path: <folder>/tokenizer.json for an HF folder, the file itself
+ * for a GGUF, the tokenizer.json beside a .safetensors file. Caller frees; NULL when out of memory. */
+char *mer__llm_tokenizer_path(const char *llm);
+
 /* Loads every part named in p (clip, hubert, llm, tokenizer, affectgpt; or all of them from p->bundle)
  * and checks that they fit together (the fusion's widths against the encoders and the LLM). Caller frees
  * with mer__agpt_free. */

@@ -4,6 +4,7 @@
  * Runs on the resumable job runner; the final submission npz is written from the store. With batch > 1
  * the samples are decoded together (mer_qwen2_generate_batch: continuous batching, each sample with its
  * own seeded sampler, so the outputs are those of batch 1) and each is committed when it finishes. */
+#include "pipeline/agpt.h"
 #include "pipeline/job.h"
 #include "pipeline/prompt.h"
 
@@ -170,23 +171,6 @@ static mer_status run_batched(void *ud, const size_t *todo, size_t n_todo, mer_j
     return st;
 }
 
-static char *tokenizer_path(const char *llm) {
-    if (mer__is_dir(llm)) {
-        size_t n = strlen(llm) + 32;
-        char *p = malloc(n);
-        if (p) snprintf(p, n, "%s/tokenizer.json", llm);
-        return p;
-    }
-    size_t n = strlen(llm);
-    if (n > 5 && !strcmp(llm + n - 5, ".gguf")) return strdup(llm);
-    /* a .safetensors file: its folder's tokenizer.json */
-    const char *slash = strrchr(llm, '/');
-    size_t d = slash ? (size_t)(slash - llm) : 1;
-    char *p = malloc(d + 32);
-    if (p) snprintf(p, d + 32, "%.*s/tokenizer.json", (int)d, slash ? llm : ".");
-    return p;
-}
-
 mer_status mer_extract_run(const mer_extract_params *p, const char *in_path, const char *out_npz,
                            mer_job_summary *summary, mer_err *err) {
     memset(summary, 0, sizeof *summary);
@@ -200,7 +184,7 @@ mer_status mer_extract_run(const mer_extract_params *p, const char *in_path, con
     mer_status st;
     if (!p->llm) return mer__errf(err, MER_E_ARG, "mer extract: no model given");
     if ((st = mer_label_table_read(in_path, p->column ? p->column : "reason", &in, err))) return st;
-    tok_path = p->tokenizer ? strdup(p->tokenizer) : tokenizer_path(p->llm);
+    tok_path = p->tokenizer ? strdup(p->tokenizer) : mer__llm_tokenizer_path(p->llm);
     size_t dl = strlen(out_npz) + 4;
     db = malloc(dl);
     names = calloc(in.n ? in.n : 1, sizeof *names);
