@@ -66,7 +66,6 @@ static mer_status parse(const char *path, const uint8_t *data, size_t n, int len
         if (data[i] == '\n') { line++; i++; continue; }
         if (data[i] == '\r' && (i + 1 == n || data[i + 1] == '\n')) { i++; continue; }
         size_t rec_line = line, n_fields = 0;
-        size_t first_cell = cv.n;
         for (;;) { /* one field */
             field.len = 0;
             if (field.data) field.data[0] = 0;
@@ -121,7 +120,6 @@ static mer_status parse(const char *path, const uint8_t *data, size_t n, int len
             for (; n_fields < n_cols; n_fields++)
                 if ((st = push_cell(&cv, "", 0))) goto nomem;
         }
-        (void)first_cell;
         if (n_rec == n_lines_cap) {
             n_lines_cap = n_lines_cap ? n_lines_cap * 2 : 256;
             size_t *p = realloc(lines, n_lines_cap * sizeof *p);
