@@ -450,6 +450,23 @@ void mer_qwen2_cuda_set_graph(mer_qwen2_cuda *m, int on) {
     m->p.use_graph = on != 0;
 }
 
+int mer_qwen2_cuda_n_ctx(const mer_qwen2_cuda *m) { return m->p.n_ctx; }
+int mer_qwen2_cuda_n_seq(const mer_qwen2_cuda *m) { return m->p.n_seq; }
+
+/* Being written (issue 8): quantised uploads from a CPU model and embedding-row prefill. */
+mer_status mer_qwen2_cuda_from_model(const struct mer_qwen2 *cm, const mer_qwen2_cuda_params *p, mer_qwen2_cuda **out,
+                                     mer_err *err) {
+    (void)cm;
+    (void)p;
+    *out = NULL;
+    return mer__errf(err, MER_E_UNSUPPORTED, "qwen2 cuda: from_model is not available yet");
+}
+mer_status mer_qwen2_cuda_prefill_embd(mer_qwen2_cuda *m, int slot, const float *embd, int n, float *logits,
+                                       int all_logits, int32_t *greedy, mer_err *err) {
+    (void)m; (void)slot; (void)embd; (void)n; (void)logits; (void)all_logits; (void)greedy;
+    return mer__errf(err, MER_E_UNSUPPORTED, "qwen2 cuda: prefill_embd is not available yet");
+}
+
 int mer_qwen2_cuda_n_past(const mer_qwen2_cuda *m, int slot) {
     return slot >= 0 && slot < m->p.n_seq ? m->n_past[slot] : 0;
 }
@@ -636,6 +653,13 @@ mer_status mer_qwen2_cuda_load(const mer_weights *w, const mer_qwen2_cuda_params
     *out = NULL;
     return no_cuda(err);
 }
+mer_status mer_qwen2_cuda_from_model(const struct mer_qwen2 *m, const mer_qwen2_cuda_params *p, mer_qwen2_cuda **out,
+                                     mer_err *err) {
+    (void)m;
+    (void)p;
+    *out = NULL;
+    return no_cuda(err);
+}
 mer_status mer_qwen2_cuda_init_random(const mer_qwen2_cuda_hp *hp, uint64_t seed, const mer_qwen2_cuda_params *p,
                                       mer_qwen2_cuda **out, mer_err *err) {
     (void)hp;
@@ -669,6 +693,19 @@ int mer_qwen2_cuda_n_past(const mer_qwen2_cuda *m, int slot) {
     (void)m;
     (void)slot;
     return 0;
+}
+int mer_qwen2_cuda_n_ctx(const mer_qwen2_cuda *m) {
+    (void)m;
+    return 0;
+}
+int mer_qwen2_cuda_n_seq(const mer_qwen2_cuda *m) {
+    (void)m;
+    return 0;
+}
+mer_status mer_qwen2_cuda_prefill_embd(mer_qwen2_cuda *m, int slot, const float *embd, int n, float *logits,
+                                       int all_logits, int32_t *greedy, mer_err *err) {
+    (void)m; (void)slot; (void)embd; (void)n; (void)logits; (void)all_logits; (void)greedy;
+    return no_cuda(err);
 }
 mer_status mer_qwen2_cuda_reset(mer_qwen2_cuda *m, int slot, mer_err *err) {
     (void)m;

@@ -32,12 +32,15 @@ typedef struct mer_qwen2_cuda_params {
     int n_batch;   /* tokens per prefill forward (512) */
     int n_split;   /* key splits of the decode attention, 1..32 (16) */
     int use_graph; /* capture the decode step in a CUDA graph (1) */
-    mer_dtype wtype; /* MER_DTYPE_BF16 (default) or MER_DTYPE_F32: weights, activations, KV cache */
+    mer_dtype wtype; /* MER_DTYPE_BF16 (default), MER_DTYPE_F32 (weights, activations and KV cache all f32),
+                      * MER_DTYPE_Q8_0 or MER_DTYPE_Q4_0 (the seven projections and lm_head stay quantised
+                      * on the device, GGUF block values; embedding, activations and KV cache bf16) */
 } mer_qwen2_cuda_params;
 
 typedef struct mer_qwen2_cuda mer_qwen2_cuda;
 struct mer_cuda;
 struct mer_config;
+struct mer_qwen2;
 
 mer_qwen2_cuda_params mer_qwen2_cuda_default_params(void);
 
@@ -50,6 +53,15 @@ mer_status mer_qwen2_cuda_hp_from_config(const struct mer_config *cfg, mer_qwen2
  * unsupported dtype) or the CUDA failure. Caller frees with mer_qwen2_cuda_free. */
 mer_status mer_qwen2_cuda_load(const mer_weights *w, const mer_qwen2_cuda_params *p, mer_qwen2_cuda **out,
                                mer_err *err);
+/* Uploads a CPU model (src/models/qwen2.h: from an HF folder, safetensors or GGUF, any dtype) to the
+ * device with weights in p->wtype. q8_0/q4_0 CPU matrices uploaded in their own dtype keep their exact
+ * quants; other pairs convert: float -> f32/bf16, float -> q8_0/q4_0 by the reference quantiser
+ * (mer_quantize_row), q8_0/q4_0 -> f32/bf16 dequantised, q8_0 <-> q4_0 through f32. An unmerged LoRA
+ * adapter of the CPU model (lora_mode 2) is merged into the uploaded matrices: W + scale * B A computed
+ * in f32, then converted to p->wtype (so the device model equals the CPU model with the adapter merged).
+ * m is only read during the call. Caller frees with mer_qwen2_cuda_free. */
+mer_status mer_qwen2_cuda_from_model(const struct mer_qwen2 *m, const mer_qwen2_cuda_params *p, mer_qwen2_cuda **out,
+                                     mer_err *err);
 /* A model of shape hp with random weights generated on the device (uniform, std 1/sqrt(fan_in); norm
  * weights near 1; seeded): for benchmarks at real shapes without a checkpoint. */
 mer_status mer_qwen2_cuda_init_random(const mer_qwen2_cuda_hp *hp, uint64_t seed, const mer_qwen2_cuda_params *p,
@@ -65,6 +77,10 @@ size_t mer_qwen2_cuda_step_bytes(const mer_qwen2_cuda *m);
 /* Turns graph capture of the decode step on or off (drops captured graphs). */
 void mer_qwen2_cuda_set_graph(mer_qwen2_cuda *m, int on);
 
+/* KV positions per sequence (params n_ctx). */
+int mer_qwen2_cuda_n_ctx(const mer_qwen2_cuda *m);
+/* Sequences held at once (params n_seq): slots are 0 .. n_seq-1. */
+int mer_qwen2_cuda_n_seq(const mer_qwen2_cuda *m);
 /* Positions held by sequence `slot` (0 after load or reset). */
 int mer_qwen2_cuda_n_past(const mer_qwen2_cuda *m, int slot);
 /* Empties sequence `slot`. */
@@ -76,6 +92,12 @@ mer_status mer_qwen2_cuda_reset(mer_qwen2_cuda *m, int slot, mer_err *err);
  * the sequence would pass n_ctx; nothing is appended on error. */
 mer_status mer_qwen2_cuda_prefill(mer_qwen2_cuda *m, int slot, const int32_t *ids, int n, float *logits,
                                   int all_logits, int32_t *greedy, mer_err *err);
+
+/* Like mer_qwen2_cuda_prefill, but the inputs are n host rows of f32 embeddings embd [n][n_embd] (in
+ * place of the token-embedding look-up: AffectGPT splices projected audio/video features into the
+ * prompt). Rows equal to the token embeddings give the same result as prefill of those tokens. */
+mer_status mer_qwen2_cuda_prefill_embd(mer_qwen2_cuda *m, int slot, const float *embd, int n, float *logits,
+                                       int all_logits, int32_t *greedy, mer_err *err);
 
 /* One decode step of n sequences (1 <= n <= n_seq): token ids[i] is appended to sequence slots[i]
  * (distinct slots). logits (may be NULL): [n][n_vocab]; greedy (may be NULL): [n] argmax ids. */
