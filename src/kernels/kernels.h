@@ -95,6 +95,8 @@ typedef struct mer_kernels {
      * with its prep_q4_0 data; out[r] = the row's dot. Within float rounding of dot_q4_0. */
     void (*dot_q4_0_r4)(const mer_block_q4_0 *w, size_t ldw, const mer_block_q8_0 *x, const float *aux, int nb,
                         float *out);
+    /* Optional (may be NULL): four q8_0 rows at once, as dot_q4_0_r4. Within float rounding of dot_q8_0. */
+    void (*dot_q8_0_r4)(const mer_block_q8_0 *w, size_t ldw, const mer_block_q8_0 *x, int nb, float *out);
 
     /* --- vector helpers */
     void (*axpy)(float *y, float a, const float *x, int n);        /* y += a * x */

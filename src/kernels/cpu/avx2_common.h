@@ -487,6 +487,53 @@ static inline void a2_dot_q4_0_r4(const mer_block_q4_0 *w, size_t ldw, const mer
     }
 }
 
+/* Four q8_0 weight rows (w, w + ldw bytes, ...) against one q8_0 x: out[r] = dot of row r. Per block
+ * the four rows' 8-lane int32 sums are reduced together (two horizontal adds and one cross-half add give
+ * [row 0..3] for block b), two blocks at a time as [block b | block b+1], scaled by d_w d_x in float.
+ * The x block is loaded once for the four rows; the next group of four rows is prefetched alongside (as
+ * the q4_0 kernel). Within float rounding of a2_dot_q8_0 (the integer block sums are exact). */
+static inline void a2_dot_q8_0_r4(const mer_block_q8_0 *w, size_t ldw, const mer_block_q8_0 *x, int nb,
+                                  float *out) {
+    const mer_block_q8_0 *w0 = w, *w1 = (const mer_block_q8_0 *)((const uint8_t *)w + ldw),
+                         *w2 = (const mer_block_q8_0 *)((const uint8_t *)w + 2 * ldw),
+                         *w3 = (const mer_block_q8_0 *)((const uint8_t *)w + 3 * ldw);
+    const size_t pfd = 4 * ldw;
+    __m256 acc = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        _mm_prefetch((const char *)(w0 + b) + pfd, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w1 + b) + pfd, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w2 + b) + pfd, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w3 + b) + pfd, _MM_HINT_T0);
+        __m256i s[2];
+        for (int k = 0; k < 2; k++) {
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)x[b + k].qs);
+            __m256i p0 = i8dot32(_mm256_loadu_si256((const __m256i *)w0[b + k].qs), xv);
+            __m256i p1 = i8dot32(_mm256_loadu_si256((const __m256i *)w1[b + k].qs), xv);
+            __m256i p2 = i8dot32(_mm256_loadu_si256((const __m256i *)w2[b + k].qs), xv);
+            __m256i p3 = i8dot32(_mm256_loadu_si256((const __m256i *)w3[b + k].qs), xv);
+            s[k] = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+        }
+        /* s[k] = [rows 0-3 partial (low half) | rows 0-3 partial (high half)]: fold the halves */
+        __m256i lo = _mm256_permute2x128_si256(s[0], s[1], 0x20), hi = _mm256_permute2x128_si256(s[0], s[1], 0x31);
+        __m256 f = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
+        __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16((short)w0[b].d, (short)w1[b].d, (short)w2[b].d, (short)w3[b].d,
+                                                   (short)w0[b + 1].d, (short)w1[b + 1].d, (short)w2[b + 1].d,
+                                                   (short)w3[b + 1].d));
+        __m128 dx2 = _mm_cvtph_ps(_mm_setr_epi16((short)x[b].d, (short)x[b + 1].d, 0, 0, 0, 0, 0, 0));
+        __m256 dx = _mm256_set_m128(_mm_permute_ps(dx2, 0x55), _mm_permute_ps(dx2, 0x00));
+        acc = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, dx), acc);
+    }
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    _mm_storeu_ps(out, r);
+    if (b < nb) {
+        out[0] += mer__gen_dot_q8_0(w0 + b, x + b, 1);
+        out[1] += mer__gen_dot_q8_0(w1 + b, x + b, 1);
+        out[2] += mer__gen_dot_q8_0(w2 + b, x + b, 1);
+        out[3] += mer__gen_dot_q8_0(w3 + b, x + b, 1);
+    }
+}
+
 // --- vector helpers and element-wise (masked tails: one arithmetic for every element) ----------------
 
 /* Runs `body` over [0, cnt) in steps of 8 with `i` the offset and `m` the lane mask (all set except in

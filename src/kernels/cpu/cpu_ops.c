@@ -301,7 +301,9 @@ static void dot_task(void *arg, int ith, int nth) {
     const mer_kernels *k = j->k;
     long r0, r1;
     const int nb = j->kd / MER_QK;
-    if (j->wt == MER_DTYPE_Q4_0 && j->aux_off && k->dot_q4_0_r4) {
+    const int r4_q4 = j->wt == MER_DTYPE_Q4_0 && j->aux_off && k->dot_q4_0_r4;
+    const int r4_q8 = j->wt == MER_DTYPE_Q8_0 && k->dot_q8_0_r4;
+    if (r4_q4 || r4_q8) {
         /* groups of 4 rows at absolute multiples of 4 (the last group may be short: single-row dots),
          * so that each row's arithmetic does not depend on the thread split */
         long g0, g1;
@@ -309,11 +311,14 @@ static void dot_task(void *arg, int ith, int nth) {
         r0 = g0 * 4;
         r1 = g1 * 4 < j->n ? g1 * 4 : j->n;
         for (; r0 + 4 <= r1; r0 += 4) {
-            const mer_block_q4_0 *wr = (const mer_block_q4_0 *)((const uint8_t *)j->w + (size_t)r0 * j->ldw);
+            const void *wr = (const uint8_t *)j->w + (size_t)r0 * j->ldw;
             for (int t = 0; t < j->n_tok; t++) {
                 const uint8_t *xqt = (const uint8_t *)j->xq + (size_t)t * j->xq_stride;
                 float o[4];
-                k->dot_q4_0_r4(wr, j->ldw, (const mer_block_q8_0 *)xqt, (const float *)(xqt + j->aux_off), nb, o);
+                if (r4_q4)
+                    k->dot_q4_0_r4(wr, j->ldw, (const mer_block_q8_0 *)xqt, (const float *)(xqt + j->aux_off), nb, o);
+                else
+                    k->dot_q8_0_r4(wr, j->ldw, (const mer_block_q8_0 *)xqt, nb, o);
                 float *yt = j->y + (size_t)t * j->ldy + r0;
                 for (int i = 0; i < 4; i++) yt[i] = o[i] + (j->bias ? j->bias[r0 + i] : 0.0f);
             }

@@ -126,6 +126,7 @@ const mer_kernels mer__kernels_avx2 = {
     .prep_q4_0 = a2_prep_q4_0,
     .dot_q4_0 = a2_dot_q4_0,
     .dot_q4_0_r4 = a2_dot_q4_0_r4,
+    .dot_q8_0_r4 = a2_dot_q8_0_r4,
     .axpy = a2_axpy,
     .exp_sum = a2_exp_sum,
     .softmax = a2_softmax,
