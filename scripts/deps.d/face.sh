@@ -33,7 +33,8 @@ FILES=(
   "demo/sample6.jpg 9baad80f9d5e306fb9b8c0913d44445f1e95848df317530efb03d0934c57ba87"
 )
 
-sha_of() { sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
+TAG=deps/face
+. scripts/lib/npm_pinned.sh
 dest_of() { case "$1" in model/*) echo "$OUT/${1#model/}" ;; *) echo "$OUT/$1" ;; esac; }
 
 installed_ok() {
@@ -42,33 +43,13 @@ installed_ok() {
     set -- $f
     [ "$(sha_of "$(dest_of "$1")")" = "$2" ] || return 1
   done
-  local lock="$PREFIX/node_modules/.package-lock.json" p
-  [ -f "$lock" ] || return 1
-  for p in "${PKGS[@]}"; do
-    set -- $p
-    grep -q "\"integrity\": \"$3\"" "$lock" || return 1
-  done
+  npm_pins_ok
 }
 installed_ok && exit 0
 
 command -v npm >/dev/null || { echo "deps/face: npm is required (apt-get install npm)" >&2; exit 1; }
-mkdir -p "$PREFIX" "$OUT/demo"
-specs=()
-for p in "${PKGS[@]}"; do set -- $p; specs+=("$1@$2"); done
-echo "deps/face: npm install ${specs[*]} into $PREFIX"
-npm install --prefix "$PREFIX" --no-save --no-package-lock --no-audit --no-fund --ignore-scripts \
-  --loglevel=error "${specs[@]}" >/dev/null
-
-lock="$PREFIX/node_modules/.package-lock.json"
-for p in "${PKGS[@]}"; do
-  set -- $p
-  got=$(node -e 'const l=require(process.argv[1]);const e=l.packages["node_modules/"+process.argv[2]];
-    process.stdout.write(e?e.version+" "+e.integrity:"missing")' "$PWD/$lock" "$1")
-  if [ "$got" != "$2 $3" ]; then
-    echo "deps/face: $1: expected $2 $3, npm installed $got" >&2
-    exit 1
-  fi
-done
+mkdir -p "$OUT/demo"
+npm_pins_install
 
 pkg="$PREFIX/node_modules/@vladmandic/face-api"
 for f in "${FILES[@]}"; do

