@@ -310,6 +310,25 @@ typedef struct mer_quantize_stats {
 mer_status mer_quantize_file(const char *in_path, const char *out_path, const mer_quantize_params *params,
                              mer_quantize_stats *stats, mer_err *err);
 
+// --- devices: where a model runs ---------------------------------------------------------------------
+
+typedef enum mer_device {
+    MER_DEVICE_AUTO = 0, /* CUDA when the build has it (make CUDA=1) and a GPU is present, else the CPU */
+    MER_DEVICE_CPU = 1,
+    MER_DEVICE_CUDA = 2,
+} mer_device;
+
+/* Parses "auto", "cpu" or "cuda" (as --device takes it). MER_E_ARG naming the text otherwise. */
+mer_status mer_device_parse(const char *s, mer_device *out, mer_err *err);
+/* AUTO -> MER_DEVICE_CUDA when this build has CUDA and at least one device is usable, else
+ * MER_DEVICE_CPU; CPU and CUDA are returned as they are (an explicit CUDA request that cannot be met is
+ * an error where a model is loaded, never a silent fall-back). */
+mer_device mer_device_resolve(mer_device d);
+/* "auto", "cpu", "cuda" ("?" for anything else). */
+const char *mer_device_name(mer_device d);
+/* 1 when this build has the CUDA backend (make CUDA=1). */
+int mer_device_cuda_built(void);
+
 // --- Qwen2 decoder (Qwen2.5 and any Qwen2-architecture checkpoint), sampling, generation -----------
 
 /* A loaded Qwen2 causal LM: hyper-parameters, weights (mmapped where they are used as stored, converted
@@ -338,6 +357,20 @@ typedef struct mer_qwen2_params {
     int lora_merge;
     /* Threads used for conversion and merging at load (0: one per CPU). */
     int n_threads;
+    /* Where the forward runs (default MER_DEVICE_AUTO, see mer_device_resolve). On CUDA the model is
+     * loaded as for the CPU (that copy serves mer_qwen2_embed) and uploaded: matrices as bf16 (as f32
+     * when wtype is "f32": the exact path; q8_0/q4_0 matrices stay quantised), an unmerged LoRA merged
+     * into them. Contexts and batch slots of a device model are sequences of the device's KV cache; the
+     * mer_qwen2_ctx, generate and batch functions work unchanged on them. An explicit MER_DEVICE_CUDA on
+     * a build without CUDA is MER_E_UNSUPPORTED, on a machine without a usable GPU MER_E_DEVICE. */
+    mer_device device;
+    int device_ordinal; /* CUDA device ordinal (default 0) */
+    /* Device only: sequences held at once = the most contexts and batch slots alive together, each with
+     * a KV cache of n_ctx positions (0: 8). */
+    int n_seq;
+    /* Device only: KV positions per sequence (0: min(trained context, 4096)); a context asking for more
+     * gets this many (mer_qwen2_ctx_n_ctx says what it got). */
+    int n_ctx;
 } mer_qwen2_params;
 
 mer_qwen2_params mer_qwen2_default_params(void);
@@ -360,6 +393,11 @@ typedef struct mer_qwen2_info {
     size_t weight_bytes;    /* bytes of every weight a decode step reads (matrices, norms, biases,
                                lm_head; the embedding table only when tied) */
     const char *wtype;      /* dtype of the projection matrices ("mixed" when they differ) */
+    mer_device device;      /* where the forward runs: MER_DEVICE_CPU or MER_DEVICE_CUDA (resolved) */
+    int device_ordinal;     /* CUDA only: the device */
+    const char *device_wtype; /* CUDA only: dtype of the matrices on the device (else NULL) */
+    size_t device_bytes;    /* CUDA only: bytes of weights one device decode step reads */
+    int n_seq, n_ctx;       /* CUDA only: sequences held at once, KV positions per sequence */
 } mer_qwen2_info;
 
 void mer_qwen2_get_info(const mer_qwen2 *m, mer_qwen2_info *info);
@@ -378,8 +416,9 @@ typedef struct mer_qwen2_ctx_params {
 
 mer_qwen2_ctx_params mer_qwen2_ctx_default_params(void);
 
-/* Makes a context for m (which must outlive it): allocates the KV cache and sizes the arena once.
- * Caller frees with mer_qwen2_ctx_free. */
+/* Makes a context for m (which must outlive it): allocates the KV cache and sizes the arena once. On a
+ * device model it claims one of the model's n_seq device sequences instead (MER_E_RANGE when all are in
+ * use) until freed, and n_ctx is at most the model's. Caller frees with mer_qwen2_ctx_free. */
 mer_status mer_qwen2_ctx_init(const mer_qwen2 *m, const mer_qwen2_ctx_params *params, mer_qwen2_ctx **out,
                               mer_err *err);
 void mer_qwen2_ctx_free(mer_qwen2_ctx *c);
@@ -830,12 +869,18 @@ mer_qwen2_ctx *mer_qwen2_batch_slot(mer_qwen2_batch *b, int i);
 mer_status mer_qwen2_batch_decode(mer_qwen2_batch *b, const int *slots, const int32_t *ids, int n, mer_err *err);
 
 /* One request of batched generation: the prompt (copied when taken) and its generation parameters
- * (stop strings are not supported here: MER_E_UNSUPPORTED for that request). index is passed back. */
+ * (stop strings are not supported here: MER_E_UNSUPPORTED for that request). index is passed back.
+ * The prompt is either token ids (ids, n_ids; the repetition-penalty history starts with them, as
+ * mer_qwen2_generate with a prompt) or input embeddings (embd [n_embd_rows][n_embd], read while the
+ * request is taken, as mer_qwen2_prefill_embd; the history is then the output alone, as
+ * mer_qwen2_generate with n_prompt == 0); giving both is MER_E_ARG for that request. */
 typedef struct mer_batch_request {
     size_t index;
     const int32_t *ids;
     size_t n_ids;
     mer_generate_params params;
+    const float *embd;
+    size_t n_embd_rows;
 } mer_batch_request;
 
 /* Fills *req with the next prompt; returns 1, or 0 when there are no more. */

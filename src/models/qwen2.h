@@ -4,7 +4,8 @@
  * Files: qwen2_load.c (configuration, tensor look-up and shape checks, dtype conversion, LoRA merge),
  * qwen2_forward.c (context, KV cache, batched forward), lora.c (PEFT adapters), sampler.c (HF logits
  * processors and the PRNG), generate.c (the generation loop with stop ids/strings and streaming),
- * qwen2_batch.c (several sequences per decode step, continuous-batching generation).
+ * qwen2_batch.c (several sequences per decode step, continuous-batching generation), qwen2_device.c
+ * (a model whose forward runs on the CUDA device: contexts are its KV-cache sequences).
  * The public API is the "Qwen2 decoder" section of include/mer.h.
  *
  * Shapes (HF names; E = n_embd, H = n_head, KV = n_kv_head, d = head_dim, F = n_ff, V = n_vocab):
@@ -95,6 +96,7 @@ struct mer_qwen2 {
     float lora_scale;
     size_t weight_bytes;      /* read per decode step */
     char wtype[16];           /* dtype of the projections, or "mixed" */
+    struct mer__qwen2_dev *dev; /* the device copy the forward runs on (owned), or NULL: the CPU */
 };
 
 /* Builds a model from an opened checkpoint and its hyper-parameters (the benchmark passes a
@@ -129,6 +131,8 @@ struct mer_qwen2_ctx {
     mer_arena arena;
     float *x, *xn, *q, *att, *ff_a, *ff_b, *lo_t, *lo_y, *logits;
     int32_t *pos;
+    int dev_slot;        /* on a device model (m->dev): its sequence there (-1: none claimed); only logits
+                            and the counters above are used, kept equal to the device's */
 };
 
 /* Like mer_qwen2_ctx_init, but running on `cpu` (borrowed: it must outlive the context; params->n_threads
@@ -142,5 +146,30 @@ mer_status mer__qwen2_ctx_init_on(const mer_qwen2 *m, const mer_qwen2_ctx_params
  * MER_CPU_*GEMM_MIN_TOK). */
 void mer__qwen2_proj(mer_cpu_ctx *cpu, const mer_qwen2 *m, const mer__qwen2_layer *ly, int p, float *y, size_t ldy,
                      const float *x, const float *bias, int n, float *lo_t, float *lo_y);
+
+// --- the device copy (qwen2_device.c) ---------------------------------------------------------------
+
+typedef struct mer__qwen2_dev mer__qwen2_dev;
+
+/* Checks the device fields of params (NULL: defaults) and resolves the device, before anything loads:
+ * MER_E_ARG for bad values, MER_E_UNSUPPORTED for CUDA on a build without it, MER_E_DEVICE when no CUDA
+ * device (or not the ordinal asked for) is usable. */
+mer_status mer__qwen2_dev_check(const mer_qwen2_params *params, mer_device *dev, mer_err *err);
+/* Uploads the loaded CPU model m to the CUDA device params name and sets m->dev. */
+mer_status mer__qwen2_dev_attach(mer_qwen2 *m, const mer_qwen2_params *params, mer_err *err);
+void mer__qwen2_dev_free(mer__qwen2_dev *d);
+void mer__qwen2_dev_info(const mer_qwen2 *m, mer_qwen2_info *info);
+/* mer_qwen2_ctx_init on a device model: claims a free sequence (MER_E_RANGE when all n_seq are taken). */
+mer_status mer__qwen2_dev_ctx_init(const mer_qwen2 *m, const mer_qwen2_ctx_params *params, mer_qwen2_ctx **out,
+                                   mer_err *err);
+/* Gives c's sequence back (mer_qwen2_ctx_free calls it). */
+void mer__qwen2_dev_ctx_release(mer_qwen2_ctx *c);
+void mer__qwen2_dev_reset(mer_qwen2_ctx *c);
+/* The forward of n tokens (ids) or n embedding rows (embd [n][n_embd]) on c's sequence; the caller
+ * checked room and ids. The logits rows of the CPU path land in c->logits. */
+mer_status mer__qwen2_dev_prefill(mer_qwen2_ctx *c, const int32_t *ids, const float *embd, size_t n, mer_err *err);
+/* One device decode step over n contexts of the same device model (distinct, checked by the caller):
+ * ids[r] appended to ctx[r]; scratch holds [n][n_vocab] floats. */
+mer_status mer__qwen2_dev_decode(mer_qwen2_ctx *const *ctx, const int32_t *ids, int n, float *scratch, mer_err *err);
 
 #endif

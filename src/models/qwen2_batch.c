@@ -51,15 +51,17 @@ mer_status mer_qwen2_batch_init(const mer_qwen2 *m, int n_slots, const mer_qwen2
     if (!b) return mer__errf(err, MER_E_NOMEM, "out of memory");
     b->m = m;
     b->n_slots = n_slots;
-    if ((st = mer_threadpool_init(params->n_threads, &b->pool, err)) ||
-        (st = mer_cpu_ctx_init(b->pool, MER_ISA_AUTO, &b->cpu, err)))
+    if (!m->dev && ((st = mer_threadpool_init(params->n_threads, &b->pool, err)) ||
+                    (st = mer_cpu_ctx_init(b->pool, MER_ISA_AUTO, &b->cpu, err))))
         goto fail;
     if (!(b->slot = calloc((size_t)n_slots, sizeof *b->slot))) {
         st = mer__errf(err, MER_E_NOMEM, "out of memory");
         goto fail;
     }
-    for (int i = 0; i < n_slots; i++)
-        if ((st = mer__qwen2_ctx_init_on(m, params, b->cpu, &b->slot[i], err))) goto fail;
+    for (int i = 0; i < n_slots; i++) /* on a device model: a device sequence each */
+        if ((st = m->dev ? mer_qwen2_ctx_init(m, params, &b->slot[i], err)
+                         : mer__qwen2_ctx_init_on(m, params, b->cpu, &b->slot[i], err)))
+            goto fail;
     const mer__qwen2_hp *hp = &m->hp;
     size_t B = (size_t)n_slots, E = (size_t)hp->n_embd, Q = (size_t)hp->n_head * (size_t)hp->head_dim;
     size_t KV = (size_t)hp->n_kv_head * (size_t)hp->head_dim, F = (size_t)hp->n_ff, V = (size_t)hp->n_vocab;
@@ -107,6 +109,11 @@ mer_status mer_qwen2_batch_decode(mer_qwen2_batch *b, const int *slots, const in
         const mer_qwen2_ctx *c = b->slot[slots[r]];
         if (c->n_past >= c->n_ctx)
             return mer__errf(err, MER_E_RANGE, "batch decode: slot %d is full (%d tokens)", slots[r], c->n_ctx);
+    }
+    if (m->dev) { /* one device step over every row */
+        mer_qwen2_ctx *rc[MAX_SLOTS];
+        for (int r = 0; r < n; r++) rc[r] = b->slot[slots[r]];
+        return mer__qwen2_dev_decode(rc, ids, n, b->logits, err);
     }
     const int E = hp->n_embd, d = hp->head_dim, H = hp->n_head, KVH = hp->n_kv_head;
     const size_t kvd = (size_t)KVH * (size_t)d, Qd = (size_t)H * (size_t)d;
@@ -186,20 +193,25 @@ static mer_status start(mer_qwen2_batch *b, int s, gen_slot *g, const mer_batch_
     mer_qwen2_ctx_reset(c);
     g->index = req->index;
     g->p = req->params;
+    /* the prompt: token ids, or input embeddings (then the history is the output alone) */
+    const int by_embd = req->embd != NULL;
+    const size_t n_in = by_embd ? req->n_embd_rows : req->n_ids, n_hist0 = by_embd ? 0 : req->n_ids;
     if (g->p.n_stop_strings)
         st = mer__errf(&e, MER_E_UNSUPPORTED, "batched generation: stop strings are not supported");
-    else if (req->n_ids == 0) st = mer__errf(&e, MER_E_ARG, "batched generation: empty prompt");
+    else if (by_embd && (req->ids || req->n_ids))
+        st = mer__errf(&e, MER_E_ARG, "batched generation: a request gives both token ids and embeddings");
+    else if (n_in == 0) st = mer__errf(&e, MER_E_ARG, "batched generation: empty prompt");
     else if (g->p.max_new_tokens < 0) st = mer__errf(&e, MER_E_ARG, "batched generation: negative max_new_tokens");
-    else if (req->n_ids > (size_t)c->n_ctx)
+    else if (n_in > (size_t)c->n_ctx)
         st = mer__errf(&e, MER_E_RANGE, "the prompt of %zu tokens does not fit the context of %d tokens (0 used)",
-                       req->n_ids, c->n_ctx);
+                       n_in, c->n_ctx);
     if (!st) {
-        size_t cap = req->n_ids + (size_t)g->p.max_new_tokens;
-        if (!(g->hist = malloc(cap * sizeof *g->hist))) return mer__errf(err, MER_E_NOMEM, "out of memory");
-        memcpy(g->hist, req->ids, req->n_ids * sizeof *g->hist);
-        g->n_prompt = g->n_hist = req->n_ids;
+        size_t cap = n_hist0 + (size_t)g->p.max_new_tokens;
+        if (!(g->hist = malloc((cap ? cap : 1) * sizeof *g->hist))) return mer__errf(err, MER_E_NOMEM, "out of memory");
+        if (n_hist0) memcpy(g->hist, req->ids, n_hist0 * sizeof *g->hist);
+        g->n_prompt = g->n_hist = n_hist0;
         if (!(st = mer_sampler_init(&g->p.sampling, b->m->hp.n_vocab, &g->smp, &e)))
-            st = mer_qwen2_prefill(c, req->ids, req->n_ids, &e);
+            st = by_embd ? mer_qwen2_prefill_embd(c, req->embd, n_in, &e) : mer_qwen2_prefill(c, req->ids, n_in, &e);
     }
     if (st == MER_E_NOMEM) {
         if (err) *err = e;

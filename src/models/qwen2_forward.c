@@ -20,6 +20,7 @@ mer_qwen2_ctx_params mer_qwen2_ctx_default_params(void) {
 
 void mer_qwen2_ctx_free(mer_qwen2_ctx *c) {
     if (!c) return;
+    if (c->m && c->m->dev) mer__qwen2_dev_ctx_release(c);
     if (c->own_cpu) {
         mer_cpu_ctx_free(c->cpu);
         mer_threadpool_free(c->pool);
@@ -107,6 +108,10 @@ fail:
 
 mer_status mer_qwen2_ctx_init(const mer_qwen2 *m, const mer_qwen2_ctx_params *params, mer_qwen2_ctx **out,
                               mer_err *err) {
+    if (out && m && m->dev) {
+        *out = NULL;
+        return mer__qwen2_dev_ctx_init(m, params, out, err);
+    }
     return ctx_init(m, params, NULL, out, err);
 }
 
@@ -120,6 +125,7 @@ mer_status mer__qwen2_ctx_init_on(const mer_qwen2 *m, const mer_qwen2_ctx_params
 }
 
 void mer_qwen2_ctx_reset(mer_qwen2_ctx *c) {
+    if (c->m->dev) mer__qwen2_dev_reset(c);
     c->n_past = 0;
     c->n_logits = 0;
 }
@@ -213,6 +219,7 @@ mer_status mer_qwen2_prefill(mer_qwen2_ctx *c, const int32_t *ids, size_t n, mer
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= m->hp.n_vocab)
             return mer__errf(err, MER_E_RANGE, "token id %d at index %zu is outside [0, %d)", ids[i], i, m->hp.n_vocab);
+    if (m->dev) return mer__qwen2_dev_prefill(c, ids, NULL, n, err);
     for (size_t off = 0; off < n;) {
         int k = (int)(n - off < (size_t)c->n_batch ? n - off : (size_t)c->n_batch);
         mer_cpu_embed(c->cpu, c->x, m->tok_embd.data, m->tok_embd.dt, m->hp.n_vocab, m->hp.n_embd, ids + off, k);
@@ -225,6 +232,7 @@ mer_status mer_qwen2_prefill(mer_qwen2_ctx *c, const int32_t *ids, size_t n, mer
 mer_status mer_qwen2_prefill_embd(mer_qwen2_ctx *c, const float *embd, size_t n, mer_err *err) {
     mer_status st = check_room(c, n, err);
     if (st) return st;
+    if (c->m->dev) return mer__qwen2_dev_prefill(c, NULL, embd, n, err);
     size_t E = (size_t)c->m->hp.n_embd;
     for (size_t off = 0; off < n;) {
         int k = (int)(n - off < (size_t)c->n_batch ? n - off : (size_t)c->n_batch);

@@ -448,11 +448,14 @@ mer_qwen2_params mer_qwen2_default_params(void) {
     mer_qwen2_params p;
     memset(&p, 0, sizeof p);
     p.lora_merge = 1;
+    p.device = MER_DEVICE_AUTO;
+    p.n_seq = 8;
     return p;
 }
 
 void mer_qwen2_free(mer_qwen2 *m) {
     if (!m) return;
+    mer__qwen2_dev_free(m->dev);
     for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layers);
@@ -553,10 +556,14 @@ mer_status mer_qwen2_load(const char *path, const mer_qwen2_params *params, mer_
     if (!out) return mer__errf(err, MER_E_ARG, "mer_qwen2_load: out is NULL");
     *out = NULL;
     if (!path) return mer__errf(err, MER_E_ARG, "mer_qwen2_load: path is NULL");
+    mer_qwen2_params defp = mer_qwen2_default_params();
+    if (!params) params = &defp;
+    mer_device dev;
+    mer_status st = mer__qwen2_dev_check(params, &dev, err);
+    if (st) return st;
     mer_weights *w = NULL;
     mer_config *own_cfg = NULL;
-    mer_status st = mer_weights_open(path, &w, err);
-    if (st) return st;
+    if ((st = mer_weights_open(path, &w, err))) return st;
     mer__qwen2_hp hp;
     const char *cfg_name = "GGUF metadata";
     if (w->format == MER_WFORMAT_GGUF) {
@@ -585,7 +592,12 @@ mer_status mer_qwen2_load(const char *path, const mer_qwen2_params *params, mer_
         mer_weights_close(w);
         return st;
     }
-    return mer__qwen2_from_weights(w, &hp, cfg_name, params, out, err);
+    if ((st = mer__qwen2_from_weights(w, &hp, cfg_name, params, out, err)) || dev != MER_DEVICE_CUDA) return st;
+    if ((st = mer__qwen2_dev_attach(*out, params, err))) { /* the CPU model went up to the device */
+        mer_qwen2_free(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 void mer_qwen2_get_info(const mer_qwen2 *m, mer_qwen2_info *info) {
@@ -598,6 +610,8 @@ void mer_qwen2_get_info(const mer_qwen2 *m, mer_qwen2_info *info) {
     info->lora = m->lora_mode;
     info->weight_bytes = m->weight_bytes;
     info->wtype = m->wtype;
+    info->device = MER_DEVICE_CPU;
+    if (m->dev) mer__qwen2_dev_info(m, info);
 }
 
 mer_status mer_qwen2_embed(const mer_qwen2 *m, const int32_t *ids, size_t n, float *out, mer_err *err) {
