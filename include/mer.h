@@ -734,6 +734,17 @@ typedef struct mer_infer_params {
     int per_clip_norm;      /* 1: normalise each audio clip alone (the reference normalises the 8 jointly) */
     int hf5_hidden;         /* 1: transformers >= 5's hidden-state list for HuBERT (the reference ran 4.x) */
     int n_threads, progress, retry_failed;
+    /* samples answered together (default 8): their media and features are prepared ahead on a worker
+     * thread while the LLM decodes them by continuous batching (mer_qwen2_generate_batch), each with its own
+     * seeded sampler, so the answers do not depend on it; <= 1: one sample at a time */
+    int batch;
+    int min_new_tokens;     /* stop ids are masked until this many tokens are out (default 0: at least 1, as
+                               the reference's generate(min_length=1)); for benchmarks of a fixed length */
+    /* where the models run (default MER_DEVICE_AUTO: the GPU when there is one). On CUDA: CLIP (the 8
+     * images as one batch) and HuBERT (the 8 clips as one batch) on one device context, the LLM on the
+     * device (mer_qwen2_params.device) with batch + 1 sequences; bf16 weights (f32 with wtype "f32");
+     * the fusion layers stay on the CPU */
+    mer_device device;
 } mer_infer_params;
 
 mer_infer_params mer_infer_default_params(void);
@@ -766,6 +777,9 @@ typedef struct mer_encoders_params {
     int per_clip_norm;  /* 1: normalise each audio clip alone (the reference normalises the 8 jointly) */
     int hf5_hidden;     /* 1: transformers >= 5's HuBERT hidden-state list (the reference ran 4.x, whose last
                            entry is the layer-normed output) */
+    /* where the encoders run (default MER_DEVICE_AUTO: the GPU when there is one); on CUDA both run on one
+     * device context in bf16, images in batches of 8 and the 8 audio clips as one batch */
+    mer_device device;
 } mer_encoders_params;
 
 mer_encoders_params mer_encoders_default_params(void);

@@ -41,6 +41,13 @@ static const char *HELP =
     "  --rgb-faces         convert the BGR face crops to RGB (the reference feeds BGR to CLIP)\n"
     "  --per-clip-norm     normalise each audio clip alone (the reference normalises the 8 jointly)\n"
     "  --hf5-hidden        transformers>=5 HuBERT hidden-state list (the reference ran transformers 4)\n"
+    "running:\n"
+    "  --batch N           samples answered together (default 8): media and features are prepared ahead\n"
+    "                      on a second thread while the LLM decodes N answers per step (continuous\n"
+    "                      batching); sample i is still drawn with seed + i, so answers do not depend on N\n"
+    "  --device auto|cpu|cuda   where the models run (default auto: the GPU when there is one). On cuda:\n"
+    "                      CLIP, HuBERT and the LLM on the GPU in bf16 (f32 with --type f32); the fusion\n"
+    "                      layers (three small matrix products) stay on the CPU\n"
     "other:\n"
     "  --threads N  --retry-failed  --quiet\n";
 
@@ -55,7 +62,7 @@ int mer_cmd_infer(int argc, char **argv) {
         return 0;
     }
     mer_infer_params p = mer_infer_default_params();
-    const char *out = NULL, *v, *input = NULL, *task = NULL, *face_models = NULL, *bundle = NULL;
+    const char *out = NULL, *v, *input = NULL, *task = NULL, *face_models = NULL, *bundle = NULL, *device = NULL;
     for (int i = 1; i < argc; i++) {
         int r;
         double d;
@@ -65,7 +72,8 @@ int mer_cmd_infer(int argc, char **argv) {
             (r = cli_opt(argc, argv, &i, "--data", &p.data_dir)) || (r = cli_opt(argc, argv, &i, "--names", &p.names)) ||
             (r = cli_opt(argc, argv, &i, "--subtitles", &p.subtitles)) || (r = cli_opt(argc, argv, &i, "--input", &input)) ||
             (r = cli_opt(argc, argv, &i, "--task", &task)) || (r = cli_opt(argc, argv, &i, "--question", &p.question)) ||
-            (r = cli_opt(argc, argv, &i, "-o", &out)) || (r = cli_opt(argc, argv, &i, "--face-models", &face_models)) || (r = cli_opt(argc, argv, &i, "--model", &bundle))) {
+            (r = cli_opt(argc, argv, &i, "-o", &out)) || (r = cli_opt(argc, argv, &i, "--face-models", &face_models)) || (r = cli_opt(argc, argv, &i, "--model", &bundle)) ||
+            (r = cli_opt(argc, argv, &i, "--device", &device))) {
             if (r < 0) return cli_fail("infer", "%s needs a value", argv[i]);
         } else if ((r = cli_opt(argc, argv, &i, "--temp", &v))) {
             if (r < 0 || parse_num("--temp", v, &d)) return MER_EXIT_ERR;
@@ -80,14 +88,18 @@ int mer_cmd_infer(int argc, char **argv) {
             if (r < 0 || parse_num("--lora-scale", v, &d)) return MER_EXIT_ERR;
             p.lora_scale = d;
         } else if ((r = cli_opt(argc, argv, &i, "--top-k", &v)) || (r = cli_opt(argc, argv, &i, "--max-new-tokens", &v)) ||
-                   (r = cli_opt(argc, argv, &i, "--seed", &v)) || (r = cli_opt(argc, argv, &i, "--threads", &v))) {
+                   (r = cli_opt(argc, argv, &i, "--seed", &v)) || (r = cli_opt(argc, argv, &i, "--threads", &v)) ||
+                   (r = cli_opt(argc, argv, &i, "--batch", &v))) {
             long l;
             if (r < 0 || cli_parse_long(v, &l) || l < 0) return cli_fail("infer", "%s needs an integer >= 0", argv[i - 1]);
             const char *o = argv[i - 1];
             if (!strcmp(o, "--top-k")) p.top_k = (int)l;
             else if (!strcmp(o, "--max-new-tokens")) p.max_new_tokens = (int)l;
             else if (!strcmp(o, "--seed")) p.seed = (uint64_t)l;
-            else p.n_threads = (int)l;
+            else if (!strcmp(o, "--batch")) {
+                if (l < 1 || l > 256) return cli_fail("infer", "--batch needs 1..256, not %ld", l);
+                p.batch = (int)l;
+            } else p.n_threads = (int)l;
         } else if (!strcmp(argv[i], "--rgb-faces")) p.rgb_faces = 1;
         else if (!strcmp(argv[i], "--detect-faces")) p.detect_faces = 1;
         else if (!strcmp(argv[i], "--per-clip-norm")) p.per_clip_norm = 1;
@@ -101,6 +113,10 @@ int mer_cmd_infer(int argc, char **argv) {
             return cli_fail("infer", "--model %s holds every part: give it without --clip, --hubert, --llm, --affectgpt",
                             bundle);
         p.bundle = bundle;
+    }
+    if (device) {
+        mer_err derr = {0};
+        if (mer_device_parse(device, &p.device, &derr)) return cli_fail_err("infer", &derr);
     }
     if (input) {
         if (!strcmp(input, "face")) p.input_frame = 0;

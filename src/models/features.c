@@ -1,10 +1,14 @@
 /* features.c - the public feature extractor of mer.h (mer_encoders_*): CLIP and HuBERT with AffectGPT's
  * preprocessing (images, in-memory frames, OpenFace face crops, 16 kHz waveforms, WAV files), and the
- * npz writer of `mer features`. */
+ * npz writer of `mer features`. On a CUDA device (params.device) the encoders run there (models/
+ * clip_cuda.h, hubert_cuda.h, one device context): images in batches of up to 8, the 8 clips as one. */
 #include "io/npy.h"
 #include "io/wav.h"
 #include "io/zip.h"
+#include "kernels/cuda/cuda_backend.h"
 #include "models/clip.h"
+#include "models/clip_cuda.h"
+#include "models/hubert_cuda.h"
 #include "core/sampling.h"
 #include "models/clip_preprocess.h"
 #include "models/hubert.h"
@@ -25,9 +29,16 @@ struct mer_encoders {
     mer_clip_ctx *clip_ctx;
     mer_hubert *hub;
     mer_hubert_ctx *hub_ctx;
-    float *pixels;  /* [3][S][S] */
-    float *hidden;  /* [n_tok][n_embd] for layer >= 0 */
+    int batch;      /* images per CLIP call: 8 on the device, 1 on the CPU */
+    int n_pending;  /* images preprocessed into pixels, not yet encoded */
+    float *pixels;  /* [batch][3][S][S] */
+    float *hidden;  /* [batch][n_tok][n_embd] for layer >= 0 */
+    struct mer_cuda *gpu; /* the device context of the two encoders below, or NULL: the CPU */
+    mer_clip_cuda *clip_g;
+    mer_hubert_cuda *hub_g;
 };
+
+#define GPU_BATCH 8
 
 mer_encoders_params mer_encoders_default_params(void) {
     mer_encoders_params p;
@@ -38,6 +49,11 @@ mer_encoders_params mer_encoders_default_params(void) {
 
 void mer_encoders_free(mer_encoders *e) {
     if (!e) return;
+    mer_clip_cuda_free(e->clip_g);
+    mer_hubert_cuda_free(e->hub_g);
+#if MER_CUDA
+    mer_cuda_free(e->gpu);
+#endif
     mer_clip_ctx_free(e->clip_ctx);
     mer_clip_free(e->clip);
     mer_hubert_ctx_free(e->hub_ctx);
@@ -55,7 +71,18 @@ mer_status mer_encoders_open(const mer_encoders_params *p, mer_encoders **out, m
     mer_encoders *e = calloc(1, sizeof *e);
     if (!e) return mer__errf(err, MER_E_NOMEM, "out of memory");
     e->p = *p;
+    e->batch = 1;
     mer_status st;
+    mer_device dev = mer_device_resolve(p->device);
+    if (dev == MER_DEVICE_CUDA) {
+#if MER_CUDA
+        if ((st = mer_cuda_init(0, &e->gpu, err))) goto fail;
+        e->batch = GPU_BATCH;
+#else
+        st = mer__errf(err, MER_E_UNSUPPORTED, "encoders on cuda: built without CUDA (make CUDA=1)");
+        goto fail;
+#endif
+    }
     if ((st = mer_threadpool_init(p->n_threads, &e->pool, err)) ||
         (st = mer_cpu_ctx_init(e->pool, MER_ISA_AUTO, &e->cpu, err)))
         goto fail;
@@ -71,8 +98,8 @@ mer_status mer_encoders_open(const mer_encoders_params *p, mer_encoders **out, m
             st = mer__errf(err, MER_E_NOTFOUND, "%s: no visual_projection for image features (use --layer)", p->clip);
             goto fail;
         }
-        e->pixels = malloc((size_t)hp->n_channels * hp->image_size * hp->image_size * sizeof(float));
-        e->hidden = malloc((size_t)hp->n_tok * hp->n_embd * sizeof(float));
+        e->pixels = malloc((size_t)e->batch * hp->n_channels * hp->image_size * hp->image_size * sizeof(float));
+        e->hidden = malloc((size_t)e->batch * hp->n_tok * hp->n_embd * sizeof(float));
         if (!e->pixels || !e->hidden) {
             st = mer__errf(err, MER_E_NOMEM, "out of memory");
             goto fail;
@@ -81,6 +108,8 @@ mer_status mer_encoders_open(const mer_encoders_params *p, mer_encoders **out, m
             st = mer__errf(err, MER_E_UNSUPPORTED, "%s: %d input channels (3 expected)", p->clip, hp->n_channels);
             goto fail;
         }
+        if (e->gpu && (st = mer_clip_cuda_from_model(e->clip, e->gpu, e->batch, MER_DTYPE_BF16, &e->clip_g, err)))
+            goto fail;
     }
     if (p->hubert) {
         if ((st = mer_hubert_open(p->hubert, &e->hub, err)) ||
@@ -91,6 +120,9 @@ mer_status mer_encoders_open(const mer_encoders_params *p, mer_encoders **out, m
                            e->hub->hp.n_layer);
             goto fail;
         }
+        if (e->gpu && (st = mer_hubert_cuda_from_model(e->hub, e->gpu, N_CLIPS, (long)CLIP_SEC * SR, MER_DTYPE_BF16,
+                                                       &e->hub_g, err)))
+            goto fail;
     }
     *out = e;
     return MER_OK;
@@ -108,25 +140,58 @@ int mer_encoders_audio_dim(const mer_encoders *e) { return e && e->hub ? e->hub-
 
 // --- visual ------------------------------------------------------------------------------------------
 
-/* One image of the model's size, already resized and cropped ([S][S][3] uint8) or not (any size). */
-static mer_status encode_image(mer_encoders *e, const uint8_t *rgb, int w, int h, float *out, mer_err *err) {
+/* Encodes the n_pending preprocessed images into out[0..n_pending) (rows of visual_dim). */
+static mer_status flush(mer_encoders *e, float *out, mer_err *err) {
     const mer_clip_hparams *hp = &e->clip->hp;
-    mer_status st = mer_clip_preprocess(rgb, w, h, hp->image_size, hp->image_size, e->pixels, NULL, err);
-    if (st) return st;
-    if (e->p.layer < 0) {
-        mer_clip_out o = {.image_embeds = out};
-        return mer_clip_encode(e->clip_ctx, e->pixels, &o, err);
+    const int n = e->n_pending, T = hp->n_tok, D = hp->n_embd, dim = mer_encoders_visual_dim(e);
+    const size_t px = (size_t)3 * hp->image_size * hp->image_size;
+    float *ptrs[GPU_BATCH][1025];
+    mer_clip_out o[GPU_BATCH];
+    mer_status st = MER_OK;
+    e->n_pending = 0;
+    memset(o, 0, sizeof o);
+    for (int i = 0; i < n; i++) {
+        if (e->p.layer < 0) {
+            o[i].image_embeds = out + (size_t)i * dim;
+        } else {
+            memset(ptrs[i], 0, sizeof ptrs[i]);
+            ptrs[i][e->p.layer] = e->hidden + (size_t)i * T * D;
+            o[i].hidden = ptrs[i];
+        }
     }
-    float *ptrs[1025] = {0};
-    ptrs[e->p.layer] = e->hidden;
-    mer_clip_out o = {.hidden = ptrs};
-    if ((st = mer_clip_encode(e->clip_ctx, e->pixels, &o, err))) return st;
-    const int T = hp->n_tok, D = hp->n_embd;
-    for (int d = 0; d < D; d++) {
-        double s = 0;
-        for (int t = 0; t < T; t++) s += e->hidden[(size_t)t * D + d];
-        out[d] = (float)(s / T);
+    if (e->clip_g) st = mer_clip_cuda_encode(e->clip_g, e->pixels, n, o, err);
+    else
+        for (int i = 0; i < n && !st; i++) st = mer_clip_encode(e->clip_ctx, e->pixels + (size_t)i * px, &o[i], err);
+    if (st || e->p.layer < 0) return st;
+    for (int i = 0; i < n; i++) { /* the mean over tokens of the hidden state */
+        const float *h = e->hidden + (size_t)i * T * D;
+        for (int d = 0; d < D; d++) {
+            double s = 0;
+            for (int t = 0; t < T; t++) s += h[(size_t)t * D + d];
+            out[(size_t)i * dim + d] = (float)(s / T);
+        }
     }
+    return MER_OK;
+}
+
+/* Preprocesses one image (already of the model's size, [S][S][3] uint8, or not: any size) into the next
+ * pixel slot; encodes the slots into out_base (the row of the first pending image) when they are full or
+ * `last`. */
+static mer_status push_image(mer_encoders *e, const uint8_t *rgb, int w, int h, int last, float **out_base,
+                             mer_err *err) {
+    const mer_clip_hparams *hp = &e->clip->hp;
+    const size_t px = (size_t)3 * hp->image_size * hp->image_size;
+    mer_status st = mer_clip_preprocess(rgb, w, h, hp->image_size, hp->image_size, e->pixels + (size_t)e->n_pending * px,
+                                        NULL, err);
+    if (st) {
+        e->n_pending = 0;
+        return st;
+    }
+    e->n_pending++;
+    if (e->n_pending < e->batch && !last) return MER_OK;
+    int n = e->n_pending;
+    if ((st = flush(e, *out_base, err))) return st;
+    *out_base += (size_t)n * mer_encoders_visual_dim(e);
     return MER_OK;
 }
 
@@ -138,21 +203,24 @@ mer_status mer_encoders_frames(mer_encoders *e, const uint8_t *const *imgs, int 
                                mer_err *err) {
     mer_status st = need_clip(e, err);
     if (st) return st;
-    const int dim = mer_encoders_visual_dim(e);
+    e->n_pending = 0;
     for (int i = 0; i < n; i++)
-        if ((st = encode_image(e, imgs[i], w, h, out + (size_t)i * dim, err))) return st;
+        if ((st = push_image(e, imgs[i], w, h, i + 1 == n, &out, err))) return st;
     return MER_OK;
 }
 
 mer_status mer_encoders_images(mer_encoders *e, const char *const *paths, int n, float *out, mer_err *err) {
     mer_status st = need_clip(e, err);
     if (st) return st;
-    const int dim = mer_encoders_visual_dim(e);
+    e->n_pending = 0;
     for (int i = 0; i < n; i++) {
         uint8_t *rgb;
         int w, h;
-        if ((st = mer_image_load(paths[i], &rgb, &w, &h, err))) return st;
-        st = encode_image(e, rgb, w, h, out + (size_t)i * dim, err);
+        if ((st = mer_image_load(paths[i], &rgb, &w, &h, err))) {
+            e->n_pending = 0;
+            return st;
+        }
+        st = push_image(e, rgb, w, h, i + 1 == n, &out, err);
         free(rgb);
         if (st) return mer__err_prefix(err, st, "%s", paths[i]);
     }
@@ -185,7 +253,7 @@ mer_status mer_encoders_faces(mer_encoders *e, const char *npy_path, float *out,
         st = mer__errf(err, MER_E_NOMEM, "out of memory");
         goto done;
     }
-    const int dim = mer_encoders_visual_dim(e);
+    e->n_pending = 0;
     for (int i = 0; i < N_FACES; i++) {
         if ((st = mer_resize_cv_linear(a.data + (size_t)idx[i] * fsz, W, H, 3, face, S, S, err))) goto done;
         if (e->p.rgb_faces)
@@ -194,7 +262,7 @@ mer_status mer_encoders_faces(mer_encoders *e, const char *npy_path, float *out,
                 face[p * 3] = face[p * 3 + 2];
                 face[p * 3 + 2] = t;
             }
-        if ((st = encode_image(e, face, S, S, out + (size_t)i * dim, err))) goto done;
+        if ((st = push_image(e, face, S, S, i + 1 == N_FACES, &out, err))) goto done;
     }
 done:
     free(face);
@@ -212,7 +280,8 @@ mer_status mer_encoders_audio(mer_encoders *e, const float *pcm16k, size_t n, fl
     if (!clips) return mer__errf(err, MER_E_NOMEM, "out of memory");
     mer_audio_clips(pcm16k, n, SR, N_CLIPS, CLIP_SEC, clips);
     mer_hubert_normalize(clips, N_CLIPS, len, !e->p.per_clip_norm);
-    mer_status st = mer_hubert_pool(e->hub_ctx, clips, N_CLIPS, (long)len, e->p.layer, e->p.hf5_hidden, out, err);
+    mer_status st = e->hub_g ? mer_hubert_cuda_pool(e->hub_g, clips, N_CLIPS, (long)len, e->p.layer, e->p.hf5_hidden, out, err)
+                             : mer_hubert_pool(e->hub_ctx, clips, N_CLIPS, (long)len, e->p.layer, e->p.hf5_hidden, out, err);
     free(clips);
     return st;
 }

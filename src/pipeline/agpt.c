@@ -1,13 +1,21 @@
 /* agpt.c - AffectGPT assembled from its parts, and one sample's features and answer (see agpt.h). */
 #include "pipeline/agpt.h"
+#include "kernels/cuda/cuda_backend.h"
 #include "models/bundle.h"
+#include "models/clip_cuda.h"
 #include "models/clip_preprocess.h"
+#include "models/hubert_cuda.h"
 #include "models/tokenizer.h"
 
 #include <string.h>
 
 void mer__agpt_free(mer__agpt *a) {
     if (!a) return;
+    mer_clip_cuda_free(a->clip_g);
+    mer_hubert_cuda_free(a->hub_g);
+#if MER_CUDA
+    mer_cuda_free(a->gpu); /* after the encoders, whose buffers come from its allocator */
+#endif
     mer_qwen2_ctx_free(a->llm_ctx);
     mer_qwen2_free(a->llm);
     mer_tokenizer_free(a->tok);
@@ -24,6 +32,8 @@ void mer__agpt_free(mer__agpt *a) {
     free(a);
 }
 
+int mer__agpt_on_device(const mer__agpt *a) { return a->gpu != NULL; }
+
 char *mer__llm_tokenizer_path(const char *llm) {
     if (mer__is_dir(llm)) return mer__path_join(llm, "tokenizer.json");
     size_t n = strlen(llm);
@@ -36,6 +46,20 @@ char *mer__llm_tokenizer_path(const char *llm) {
 
 static mer_status finish_load(mer__agpt *a, const mer_infer_params *p, const char *clip, const char *hubert,
                               const char *llm, const char *affectgpt, mer_err *err);
+
+#define AGPT_N_CTX 2048 /* positions per sequence: the reference's 2000 */
+
+/* The LLM's load parameters beyond its files: threads, and the device with room for the batch's
+ * sequences plus the single-sample context. */
+static mer_qwen2_params llm_params(const mer_infer_params *p) {
+    mer_qwen2_params qp = mer_qwen2_default_params();
+    qp.wtype = p->wtype;
+    qp.n_threads = p->n_threads;
+    qp.device = p->device;
+    qp.n_seq = (p->batch > 1 ? p->batch : 1) + 1;
+    qp.n_ctx = AGPT_N_CTX;
+    return qp;
+}
 
 /* Every part from a `mer convert` bundle (models/bundle.h); the rest of mer__agpt_load checks them. */
 static mer_status load_bundle(const mer_infer_params *p, mer__agpt *a, mer_err *err) {
@@ -53,11 +77,9 @@ static mer_status load_bundle(const mer_infer_params *p, mer__agpt *a, mer_err *
     if (p->tokenizer) st = mer_tokenizer_load(p->tokenizer, NULL, &a->tok, err);
     else st = mer__tokenizer_from_weights(b->w, NULL, &a->tok, err);
     if (st) return st;
-    mer_qwen2_params qp = mer_qwen2_default_params();
-    qp.wtype = p->wtype;
+    mer_qwen2_params qp = llm_params(p);
     qp.lora_path = b->lora_kept ? p->bundle : NULL; /* its lora.* tensors */
     qp.lora_scale = b->lora_scale;
-    qp.n_threads = p->n_threads;
     if ((st = mer_qwen2_load(p->bundle, &qp, &a->llm, err))) return st;
     return mer_affectgpt_fusion_load(b->w, MER_BUNDLE_FUSION, &a->fusion, err);
 }
@@ -90,11 +112,9 @@ mer_status mer__agpt_load(const mer_infer_params *p, mer__agpt **out, mer_err *e
         (st = mer_hubert_ctx_init(a->hub, a->cpu, (long)MER_AGPT_SR * MER_AGPT_CLIP_S, &a->hub_ctx, err)) ||
         (st = mer_tokenizer_load(tok_path, NULL, &a->tok, err)))
         goto fail;
-    mer_qwen2_params qp = mer_qwen2_default_params();
-    qp.wtype = p->wtype;
+    mer_qwen2_params qp = llm_params(p);
     qp.lora_path = p->affectgpt;
     qp.lora_scale = p->lora_scale > 0 ? p->lora_scale : 2.0;
-    qp.n_threads = p->n_threads;
     if ((st = mer_qwen2_load(p->llm, &qp, &a->llm, err))) goto fail;
     if ((st = mer_weights_open(p->affectgpt, &a->ckpt, err)) ||
         (st = mer_affectgpt_fusion_load(a->ckpt, "", &a->fusion, err)) ||
@@ -109,16 +129,64 @@ fail:
     return st;
 }
 
+mer_status mer__agpt_from_parts(const mer_infer_params *p, mer_clip *clip, mer_hubert *hub, mer_qwen2 *llm,
+                                const mer_weights *fusion_w, const char *tok_path, mer__agpt **out, mer_err *err) {
+    *out = NULL;
+    mer__agpt *a = calloc(1, sizeof *a);
+    if (!a) {
+        mer_clip_free(clip);
+        mer_hubert_free(hub);
+        mer_qwen2_free(llm);
+        return mer__errf(err, MER_E_NOMEM, "out of memory");
+    }
+    a->clip = clip;
+    a->hub = hub;
+    a->llm = llm;
+    mer_status st;
+    if ((st = mer_threadpool_init(p->n_threads, &a->pool, err)) ||
+        (st = mer_cpu_ctx_init(a->pool, MER_ISA_AUTO, &a->cpu, err)) ||
+        (st = mer_clip_ctx_init(a->clip, a->cpu, &a->clip_ctx, err)) ||
+        (st = mer_hubert_ctx_init(a->hub, a->cpu, (long)MER_AGPT_SR * MER_AGPT_CLIP_S, &a->hub_ctx, err)) ||
+        (st = mer_tokenizer_load(tok_path, NULL, &a->tok, err)) ||
+        (st = mer_affectgpt_fusion_load(fusion_w, "", &a->fusion, err)) ||
+        (st = finish_load(a, p, "clip", "hubert", "llm", "fusion", err))) {
+        mer__agpt_free(a);
+        return st;
+    }
+    *out = a;
+    return MER_OK;
+}
+
+/* CLIP and HuBERT uploaded to a device context of their own (the LLM has its own). */
+static mer_status encoders_to_device(mer__agpt *a, const mer_infer_params *p, mer_err *err) {
+#if !MER_CUDA
+    (void)a, (void)p;
+    return mer__errf(err, MER_E_UNSUPPORTED, "the encoders on the GPU: built without CUDA");
+#else
+    mer_dtype wt = p->wtype && !strcmp(p->wtype, "f32") ? MER_DTYPE_F32 : MER_DTYPE_BF16;
+    mer_status st;
+    if ((st = mer_cuda_init(0, &a->gpu, err)) ||
+        (st = mer_clip_cuda_from_model(a->clip, a->gpu, MER_AGPT_N_FRAMES, wt, &a->clip_g, err)) ||
+        (st = mer_hubert_cuda_from_model(a->hub, a->gpu, MER_AGPT_N_CLIPS, (long)MER_AGPT_SR * MER_AGPT_CLIP_S, wt,
+                                         &a->hub_g, err)))
+        return st;
+    return MER_OK;
+#endif
+}
+
 /* The LLM context, the widths checked against each other, stop ids, buffers (names: for messages). */
 static mer_status finish_load(mer__agpt *a, const mer_infer_params *p, const char *clip, const char *hubert,
                               const char *llm, const char *affectgpt, mer_err *err) {
     mer_status st;
     mer_qwen2_ctx_params cp = mer_qwen2_ctx_default_params();
     cp.n_threads = p->n_threads;
-    cp.n_ctx = 2048;
+    cp.n_ctx = AGPT_N_CTX;
     if ((st = mer_qwen2_ctx_init(a->llm, &cp, &a->llm_ctx, err))) return st;
     mer_qwen2_info info;
     mer_qwen2_get_info(a->llm, &info);
+    /* the encoders go where the LLM went (mer_qwen2_load resolved the device and refused an explicit
+     * CUDA it could not have) */
+    if (info.device == MER_DEVICE_CUDA && (st = encoders_to_device(a, p, err))) return st;
     a->n_embd = info.n_embd;
     a->n_visual = a->clip->hp.n_proj;
     a->n_audio = a->hub->hp.n_embd;
@@ -136,14 +204,49 @@ static mer_status finish_load(mer__agpt *a, const mer_infer_params *p, const cha
     return MER_OK;
 }
 
-mer_status mer__agpt_visual(mer__agpt *a, const uint8_t *const *imgs, int w, int h, int n, float *feats, mer_err *err) {
+mer_status mer__agpt_pixels(const mer__agpt *a, const uint8_t *const *imgs, int w, int h, int n, float *pixels,
+                            mer_err *err) {
     int S = a->clip->hp.image_size;
     for (int i = 0; i < n; i++) {
-        mer_status st = mer_clip_preprocess(imgs[i], w, h, S, S, a->pixels, NULL, err);
+        mer_status st = mer_clip_preprocess(imgs[i], w, h, S, S, pixels + (size_t)i * 3 * S * S, NULL, err);
         if (st) return st;
+    }
+    return MER_OK;
+}
+
+mer_status mer__agpt_clip(mer__agpt *a, const float *pixels, int n, float *feats, mer_err *err) {
+    size_t S = (size_t)a->clip->hp.image_size;
+    if (a->clip_g) { /* the images as batches of up to 8 */
+        mer_clip_out o[MER_AGPT_N_FRAMES];
+        for (int i0 = 0; i0 < n; i0 += MER_AGPT_N_FRAMES) {
+            int k = n - i0 < MER_AGPT_N_FRAMES ? n - i0 : MER_AGPT_N_FRAMES;
+            memset(o, 0, sizeof o);
+            for (int i = 0; i < k; i++) o[i].image_embeds = feats + (size_t)(i0 + i) * a->n_visual;
+            mer_status st = mer_clip_cuda_encode(a->clip_g, pixels + (size_t)i0 * 3 * S * S, k, o, err);
+            if (st) return st;
+        }
+        return MER_OK;
+    }
+    for (int i = 0; i < n; i++) {
         mer_clip_out o = {0};
         o.image_embeds = feats + (size_t)i * a->n_visual;
-        if ((st = mer_clip_encode(a->clip_ctx, a->pixels, &o, err))) return st;
+        mer_status st = mer_clip_encode(a->clip_ctx, pixels + (size_t)i * 3 * S * S, &o, err);
+        if (st) return st;
+    }
+    return MER_OK;
+}
+
+mer_status mer__agpt_hubert(mer__agpt *a, const float *clips, int n, long clip_len, int hf5, float *feats,
+                            mer_err *err) {
+    if (a->hub_g) return mer_hubert_cuda_pool(a->hub_g, clips, n, clip_len, -1, hf5, feats, err);
+    return mer_hubert_pool(a->hub_ctx, clips, n, clip_len, -1, hf5, feats, err);
+}
+
+mer_status mer__agpt_visual(mer__agpt *a, const uint8_t *const *imgs, int w, int h, int n, float *feats, mer_err *err) {
+    for (int i = 0; i < n; i++) {
+        mer_status st = mer__agpt_pixels(a, imgs + i, w, h, 1, a->pixels, err);
+        if (!st) st = mer__agpt_clip(a, a->pixels, 1, feats + (size_t)i * a->n_visual, err);
+        if (st) return st;
     }
     return MER_OK;
 }
@@ -151,7 +254,7 @@ mer_status mer__agpt_visual(mer__agpt *a, const uint8_t *const *imgs, int w, int
 mer_status mer__agpt_audio(mer__agpt *a, float *clips, int n, long clip_len, int per_clip, int hf5, float *feats,
                            mer_err *err) {
     mer_hubert_normalize(clips, n, (size_t)clip_len, !per_clip);
-    return mer_hubert_pool(a->hub_ctx, clips, n, clip_len, -1, hf5, feats, err);
+    return mer__agpt_hubert(a, clips, n, clip_len, hf5, feats, err);
 }
 
 /* Appends the ids of text[0..len) to (*ids, *n, *cap). */
@@ -233,17 +336,15 @@ fail:
     return st;
 }
 
-mer_status mer__agpt_answer(mer__agpt *a, mer_visual_input input, const char *subtitle, const char *question,
-                            const float *visual, int n_frames, const float *audio, int n_clips,
-                            const mer_generate_params *gp, mer_buf *out, mer_err *err) {
+mer_status mer__agpt_prompt(mer__agpt *a, mer_visual_input input, const char *subtitle, const char *question,
+                            const float *visual, int n_frames, const float *audio, int n_clips, int max_new_tokens,
+                            float **embd_out, size_t *n_tok, mer_err *err) {
     size_t D = (size_t)a->n_embd, n = 0;
     float *fused = malloc(3 * D * sizeof *fused), *embd = NULL;
     int32_t *ids = NULL;
-    char *text = NULL;
-    size_t tlen = 0;
-    mer_generate_result res = {0};
-    mer_buf clean = {0};
     mer_status st;
+    *embd_out = NULL;
+    *n_tok = 0;
     if (!fused) return mer__errf(err, MER_E_NOMEM, "out of memory");
     if ((st = mer_affectgpt_fuse(&a->fusion, a->cpu, visual, n_frames, audio, n_clips, fused, fused + D, fused + 2 * D, err)) ||
         (st = mer__agpt_prompt_embd(a, input, subtitle, question, fused, &embd, &ids, &n, err)))
@@ -251,28 +352,83 @@ mer_status mer__agpt_answer(mer__agpt *a, mer_visual_input input, const char *su
     /* Chat.answer_sample: a prompt that does not leave room for max_new_tokens in 2000 keeps its last
      * 2000 - 1200 = 800 tokens */
     size_t skip = 0;
-    if (n + (size_t)gp->max_new_tokens > 2000 && n > 800) skip = n - 800;
-    mer_qwen2_ctx_reset(a->llm_ctx);
-    if ((st = mer_qwen2_prefill_embd(a->llm_ctx, embd + skip * D, n - skip, err))) goto done;
-    mer_generate_params g = *gp;
-    g.stop_ids = a->stop_ids;
-    g.n_stop_ids = a->n_stop;
-    static const char *const stop_str[] = {"###"};
-    g.stop_strings = stop_str;
-    g.n_stop_strings = 1;
-    g.skip_special = 0;
-    if (g.min_new_tokens < 1) g.min_new_tokens = 1; /* generate(min_length=1) with inputs_embeds */
-    if ((st = mer_qwen2_generate(a->llm_ctx, a->tok, NULL, 0, &g, NULL, NULL, &res, err))) goto done;
-    /* the reference decodes every id with special tokens kept, then cleans up (spec §4.8) */
-    if ((st = mer_tokenizer_decode(a->tok, res.ids, res.n_ids, 0, &text, &tlen, err))) goto done;
-    if ((st = mer__affectgpt_answer_clean(text, "<|im_start|>", "<|im_end|>", &clean))) goto done;
-    st = mer__buf_append(out, clean.data ? clean.data : "", clean.len);
+    if (n + (size_t)(max_new_tokens > 0 ? max_new_tokens : 0) > 2000 && n > 800) skip = n - 800;
+    if (skip) memmove(embd, embd + skip * D, (n - skip) * D * sizeof *embd);
+    *embd_out = embd;
+    *n_tok = n - skip;
+    embd = NULL;
 done:
     free(fused);
     free(embd);
     free(ids);
-    free(text);
-    free(res.ids);
+    return st;
+}
+
+void mer__agpt_gen_params(const mer__agpt *a, mer_generate_params *g) {
+    static const char *const stop_str[] = {"###"};
+    g->stop_ids = a->stop_ids;
+    g->n_stop_ids = a->n_stop;
+    g->stop_strings = stop_str;
+    g->n_stop_strings = 1;
+    g->skip_special = 0;
+    if (g->min_new_tokens < 1) g->min_new_tokens = 1; /* generate(min_length=1) with inputs_embeds */
+}
+
+mer_status mer__agpt_answer_ids(mer__agpt *a, const int32_t *ids, size_t n_ids, mer_buf *out, mer_err *err) {
+    mer_tokenizer_stream *ts = NULL;
+    mer_buf seen = {0}, clean = {0};
+    char *text = NULL;
+    size_t tlen = 0, n = n_ids;
+    mer_status st;
+    /* the stop string as mer_qwen2_generate applies it: the decoded output so far contains "###" */
+    if ((st = mer_tokenizer_stream_init(a->tok, 0, &ts, err))) goto done;
+    for (size_t i = 0; i < n_ids; i++) {
+        int stop_id = 0;
+        for (size_t k = 0; k < a->n_stop; k++) stop_id |= ids[i] == a->stop_ids[k];
+        if (stop_id) break;
+        const char *t;
+        size_t len;
+        if ((st = mer_tokenizer_stream_push(ts, ids[i], &t, &len, err))) goto done;
+        size_t from = seen.len > 2 ? seen.len - 2 : 0;
+        if (len && mer__buf_append(&seen, t, len)) { st = mer__errf(err, MER_E_NOMEM, "out of memory"); goto done; }
+        if (len && memmem(seen.data + from, seen.len - from, "###", 3)) {
+            n = i + 1;
+            break;
+        }
+    }
+    /* the reference decodes every id with special tokens kept, then cleans up (spec §4.8) */
+    if ((st = mer_tokenizer_decode(a->tok, ids, n, 0, &text, &tlen, err))) goto done;
+    if ((st = mer__affectgpt_answer_clean(text, "<|im_start|>", "<|im_end|>", &clean))) {
+        st = mer__errf(err, st, "out of memory");
+        goto done;
+    }
+    if ((st = mer__buf_append(out, clean.data ? clean.data : "", clean.len))) st = mer__errf(err, st, "out of memory");
+done:
+    mer_tokenizer_stream_free(ts);
+    mer__buf_free(&seen);
     mer__buf_free(&clean);
+    free(text);
+    return st;
+}
+
+mer_status mer__agpt_answer(mer__agpt *a, mer_visual_input input, const char *subtitle, const char *question,
+                            const float *visual, int n_frames, const float *audio, int n_clips,
+                            const mer_generate_params *gp, mer_buf *out, mer_err *err) {
+    size_t n = 0;
+    float *embd = NULL;
+    mer_generate_result res = {0};
+    mer_status st;
+    if ((st = mer__agpt_prompt(a, input, subtitle, question, visual, n_frames, audio, n_clips, gp->max_new_tokens,
+                               &embd, &n, err)))
+        goto done;
+    mer_qwen2_ctx_reset(a->llm_ctx);
+    if ((st = mer_qwen2_prefill_embd(a->llm_ctx, embd, n, err))) goto done;
+    mer_generate_params g = *gp;
+    mer__agpt_gen_params(a, &g);
+    if ((st = mer_qwen2_generate(a->llm_ctx, a->tok, NULL, 0, &g, NULL, NULL, &res, err))) goto done;
+    st = mer__agpt_answer_ids(a, res.ids, res.n_ids, out, err);
+done:
+    free(embd);
+    free(res.ids);
     return st;
 }

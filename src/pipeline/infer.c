@@ -2,7 +2,11 @@
  * sample: the subtitle, 8 face crops (openface_face/<name>/<name>.npy) or 8 video frames
  * (video/<name>.mp4, decoded at 224x224), 8 audio clips of 2 s (audio/<name>.wav, else the video's
  * audio), then features, fusion and the answer (pipeline/agpt.c). Missing or corrupt media is a
- * per-sample error recorded in the store; the run goes on. */
+ * per-sample error recorded in the store; the run goes on. With batch > 1 a worker thread loads the
+ * media (and, when the encoders run on the GPU, computes the features) of the samples ahead, in list
+ * order, into a ring of prepared samples; the calling thread turns each into its prompt embeddings and
+ * the LLM answers them by continuous batching (mer_qwen2_generate_batch), each with its own seeded
+ * sampler; each answer is committed as soon as it is done. */
 #include "core/strmap.h"
 #include "io/csv.h"
 #include "io/npy.h"
@@ -15,8 +19,10 @@
 #include "media/audio.h"
 #endif
 
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 mer_infer_params mer_infer_default_params(void) {
     mer_infer_params p;
@@ -29,6 +35,7 @@ mer_infer_params mer_infer_default_params(void) {
     p.repeat_penalty = 1.0;
     p.max_new_tokens = 1200;
     p.progress = 1;
+    p.batch = 8;
     return p;
 }
 
@@ -41,25 +48,75 @@ typedef struct infer_ctx {
     long sub_col;
     mer_strmap sub_idx;
     const char *question;
-    uint8_t *imgs;   /* [8][224][224][3] */
-    float *clips;    /* [8][32000] */
-    float *visual;   /* [8][n_visual] */
-    float *audio;    /* [8][n_audio] */
+    const char *const *names;
+    int encode_ahead; /* the loading thread also runs the encoders (they are on the device) */
 } infer_ctx;
+
+/* One sample on its way through the stages: media -> pixels and normalised clips -> features -> prompt
+ * embeddings. The buffers are allocated once per ring slot and reused. */
+typedef struct sample {
+    size_t index;
+    mer_status st; /* of the stages run so far */
+    mer_err err;
+    double t_start;
+    const char *subtitle; /* a cell of the subtitles CSV, or "" */
+    uint8_t *imgs;        /* [8][224][224][3] */
+    float *pixels;        /* [8][3][S][S] */
+    float *clips;         /* [8][32000], normalised */
+    float *visual;        /* [8][n_visual] */
+    float *audio;         /* [8][n_audio] */
+    int encoded;
+    float *embd;          /* prompt embeddings [n_tok][n_embd] (freed when the sample is released) */
+    size_t n_tok;
+} sample;
+
+#define CLIP_LEN ((long)MER_AGPT_SR * MER_AGPT_CLIP_S)
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void sample_free(sample *s) {
+    free(s->imgs);
+    free(s->pixels);
+    free(s->clips);
+    free(s->visual);
+    free(s->audio);
+    free(s->embd);
+    memset(s, 0, sizeof *s);
+}
+
+static mer_status sample_alloc(const infer_ctx *x, sample *s, mer_err *err) {
+    size_t S = (size_t)x->a->clip->hp.image_size;
+    memset(s, 0, sizeof *s);
+    s->imgs = malloc((size_t)MER_AGPT_N_FRAMES * 224 * 224 * 3);
+    s->pixels = malloc((size_t)MER_AGPT_N_FRAMES * 3 * S * S * sizeof(float));
+    s->clips = malloc((size_t)MER_AGPT_N_CLIPS * (size_t)CLIP_LEN * sizeof(float));
+    s->visual = malloc((size_t)MER_AGPT_N_FRAMES * (size_t)x->a->n_visual * sizeof(float));
+    s->audio = malloc((size_t)MER_AGPT_N_CLIPS * (size_t)x->a->n_audio * sizeof(float));
+    if (s->imgs && s->pixels && s->clips && s->visual && s->audio) return MER_OK;
+    sample_free(s);
+    return mer__errf(err, MER_E_NOMEM, "out of memory");
+}
 
 static int exists(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+// --- media ------------------------------------------------------------------------------------------
+
 /* The 8 crops AffectGPT takes from n face crops [n][H][W][3] (BGR): the frame rule over n, each resized
  * to 224 with cv2's INTER_LINEAR, optionally turned to RGB. */
-static mer_status faces_to_imgs(infer_ctx *x, const uint8_t *faces, int64_t n, int H, int W, mer_err *err) {
+static mer_status faces_to_imgs(const infer_ctx *x, sample *s, const uint8_t *faces, int64_t n, int H, int W,
+                                mer_err *err) {
     int64_t idx[MER_AGPT_N_FRAMES];
     mer__frame_indices(n, MER_AGPT_N_FRAMES, idx);
     size_t fsz = (size_t)H * W * 3;
     for (int i = 0; i < MER_AGPT_N_FRAMES; i++) {
-        uint8_t *dst = x->imgs + (size_t)i * 224 * 224 * 3;
+        uint8_t *dst = s->imgs + (size_t)i * 224 * 224 * 3;
         mer_status st = mer_resize_cv_linear(faces + (size_t)idx[i] * fsz, W, H, 3, dst, 224, 224, err);
         if (st) return st;
         if (x->p->rgb_faces)
@@ -73,7 +130,7 @@ static mer_status faces_to_imgs(infer_ctx *x, const uint8_t *faces, int64_t n, i
 }
 
 /* 8 face crops from the OpenFace npy: uint8 [n, H, W, 3] BGR. */
-static mer_status load_faces(infer_ctx *x, const char *name, mer_err *err) {
+static mer_status load_faces(const infer_ctx *x, sample *s, const char *name, mer_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/openface_face/%s/%s.npy", x->p->data_dir, name, name);
     mer_map m;
@@ -87,7 +144,7 @@ static mer_status load_faces(infer_ctx *x, const char *name, mer_err *err) {
                        a.descr, a.n_dims);
         goto done;
     }
-    st = faces_to_imgs(x, a.data, a.shape[0], (int)a.shape[1], (int)a.shape[2], err);
+    st = faces_to_imgs(x, s, a.data, a.shape[0], (int)a.shape[1], (int)a.shape[2], err);
 done:
     mer__map_close(&m);
     return st;
@@ -95,17 +152,17 @@ done:
 
 #if MER_MEDIA
 /* Face crops found in the video by the built-in detector, in place of OpenFace's npy. */
-static mer_status detect_faces(infer_ctx *x, const char *video, mer_err *err) {
+static mer_status detect_faces(const infer_ctx *x, sample *s, const char *video, mer_err *err) {
     uint8_t *crops = NULL;
     size_t n = 0;
     mer_status st = mer_face_video_crops(x->face, video, MER_AGPT_N_FRAMES, 112, &crops, &n, err);
     if (!st && n == 0) st = mer__errf(err, MER_E_NOTFOUND, "%s: no face found in the sampled frames", video);
-    if (!st) st = faces_to_imgs(x, crops, (int64_t)n, 112, 112, err);
+    if (!st) st = faces_to_imgs(x, s, crops, (int64_t)n, 112, 112, err);
     free(crops);
     return st;
 }
 
-static mer_status load_frames(infer_ctx *x, const char *video, mer_err *err) {
+static mer_status load_frames(sample *s, const char *video, mer_err *err) {
     mer_video *v = NULL;
     mer_status st = mer_video_open(video, &v, err);
     if (st) return st;
@@ -115,7 +172,7 @@ static mer_status load_frames(infer_ctx *x, const char *video, mer_err *err) {
         st = mer__errf(err, MER_E_FORMAT, "%s: the video has no frames", video);
     } else {
         mer__frame_indices(vi->n_frames, MER_AGPT_N_FRAMES, idx);
-        st = mer_video_read(v, idx, MER_AGPT_N_FRAMES, 224, 224, x->imgs, err);
+        st = mer_video_read(v, idx, MER_AGPT_N_FRAMES, 224, 224, s->imgs, err);
     }
     mer_video_close(v);
     return st;
@@ -125,7 +182,7 @@ static mer_status load_frames(infer_ctx *x, const char *video, mer_err *err) {
 
 /* 16 kHz mono: a .wav through mer's WAV reader (torchaudio's scaling and sinc resampling, as the
  * reference), anything else (the video's audio stream) through FFmpeg. */
-static mer_status load_audio(infer_ctx *x, const char *name, const char *video, mer_err *err) {
+static mer_status load_audio(const infer_ctx *x, sample *s, const char *name, const char *video, mer_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/audio/%s.wav", x->p->data_dir, name);
     float *wav = NULL;
@@ -149,22 +206,27 @@ static mer_status load_audio(infer_ctx *x, const char *name, const char *video, 
         free(wav);
         return mer__errf(err, MER_E_FORMAT, "%s: zero-length audio", src);
     }
-    mer_audio_clips(wav, n, MER_AGPT_SR, MER_AGPT_N_CLIPS, MER_AGPT_CLIP_S, x->clips);
+    mer_audio_clips(wav, n, MER_AGPT_SR, MER_AGPT_N_CLIPS, MER_AGPT_CLIP_S, s->clips);
     free(wav);
     return MER_OK;
 }
 
-static mer_status one(void *ud, size_t i, const char *name, mer_buf *out, mer_err *err) {
-    infer_ctx *x = ud;
-    const char *subtitle = "";
+// --- the stages of a sample -------------------------------------------------------------------------
+
+/* Subtitle and media of sample i, up to CLIP's pixels and HuBERT's normalised clips (CPU only: runs on
+ * the loading thread). */
+static mer_status load(const infer_ctx *x, sample *s, size_t i, mer_err *err) {
+    const char *name = x->names[i];
+    s->subtitle = "";
     if (x->has_subs) {
         int64_t *r = mer__strmap_get(&x->sub_idx, name, strlen(name));
         if (r) {
-            subtitle = mer__csv_cell(&x->subs, (size_t)*r, (size_t)x->sub_col);
-            size_t len = strlen(subtitle), bad = mer__utf8_check((const uint8_t *)subtitle, len);
+            const char *sub = mer__csv_cell(&x->subs, (size_t)*r, (size_t)x->sub_col);
+            size_t len = strlen(sub), bad = mer__utf8_check((const uint8_t *)sub, len);
             if (bad < len)
                 return mer__errf(err, MER_E_FORMAT, "%s:%zu: the subtitle of %s has invalid UTF-8 at byte %zu of the field",
                                  x->p->subtitles, x->subs.lines[*r + 1], name, bad);
+            s->subtitle = sub;
         }
     }
     char video[4096];
@@ -173,27 +235,38 @@ static mer_status one(void *ud, size_t i, const char *name, mer_buf *out, mer_er
     if (x->p->input_frame) {
         if (!exists(video)) return mer__errf(err, MER_E_NOTFOUND, "%s: missing", video);
 #if MER_MEDIA
-        st = load_frames(x, video, err);
+        st = load_frames(s, video, err);
 #else
         st = mer__errf(err, MER_E_UNSUPPORTED, "%s: decoding video needs FFmpeg (this mer was built with MEDIA=0)", video);
 #endif
     } else if (x->p->detect_faces) {
         if (!exists(video)) return mer__errf(err, MER_E_NOTFOUND, "%s: missing", video);
 #if MER_MEDIA
-        st = detect_faces(x, video, err);
+        st = detect_faces(x, s, video, err);
 #else
         st = mer__errf(err, MER_E_UNSUPPORTED, "%s: --detect-faces decodes video and needs FFmpeg (MEDIA=0 build)", video);
 #endif
     } else {
-        st = load_faces(x, name, err);
+        st = load_faces(x, s, name, err);
     }
-    if (st || (st = load_audio(x, name, video, err))) return st;
+    if (st || (st = load_audio(x, s, name, video, err))) return st;
     const uint8_t *imgs[MER_AGPT_N_FRAMES];
-    for (int k = 0; k < MER_AGPT_N_FRAMES; k++) imgs[k] = x->imgs + (size_t)k * 224 * 224 * 3;
-    if ((st = mer__agpt_visual(x->a, imgs, 224, 224, MER_AGPT_N_FRAMES, x->visual, err)) ||
-        (st = mer__agpt_audio(x->a, x->clips, MER_AGPT_N_CLIPS, (long)MER_AGPT_SR * MER_AGPT_CLIP_S, x->p->per_clip_norm,
-                              x->p->hf5_hidden, x->audio, err)))
-        return st;
+    for (int k = 0; k < MER_AGPT_N_FRAMES; k++) imgs[k] = s->imgs + (size_t)k * 224 * 224 * 3;
+    if ((st = mer__agpt_pixels(x->a, imgs, 224, 224, MER_AGPT_N_FRAMES, s->pixels, err))) return st;
+    mer_hubert_normalize(s->clips, MER_AGPT_N_CLIPS, (size_t)CLIP_LEN, !x->p->per_clip_norm);
+    return MER_OK;
+}
+
+/* CLIP on the 8 images and HuBERT on the 8 clips. */
+static mer_status encode(const infer_ctx *x, sample *s, mer_err *err) {
+    mer_status st = mer__agpt_clip(x->a, s->pixels, MER_AGPT_N_FRAMES, s->visual, err);
+    if (!st) st = mer__agpt_hubert(x->a, s->clips, MER_AGPT_N_CLIPS, CLIP_LEN, x->p->hf5_hidden, s->audio, err);
+    if (!st) s->encoded = 1;
+    return st;
+}
+
+/* The reference's sampling for sample i (seed + i) and its length limits. */
+static mer_generate_params gen_params(const infer_ctx *x, size_t i) {
     mer_generate_params g = mer_generate_default_params();
     g.sampling.temperature = x->p->temperature;
     g.sampling.top_p = x->p->top_p;
@@ -201,11 +274,218 @@ static mer_status one(void *ud, size_t i, const char *name, mer_buf *out, mer_er
     g.sampling.repeat_penalty = x->p->repeat_penalty;
     g.sampling.seed = x->p->seed + i;
     g.max_new_tokens = x->p->max_new_tokens;
-    return mer__agpt_answer(x->a, x->p->input_frame ? MER_INPUT_FRAME : MER_INPUT_FACE, subtitle, x->question, x->visual,
-                            MER_AGPT_N_FRAMES, x->audio, MER_AGPT_N_CLIPS, &g, out, err);
+    g.min_new_tokens = x->p->min_new_tokens;
+    mer__agpt_gen_params(x->a, &g);
+    return g;
 }
 
-mer_status mer_infer_run(const mer_infer_params *p0, const char *out_npz, mer_job_summary *summary, mer_err *err) {
+static mer_visual_input input_of(const infer_ctx *x) { return x->p->input_frame ? MER_INPUT_FRAME : MER_INPUT_FACE; }
+
+// --- one sample at a time (batch <= 1) ----------------------------------------------------------------
+
+typedef struct single {
+    infer_ctx *x;
+    sample s;
+} single;
+
+static mer_status one(void *ud, size_t i, const char *name, mer_buf *out, mer_err *err) {
+    single *o = ud;
+    infer_ctx *x = o->x;
+    sample *s = &o->s;
+    (void)name;
+    mer_status st;
+    if ((st = load(x, s, i, err)) || (st = encode(x, s, err))) return st;
+    mer_generate_params g = gen_params(x, i);
+    return mer__agpt_answer(x->a, input_of(x), s->subtitle, x->question, s->visual, MER_AGPT_N_FRAMES, s->audio,
+                            MER_AGPT_N_CLIPS, &g, out, err);
+}
+
+// --- batched: a loading thread ahead, continuous batching behind ------------------------------------
+
+typedef struct pipe {
+    infer_ctx *x;
+    const size_t *todo;
+    size_t n_todo;
+    sample *ring;
+    size_t cap;
+    size_t produced, consumed; /* samples the loader finished / the generator side released */
+    int stop, loader_done;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* the generator side (the calling thread) */
+    mer__agpt *a;
+    mer_job_commit_fn commit;
+    void *cctx;
+    int lent;        /* ring[consumed % cap] was handed to the generator */
+    double *t_start; /* per list index */
+    mer_status fatal;
+    mer_err fatal_err;
+} pipe;
+
+static void *loader(void *ud) {
+    pipe *q = ud;
+    for (size_t k = 0; k < q->n_todo; k++) {
+        pthread_mutex_lock(&q->mu);
+        while (!q->stop && q->produced - q->consumed >= q->cap) pthread_cond_wait(&q->cv, &q->mu);
+        int stop = q->stop;
+        sample *s = &q->ring[q->produced % q->cap];
+        pthread_mutex_unlock(&q->mu);
+        if (stop) break;
+        s->index = q->todo[k];
+        s->encoded = 0;
+        memset(&s->err, 0, sizeof s->err);
+        s->t_start = now_s();
+        s->st = load(q->x, s, s->index, &s->err);
+        if (!s->st && q->x->encode_ahead) s->st = encode(q->x, s, &s->err);
+        pthread_mutex_lock(&q->mu);
+        q->produced++;
+        pthread_cond_broadcast(&q->cv);
+        pthread_mutex_unlock(&q->mu);
+    }
+    pthread_mutex_lock(&q->mu);
+    q->loader_done = 1;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+/* Gives the oldest prepared sample back to the loader. */
+static void release(pipe *q) {
+    sample *s = &q->ring[q->consumed % q->cap];
+    free(s->embd);
+    s->embd = NULL;
+    s->n_tok = 0;
+    pthread_mutex_lock(&q->mu);
+    q->consumed++;
+    q->lent = 0;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* The generator asks for the next prompt: the next prepared sample in list order, encoded (unless the
+ * loader did it) and turned into its prompt embeddings. Samples that failed are committed here. */
+static int next_prompt(void *ud, mer_batch_request *req) {
+    pipe *q = ud;
+    if (q->lent) release(q); /* the generator has prefilled the last one */
+    while (!q->fatal) {
+        pthread_mutex_lock(&q->mu);
+        while (q->consumed == q->produced && !q->loader_done) pthread_cond_wait(&q->cv, &q->mu);
+        int empty = q->consumed == q->produced;
+        pthread_mutex_unlock(&q->mu);
+        if (empty) return 0;
+        sample *s = &q->ring[q->consumed % q->cap];
+        q->t_start[s->index] = s->t_start;
+        if (!s->st && !s->encoded) s->st = encode(q->x, s, &s->err);
+        if (!s->st)
+            s->st = mer__agpt_prompt(q->a, input_of(q->x), s->subtitle, q->x->question, s->visual, MER_AGPT_N_FRAMES,
+                                     s->audio, MER_AGPT_N_CLIPS, q->x->p->max_new_tokens, &s->embd, &s->n_tok, &s->err);
+        if (!s->st) {
+            req->index = s->index;
+            req->ids = NULL;
+            req->n_ids = 0;
+            req->embd = s->embd;
+            req->n_embd_rows = s->n_tok;
+            req->params = gen_params(q->x, s->index);
+            req->params.n_stop_strings = 0; /* "###" is applied to the ids afterwards (mer__agpt_answer_ids) */
+            req->params.stop_strings = NULL;
+            q->lent = 1;
+            return 1;
+        }
+        q->fatal = q->commit(q->cctx, s->index, s->st, NULL, s->err.msg, now_s() - s->t_start, &q->fatal_err);
+        release(q);
+    }
+    return 0;
+}
+
+static mer_status sample_done(void *ud, size_t i, mer_status st, const mer_generate_result *res, const char *msg,
+                              mer_err *err) {
+    pipe *q = ud;
+    mer_buf out = {0};
+    mer_err e = {0};
+    if (st) snprintf(e.msg, sizeof e.msg, "%s", msg && msg[0] ? msg : mer_status_str(st));
+    else st = mer__agpt_answer_ids(q->a, res->ids, res->n_ids, &out, &e);
+    const char *text = st ? NULL : (out.data ? out.data : "");
+    mer_status r = q->commit(q->cctx, i, st, text, e.msg, now_s() - q->t_start[i], err);
+    mer__buf_free(&out);
+    return r;
+}
+
+typedef struct batched {
+    infer_ctx *x;
+    mer_qwen2_batch *llm;
+} batched;
+
+static mer_status run_batched(void *ud, const size_t *todo, size_t n_todo, mer_job_commit_fn commit, void *cctx,
+                              mer_err *err) {
+    batched *bt = ud;
+    infer_ctx *x = bt->x;
+    pipe q;
+    memset(&q, 0, sizeof q);
+    q.x = x;
+    q.a = x->a;
+    q.todo = todo;
+    q.n_todo = n_todo;
+    q.commit = commit;
+    q.cctx = cctx;
+    /* ahead: a slot's worth of samples for every sequence, plus the one being prefilled and one loading */
+    q.cap = (size_t)mer_qwen2_batch_n_slots(bt->llm) + 2;
+    mer_status st = MER_OK;
+    int started = 0, sync_ok = 0;
+    size_t n_names = 0;
+    while (x->names[n_names]) n_names++;
+    q.ring = calloc(q.cap, sizeof *q.ring);
+    q.t_start = calloc(n_names ? n_names : 1, sizeof *q.t_start);
+    if (!q.ring || !q.t_start) {
+        st = mer__errf(err, MER_E_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t k = 0; k < q.cap; k++)
+        if ((st = sample_alloc(x, &q.ring[k], err))) goto done;
+    if (pthread_mutex_init(&q.mu, NULL)) {
+        st = mer__errf(err, MER_E_INTERNAL, "infer: pthread_mutex_init failed");
+        goto done;
+    }
+    if (pthread_cond_init(&q.cv, NULL)) {
+        pthread_mutex_destroy(&q.mu);
+        st = mer__errf(err, MER_E_INTERNAL, "infer: pthread_cond_init failed");
+        goto done;
+    }
+    sync_ok = 1;
+    pthread_t th;
+    if (pthread_create(&th, NULL, loader, &q)) {
+        st = mer__errf(err, MER_E_INTERNAL, "infer: cannot start the loading thread");
+        goto done;
+    }
+    started = 1;
+    st = mer_qwen2_generate_batch(bt->llm, next_prompt, sample_done, &q, err);
+    if (!st && q.fatal) {
+        st = q.fatal;
+        if (err) *err = q.fatal_err;
+    }
+    pthread_mutex_lock(&q.mu);
+    q.stop = 1;
+    pthread_cond_broadcast(&q.cv);
+    pthread_mutex_unlock(&q.mu);
+    pthread_join(th, NULL);
+done:
+    (void)started;
+    if (sync_ok) {
+        pthread_cond_destroy(&q.cv);
+        pthread_mutex_destroy(&q.mu);
+    }
+    if (q.ring)
+        for (size_t k = 0; k < q.cap; k++) sample_free(&q.ring[k]);
+    free(q.ring);
+    free(q.t_start);
+    return st;
+}
+
+// --- the run -------------------------------------------------------------------------------------------
+
+static const char *nz(const char *s) { return s ? s : ""; }
+
+mer_status mer__infer_run_agpt(const mer_infer_params *p0, mer__agpt *a, const char *out_npz, mer_job_summary *summary,
+                               mer_err *err) {
     memset(summary, 0, sizeof *summary);
     mer_infer_params p = *p0;
     char names_path[4096], subs_path[4096];
@@ -221,10 +501,14 @@ mer_status mer_infer_run(const mer_infer_params *p0, const char *out_npz, mer_jo
     infer_ctx x;
     memset(&x, 0, sizeof x);
     x.p = &p;
+    x.a = a;
     x.question = p.question ? p.question : p.task == MER_TASK_DESCRIPTION ? MER_QUESTION_DESCRIPTION : MER_QUESTION_OV;
+    x.encode_ahead = mer__agpt_on_device(a);
     mer_label_table names = {0};
     const char **list = NULL;
-    char *db = NULL, *config = NULL;
+    char *db = NULL, *config = NULL, *models = NULL;
+    single o = {&x, {0}};
+    mer_qwen2_batch *llm = NULL;
     mer_status st;
     if ((st = mer_label_table_read(p.names, "name", &names, err))) return st;
     if (exists(p.subtitles)) {
@@ -248,48 +532,59 @@ mer_status mer_infer_run(const mer_infer_params *p0, const char *out_npz, mer_jo
         }
         x.has_subs = 1;
     }
-    list = calloc(names.n ? names.n : 1, sizeof *list);
+    list = calloc(names.n + 1, sizeof *list);
     size_t dl = strlen(out_npz) + 4;
     db = malloc(dl);
     if (!list || !db) { st = mer__errf(err, MER_E_NOMEM, "out of memory"); goto done; }
     snprintf(db, dl, "%s.db", out_npz);
     for (size_t i = 0; i < names.n; i++) list[i] = names.rows[i].name;
-    if ((st = mer__agpt_load(&p, &x.a, err))) goto done;
+    x.names = list;
     if (p.detect_faces && !p.input_frame) {
         if (!p.face_models) { st = mer__errf(err, MER_E_ARG, "mer infer: --detect-faces needs the face models folder"); goto done; }
         mer_face_params fp = mer_face_default_params();
         fp.n_threads = p.n_threads;
         if ((st = mer_face_load(p.face_models, &fp, &x.face, err))) goto done;
     }
-    x.imgs = malloc((size_t)MER_AGPT_N_FRAMES * 224 * 224 * 3);
-    x.clips = malloc((size_t)MER_AGPT_N_CLIPS * MER_AGPT_SR * MER_AGPT_CLIP_S * sizeof(float));
-    x.visual = malloc((size_t)MER_AGPT_N_FRAMES * x.a->n_visual * sizeof(float));
-    x.audio = malloc((size_t)MER_AGPT_N_CLIPS * x.a->n_audio * sizeof(float));
     /* the models in the run's identity: the four parts, or the bundle (mer convert) */
-    size_t cl = (p.bundle ? strlen(p.bundle) : strlen(p.clip) + strlen(p.hubert) + strlen(p.llm) + strlen(p.affectgpt)) +
+    size_t cl = (p.bundle ? strlen(p.bundle) : strlen(nz(p.clip)) + strlen(nz(p.hubert)) + strlen(nz(p.llm)) +
+                                                   strlen(nz(p.affectgpt))) +
                 strlen(x.question) + 1024;
-    char *models = malloc(cl);
+    models = malloc(cl);
     config = malloc(cl);
-    if (!x.imgs || !x.clips || !x.visual || !x.audio || !config || !models) {
-        free(models);
+    if (!config || !models) {
         st = mer__errf(err, MER_E_NOMEM, "out of memory");
         goto done;
     }
     if (p.bundle) snprintf(models, cl, "\"model\":\"%s\"", p.bundle);
     else
-        snprintf(models, cl, "\"clip\":\"%s\",\"hubert\":\"%s\",\"llm\":\"%s\",\"affectgpt\":\"%s\"", p.clip, p.hubert,
-                 p.llm, p.affectgpt);
+        snprintf(models, cl, "\"clip\":\"%s\",\"hubert\":\"%s\",\"llm\":\"%s\",\"affectgpt\":\"%s\"", nz(p.clip),
+                 nz(p.hubert), nz(p.llm), nz(p.affectgpt));
+    /* batch is not part of it (the answers do not depend on it); a device run's answers are its own */
+    char extra[128] = "";
+    if (p.min_new_tokens > 1) snprintf(extra, sizeof extra, ",\"min_new_tokens\":%d", p.min_new_tokens);
+    if (mer__agpt_on_device(a)) snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ",\"device\":\"cuda\"");
     snprintf(config, cl,
              "{\"job\":\"infer\",%s,\"wtype\":\"%s\","
              "\"lora_scale\":%.17g,\"input\":\"%s\",\"question\":\"%s\",\"temperature\":%.17g,\"top_p\":%.17g,\"top_k\":%d,"
-             "\"repeat_penalty\":%.17g,\"max_new_tokens\":%d,\"seed\":%llu,\"rgb_faces\":%d,\"per_clip_norm\":%d,\"hf5\":%d%s}",
-             models, p.wtype ? p.wtype : "", p.lora_scale, p.input_frame ? "frame" : "face",
+             "\"repeat_penalty\":%.17g,\"max_new_tokens\":%d,\"seed\":%llu,\"rgb_faces\":%d,\"per_clip_norm\":%d,\"hf5\":%d%s%s}",
+             models, nz(p.wtype), p.lora_scale, p.input_frame ? "frame" : "face",
              x.question, p.temperature, p.top_p, p.top_k, p.repeat_penalty, p.max_new_tokens, (unsigned long long)p.seed,
-             p.rgb_faces, p.per_clip_norm, p.hf5_hidden, p.detect_faces && !p.input_frame ? ",\"faces\":\"detected\"" : "");
-    free(models);
+             p.rgb_faces, p.per_clip_norm, p.hf5_hidden, p.detect_faces && !p.input_frame ? ",\"faces\":\"detected\"" : "",
+             extra);
     mer_job_params jp = {db, config, "infer", p.progress, p.retry_failed};
     mer_job_stats js;
-    st = mer__job_run(&jp, list, names.n, one, &x, &js, err);
+    int n_slots = p.batch < (int)names.n ? p.batch : (int)names.n;
+    if (n_slots > 1) {
+        mer_qwen2_ctx_params cp = mer_qwen2_ctx_default_params();
+        cp.n_threads = p.n_threads;
+        cp.n_ctx = 2048;
+        if ((st = mer_qwen2_batch_init(a->llm, n_slots, &cp, &llm, err))) goto done;
+        batched bt = {&x, llm};
+        st = mer__job_run_batched(&jp, list, names.n, run_batched, &bt, &js, err);
+    } else {
+        if ((st = sample_alloc(&x, &o.s, err))) goto done;
+        st = mer__job_run(&jp, list, names.n, one, &o, &js, err);
+    }
     summary->n_total = js.n_total;
     summary->n_skipped = js.n_skipped;
     summary->n_ok = js.n_ok;
@@ -297,17 +592,25 @@ mer_status mer_infer_run(const mer_infer_params *p0, const char *out_npz, mer_jo
     summary->seconds = js.seconds;
     if (!st) st = mer__job_write_outputs(db, config, out_npz, 0, list, names.n, err);
 done:
-    mer__agpt_free(x.a);
+    mer_qwen2_batch_free(llm);
+    sample_free(&o.s);
     mer_face_free(x.face);
-    free(x.imgs);
-    free(x.clips);
-    free(x.visual);
-    free(x.audio);
     if (x.has_subs || x.subs.cells) mer__csv_free(&x.subs);
     mer__strmap_free(&x.sub_idx);
     free(list);
     free(db);
     free(config);
+    free(models);
     mer_label_table_free(&names);
+    return st;
+}
+
+mer_status mer_infer_run(const mer_infer_params *p, const char *out_npz, mer_job_summary *summary, mer_err *err) {
+    memset(summary, 0, sizeof *summary);
+    if (!p->data_dir) return mer__errf(err, MER_E_ARG, "mer infer: --data DIR is required");
+    mer__agpt *a = NULL;
+    mer_status st = mer__agpt_load(p, &a, err);
+    if (!st) st = mer__infer_run_agpt(p, a, out_npz, summary, err);
+    mer__agpt_free(a);
     return st;
 }

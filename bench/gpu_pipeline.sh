@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# bench/gpu_pipeline.sh - AffectGPT end to end on the GPU machine (bench/bench_gpu_pipeline.c): builds mer
+# with CUDA=1 MEDIA=0 (the Debian -dev libraries carried in .gpu-deps, as bench/gpu.sh does), runs a smoke
+# pass on the tiny fixtures on the GPU, then the real shapes (CLIP-L/14, HuBERT-L, Qwen2.5-7B bf16, random
+# weights): (a) one clip stage by stage, (b) dataset runs of many clips with batching.
+#
+#   bench/gpu_pipeline.sh [OUTDIR] [bench options...]   (OUTDIR defaults to $OUT, else bench-gpu-out)
+#
+# Carry .gpu-deps and models/qwen2-tokenizer (Qwen2.5's tokenizer.json, for the real ~150-token prompt;
+# without it the tiny fixture's tokenizer makes a longer prompt, as the output says). Environment:
+# MER_GPU_BIN=DIR uses a bench built elsewhere (DIR/bench/bench_gpu_pipeline); MER_PIPE_STEPS picks among
+# "smoke real" (default both). Files written to OUTDIR: pipeline.log (everything), pipeline_smoke.txt,
+# pipeline.txt (the real-shape figures, RESULT lines included).
+set -u
+cd "$(dirname "$0")/.."
+OUTDIR=${1:-${OUT:-bench-gpu-out}}
+[ $# -gt 0 ] && shift
+mkdir -p "$OUTDIR"
+LOG=$OUTDIR/pipeline.log
+STEPS=${MER_PIPE_STEPS:-smoke real}
+DEPS=$PWD/.gpu-deps/root/usr
+LIBDIR=$DEPS/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH="$LIBDIR:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PATH="/usr/local/cuda/bin:$PATH"
+say() { echo "== $*" | tee -a "$LOG"; }
+has() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+say "$(date -u +%FT%TZ) bench/gpu_pipeline.sh on $(hostname)"
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit,driver_version --format=csv >>"$LOG" 2>&1 || true
+[ -r models/qwen2-tokenizer/tokenizer.json ] || say "note: models/qwen2-tokenizer not carried: the prompt is tokenized by the tiny fixture's tokenizer"
+
+BIN=${MER_GPU_BIN:-}
+if [ -z "$BIN" ]; then
+    BIN=${MER_GPU_BUILD:-build-gpu}
+    say "build ($BIN)"
+    t0=$(date +%s)
+    make -j"$(nproc)" CUDA=1 MEDIA=0 DEPS=0 BUILD="$BIN" EXTRA_CFLAGS="-I$DEPS/include -Wno-error" \
+        EXTRA_LDLIBS="-L$LIBDIR" "$BIN/libmer.a" >>"$LOG" 2>&1 || { say "build failed"; tail -20 "$LOG"; exit 1; }
+    mkdir -p "$BIN/bench"
+    cc -std=c11 -O2 -g -pthread -Iinclude -Isrc -D_GNU_SOURCE -DMER_MEDIA=0 -DMER_CUDA=1 -I"$DEPS/include" \
+        bench/bench_gpu_pipeline.c "$BIN/libmer.a" -o "$BIN/bench/bench_gpu_pipeline" -L"$LIBDIR" -lz -lcjson -lutf8proc \
+        -lsqlite3 -lm -lpthread -L/usr/local/cuda/lib64 -lcudart -lcublas -lcublasLt -lstdc++ >>"$LOG" 2>&1 ||
+        { say "bench build failed"; tail -20 "$LOG"; exit 1; }
+    say "build took $(( $(date +%s) - t0 )) s"
+fi
+TMPD=${TMPDIR:-/tmp}/mer_gpu_pipeline
+rc=0
+
+if has smoke; then
+    say "smoke: tiny fixtures on the GPU"
+    timeout 120 "$BIN/bench/bench_gpu_pipeline" --device cuda --shape tiny --clips 16 --batch 1,4 --dir "$TMPD/tiny" \
+        >"$OUTDIR/pipeline_smoke.txt" 2>&1
+    r=$?; echo "exit $r" >>"$OUTDIR/pipeline_smoke.txt"; [ $r -eq 0 ] || rc=$r
+    grep -v '^RESULT' "$OUTDIR/pipeline_smoke.txt" | tee -a "$LOG"
+fi
+
+if has real; then
+    say "real shapes: CLIP-L/14 + HuBERT-L + Qwen2.5-7B bf16 (random weights)"
+    timeout 540 "$BIN/bench/bench_gpu_pipeline" --device cuda --shape real --dir "$TMPD/real" "$@" \
+        >"$OUTDIR/pipeline.txt" 2>&1
+    r=$?; echo "exit $r" >>"$OUTDIR/pipeline.txt"; [ $r -eq 0 ] || rc=$r
+    grep -v '^RESULT' "$OUTDIR/pipeline.txt" | tee -a "$LOG"
+fi
+rm -rf "$TMPD"
+exit $rc
