@@ -680,6 +680,10 @@ typedef struct mer_extract_params {
     int retry_failed;       /* re-run samples whose earlier attempt failed */
     int batch;              /* sequences decoded together (default 8, as the reference); <= 1: one at a
                                time. Outputs do not depend on it. */
+    /* where the LLM runs (default MER_DEVICE_AUTO: the GPU when there is one). On CUDA the batch decodes
+     * on the device (one step for every running sample), bf16 weights (f32 with wtype "f32", q8_0/q4_0
+     * kept); the device and its dtype are part of the run's identity, so a run is resumed on the same. */
+    mer_device device;
 } mer_extract_params;
 
 mer_extract_params mer_extract_default_params(void);

@@ -22,6 +22,9 @@ static const char *HELP =
     "  --threads N         (default: one per CPU)\n"
     "  --batch N           sequences decoded together (default 8, as the reference; 1: one at a time;\n"
     "                      the outputs are the same)\n"
+    "  --device D          auto (default: cuda when mer was built with CUDA and a GPU is present), cpu or\n"
+    "                      cuda: the LLM on the GPU (bf16 matrices; f32 with --type f32, q8_0/q4_0 kept),\n"
+    "                      each step of the batch one device decode\n"
     "  --retry-failed      run again the samples whose earlier attempt failed\n"
     "  --quiet             no progress output\n";
 
@@ -65,6 +68,10 @@ int mer_cmd_extract(int argc, char **argv) {
             if (r < 0 || cli_parse_long(v, &l) || l < 1 || l > 256)
                 return cli_fail("extract", "--batch needs an integer in 1..256");
             p.batch = (int)l;
+        } else if ((r = cli_opt(argc, argv, &i, "--device", &v))) {
+            mer_err derr = {0};
+            if (r < 0) return cli_fail("extract", "--device needs a value");
+            if (mer_device_parse(v, &p.device, &derr)) return cli_fail_err("extract", &derr);
         } else if (!strcmp(argv[i], "--retry-failed")) p.retry_failed = 1;
         else if (!strcmp(argv[i], "--quiet")) p.progress = 0;
         else return cli_fail("extract", "unknown option '%s' (see mer extract --help)", argv[i]);

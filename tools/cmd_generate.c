@@ -13,7 +13,7 @@ static const char *HELP =
     "usage: mer generate --model PATH [--tokenizer FILE] [--lora FILE]\n"
     "                    (--prompt TEXT | --chat TEXT [--system TEXT] | --ids \"ID ...\")\n"
     "                    [--temp T] [--top-p P] [--top-k K] [--min-p P] [--repeat-penalty R] [--seed S]\n"
-    "                    [-n N] [--stop STR]... [--threads N] [--ctx N] [--type T] [--stats]\n"
+    "                    [-n N] [--stop STR]... [--threads N] [--ctx N] [--type T] [--device D] [--stats]\n"
     "\n"
     "Generates text with a Qwen2-architecture model and streams it to standard output.\n"
     "\n"
@@ -42,6 +42,9 @@ static const char *HELP =
     "  --ignore-eos        no end-of-sequence ids\n"
     "  --threads N         threads (default: one per CPU)\n"
     "  --ctx N             context length (KV cache) in tokens (default min(trained, 4096))\n"
+    "  --device D          auto (default: cuda when mer was built with CUDA and a GPU is present), cpu or\n"
+    "                      cuda: the whole forward on the GPU, bf16 matrices (f32 with --type f32, q8_0/q4_0\n"
+    "                      kept), the KV cache there, decode steps replayed from a CUDA graph\n"
     "  --stats             print prompt/generation speeds on standard error\n";
 
 #define MAX_LIST 16
@@ -125,7 +128,7 @@ int mer_cmd_generate(int argc, char **argv) {
         return 0;
     }
     const char *model = NULL, *tok_path = NULL, *lora = NULL, *prompt = NULL, *chat = NULL, *ids_s = NULL;
-    const char *system = NULL, *wtype = NULL, *v;
+    const char *system = NULL, *wtype = NULL, *device_s = NULL, *v;
     const char *stops[MAX_LIST];
     int32_t eos[MAX_LIST];
     size_t n_stops = 0, n_eos = 0;
@@ -149,6 +152,7 @@ int mer_cmd_generate(int argc, char **argv) {
         STR_OPT("--ids", ids_s)
         STR_OPT("--system", system)
         STR_OPT("--type", wtype)
+        STR_OPT("--device", device_s)
         NUM_OPT("--temp", temp, cli_parse_double)
         NUM_OPT("--top-p", top_p, cli_parse_double)
         NUM_OPT("--min-p", min_p, cli_parse_double)
@@ -184,6 +188,11 @@ int mer_cmd_generate(int argc, char **argv) {
 #undef NUM_OPT
     }
     if (!model) return cli_fail("generate", "--model PATH is required (see --help)");
+    mer_device device = MER_DEVICE_AUTO;
+    if (device_s) {
+        mer_err derr = {0};
+        if (mer_device_parse(device_s, &device, &derr)) return cli_fail_err("generate", &derr);
+    }
     if (!!prompt + !!chat + !!ids_s != 1) return cli_fail("generate", "give exactly one of --prompt, --chat, --ids");
     if (n_new < 0 || n_new > (1L << 24) || min_new < 0 || threads < 0 || threads > 1024 || n_ctx < 0 ||
         n_ctx > (1L << 24) || top_k < 0 || top_k > INT32_MAX)
@@ -203,6 +212,7 @@ int mer_cmd_generate(int argc, char **argv) {
     mer_qwen2_params mp = mer_qwen2_default_params();
     mp.wtype = wtype, mp.lora_path = lora, mp.lora_scale = lora_scale, mp.lora_merge = !unmerged;
     mp.n_threads = (int)threads;
+    mp.device = device, mp.n_seq = 1, mp.n_ctx = (int)n_ctx; /* on a GPU: one sequence */
     double t0 = now_s();
     if (mer_qwen2_load(model, &mp, &m, &err)) {
         rc = cli_fail_err("generate", &err);
@@ -277,11 +287,14 @@ int mer_cmd_generate(int argc, char **argv) {
     fflush(stdout);
     if (stats) {
         static const char *const WHY[] = {"length", "stop token", "stop string", "callback", "context full"};
+        int gpu = info.device == MER_DEVICE_CUDA;
         fprintf(stderr,
-                "mer generate: %s weights %.1f MiB, load %.2f s; prompt %zu tokens %.1f tok/s; generated %zu tokens "
-                "%.2f tok/s (%s)\n",
-                info.wtype, (double)info.weight_bytes / (1 << 20), t_load, n_ids, (double)n_ids / res.prefill_seconds,
-                res.n_ids, res.gen_seconds > 0 ? (double)res.n_ids / res.gen_seconds : 0.0, WHY[res.stop]);
+                "mer generate: %s, %s weights %.1f MiB, load %.2f s; prompt %zu tokens %.1f tok/s; generated %zu "
+                "tokens %.2f tok/s (%s)\n",
+                mer_device_name(info.device), gpu ? info.device_wtype : info.wtype,
+                (double)(gpu ? info.device_bytes : info.weight_bytes) / (1 << 20), t_load, n_ids,
+                (double)n_ids / res.prefill_seconds, res.n_ids,
+                res.gen_seconds > 0 ? (double)res.n_ids / res.gen_seconds : 0.0, WHY[res.stop]);
     }
     rc = 0;
 done:

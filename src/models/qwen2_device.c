@@ -34,13 +34,14 @@ mer_status mer__qwen2_dev_check(const mer_qwen2_params *p, mer_device *dev, mer_
     if (!p) p = &defp;
     if (p->device != MER_DEVICE_AUTO && p->device != MER_DEVICE_CPU && p->device != MER_DEVICE_CUDA)
         return mer__errf(err, MER_E_ARG, "mer_qwen2_load: device %d is not auto, cpu or cuda", (int)p->device);
-    if (p->n_seq < 0 || p->n_seq > MAX_N_SEQ)
-        return mer__errf(err, MER_E_ARG, "mer_qwen2_load: n_seq %d is outside 0..%d", p->n_seq, MAX_N_SEQ);
-    if (p->n_ctx < 0 || p->n_ctx > (1 << 24) || p->device_ordinal < 0)
-        return mer__errf(err, MER_E_ARG, "mer_qwen2_load: n_ctx %d or device ordinal %d out of range", p->n_ctx,
-                         p->device_ordinal);
+    if (p->n_seq < 0 || p->n_ctx < 0 || p->n_ctx > (1 << 24) || p->device_ordinal < 0)
+        return mer__errf(err, MER_E_ARG, "mer_qwen2_load: n_seq %d, n_ctx %d or device ordinal %d out of range",
+                         p->n_seq, p->n_ctx, p->device_ordinal);
     *dev = mer_device_resolve(p->device);
     if (*dev != MER_DEVICE_CUDA) return MER_OK;
+    if (p->n_seq > MAX_N_SEQ)
+        return mer__errf(err, MER_E_RANGE, "device cuda: %d sequences at once (n_seq, the batch size) exceed %d",
+                         p->n_seq, MAX_N_SEQ);
 #if MER_CUDA
     int n = mer_cuda_device_count();
     if (n == 0)

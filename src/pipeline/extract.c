@@ -3,7 +3,9 @@
  * system prompt, sampling T=0.7 top_p=0.8 repetition 1.05 up to 512 tokens, and func_postprocess_qwen.
  * Runs on the resumable job runner; the final submission npz is written from the store. With batch > 1
  * the samples are decoded together (mer_qwen2_generate_batch: continuous batching, each sample with its
- * own seeded sampler, so the outputs are those of batch 1) and each is committed when it finishes. */
+ * own seeded sampler, so the outputs are those of batch 1) and each is committed when it finishes. On a
+ * CUDA device (params->device) the model holds one device sequence per slot and each step of the batch is
+ * one device decode. */
 #include "pipeline/agpt.h"
 #include "pipeline/job.h"
 #include "pipeline/prompt.h"
@@ -192,14 +194,18 @@ mer_status mer_extract_run(const mer_extract_params *p, const char *in_path, con
     snprintf(db, dl, "%s.db", out_npz);
     for (size_t i = 0; i < in.n; i++) names[i] = in.rows[i].name;
     if ((st = mer_tokenizer_load(tok_path, NULL, &tok, err))) goto done;
+    int n_slots = p->batch < (int)in.n ? p->batch : (int)in.n;
     mer_qwen2_params qp = mer_qwen2_default_params();
     qp.wtype = p->wtype;
     qp.n_threads = p->n_threads;
+    qp.device = p->device;
+    qp.n_seq = n_slots > 1 ? n_slots : 1; /* on a device: one sequence per slot */
     if ((st = mer_qwen2_load(p->llm, &qp, &m, err))) goto done;
+    mer_qwen2_info info;
+    mer_qwen2_get_info(m, &info);
     mer_qwen2_ctx_params cp = mer_qwen2_ctx_default_params();
     cp.n_threads = p->n_threads;
     cp.n_ctx = 4096;
-    int n_slots = p->batch < (int)in.n ? p->batch : (int)in.n;
     if (n_slots > 1) {
         if ((st = mer_qwen2_batch_init(m, n_slots, &cp, &batch, err))) goto done;
     } else if ((st = mer_qwen2_ctx_init(m, &cp, &ctx, err))) {
@@ -212,13 +218,14 @@ mer_status mer_extract_run(const mer_extract_params *p, const char *in_path, con
         if (id >= 0) x.stop_ids[x.n_stop++] = id;
     }
     /* everything that changes the output is part of the run's identity */
-    size_t cl = strlen(p->llm) + strlen(tok_path) + 512;
+    size_t cl = strlen(p->llm) + strlen(tok_path) + 576;
     if (!(config = malloc(cl))) { st = mer__errf(err, MER_E_NOMEM, "out of memory"); goto done; }
     snprintf(config, cl,
              "{\"job\":\"extract\",\"llm\":\"%s\",\"tokenizer\":\"%s\",\"wtype\":\"%s\",\"temperature\":%.17g,"
-             "\"top_p\":%.17g,\"top_k\":%d,\"repeat_penalty\":%.17g,\"max_new_tokens\":%d,\"seed\":%llu}",
+             "\"top_p\":%.17g,\"top_k\":%d,\"repeat_penalty\":%.17g,\"max_new_tokens\":%d,\"seed\":%llu%s%s%s}",
              p->llm, tok_path, p->wtype ? p->wtype : "", p->temperature, p->top_p, p->top_k, p->repeat_penalty,
-             p->max_new_tokens, (unsigned long long)p->seed);
+             p->max_new_tokens, (unsigned long long)p->seed, info.device == MER_DEVICE_CUDA ? ",\"device\":\"cuda/" : "",
+             info.device == MER_DEVICE_CUDA ? info.device_wtype : "", info.device == MER_DEVICE_CUDA ? "\"" : "");
     mer_job_params jp = {db, config, "extract", p->progress, p->retry_failed};
     mer_job_stats js;
     st = batch ? mer__job_run_batched(&jp, names, in.n, run_batched, &x, &js, err)

@@ -1,0 +1,518 @@
+/* test_cuda_llm.c - the public Qwen2 API on the CUDA device (mer_qwen2_params.device = MER_DEVICE_CUDA)
+ * against the same API on the CPU, which test_qwen2 checks against Hugging Face. Runs where a GPU is
+ * present in a CUDA=1 build; elsewhere it checks that an explicit CUDA request fails cleanly, prints a
+ * SKIP line and passes.
+ *
+ * On the tiny fixtures (qwen2_tiny, qwen2_tiny_tied, qwen2_tiny + the qwen2_lora adapter merged and
+ * unmerged, GGUF files converted from qwen2_tiny in f32 and q8_0): the device's logits after a prompt
+ * and after each of 32 teacher-forced greedy steps, the last chunk's rows with logits_all, and the
+ * logits of an embeddings prompt (mer_qwen2_prefill_embd) equal the CPU's within 1e-4 relative (f32 on
+ * the device: wtype "f32"), 2e-2 (bf16) or 3e-2 (q8_0 against the CPU's q8_0); greedy tokens are equal
+ * (f32: mer_qwen2_generate's 32 tokens identical; bf16/q8_0: every teacher-forced step whose CPU margin
+ * between the two best logits exceeds the tolerance); mer_qwen2_generate_batch on the device (token and
+ * embedding requests, 1, 3 and 8 slots, more requests than slots) gives each request what
+ * mer_qwen2_generate gives it alone on the device, greedy and seeded; seeded sampling as extract runs it
+ * reproduces; context slots run out with a clear error and come back when freed; and mer_extract_run
+ * on the device (f32, greedy) gives the Hugging Face reference's answers (the test_extract fixture). */
+#include "test.h"
+
+#include "mer.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QDIR FIXTURES "/models/qwen2_tiny"
+#define QTIED FIXTURES "/models/qwen2_tiny_tied"
+#define QLORA FIXTURES "/models/qwen2_lora"
+#define TMP MER_TEST_TMP "/cuda_llm"
+
+static uint64_t rng = 0xD1B54A32D192ED03ull;
+static uint32_t rnd32(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+static int32_t rnd(int n) { return (int32_t)(rnd32() % (uint32_t)n); }
+static float rndf(float a) { return a * (2.0f * (float)(rnd32() & 0xFFFFFF) / (float)0x1000000 - 1.0f); }
+
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+/* ||a - e|| / ||e|| over n values */
+static double rel(const float *a, const float *e, int n) {
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) {
+        if (a[i] != a[i]) return 1e30;
+        double d = (double)a[i] - e[i];
+        num += d * d;
+        den += (double)e[i] * e[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* The CPU's margin between its best logit and the device's choice, relative to the largest |logit|. */
+static double margin(const float *e, int n, int a) {
+    double mx = 0;
+    for (int i = 0; i < n; i++) mx = fmax(mx, fabs(e[i]));
+    int b = argmax(e, n);
+    return mx > 0 ? ((double)e[b] - e[a]) / mx : 0;
+}
+
+static mer_qwen2 *load(const char *path, mer_device dev, const char *wtype, const char *lora, int merge, int n_seq) {
+    mer_qwen2_params qp = mer_qwen2_default_params();
+    qp.device = dev;
+    qp.wtype = wtype;
+    qp.lora_path = lora;
+    qp.lora_merge = merge;
+    qp.n_seq = n_seq;
+    qp.n_ctx = 128;
+    qp.n_threads = 2;
+    mer_qwen2 *m = NULL;
+    mer_err err = {0};
+    CHECK_MSG(mer_qwen2_load(path, &qp, &m, &err) == MER_OK, "load %s on %s (%s): %s", path, mer_device_name(dev),
+              wtype ? wtype : "as stored", err.msg);
+    return m;
+}
+
+static mer_qwen2_ctx *ctx(mer_qwen2 *m, int logits_all, int n_batch) {
+    mer_qwen2_ctx_params cp = mer_qwen2_ctx_default_params();
+    cp.n_ctx = 128;
+    cp.n_threads = 2;
+    cp.logits_all = logits_all;
+    cp.n_batch = n_batch;
+    mer_qwen2_ctx *c = NULL;
+    mer_err err = {0};
+    CHECK_MSG(mer_qwen2_ctx_init(m, &cp, &c, &err) == MER_OK, "ctx: %s", err.msg);
+    return c;
+}
+
+// --- parity with the CPU -------------------------------------------------------------------------------
+
+/* strict: f32 on the device (every greedy token equal, generate's tokens identical). */
+static void parity(const char *what, mer_qwen2 *cpu, mer_qwen2 *gpu, double tol, int strict) {
+    if (!cpu || !gpu) return;
+    mer_qwen2_info info, ginfo;
+    mer_qwen2_get_info(cpu, &info);
+    mer_qwen2_get_info(gpu, &ginfo);
+    CHECK(info.device == MER_DEVICE_CPU && ginfo.device == MER_DEVICE_CUDA);
+    const int V = info.n_vocab, E = info.n_embd;
+    mer_err err = {0};
+    mer_qwen2_ctx *a = ctx(cpu, 0, 0), *b = ctx(gpu, 0, 0);
+    if (!a || !b) goto out;
+    int32_t prompt[7];
+    for (int i = 0; i < 7; i++) prompt[i] = rnd(V);
+    CHECK(mer_qwen2_prefill(a, prompt, 7, &err) == MER_OK);
+    CHECK_MSG(mer_qwen2_prefill(b, prompt, 7, &err) == MER_OK, "%s", err.msg);
+    double worst = 0;
+    int n_diff = 0, n_close = 0;
+    for (int step = 0; step <= 32; step++) {
+        int ra = 0, rb = 0;
+        const float *la = mer_qwen2_logits(a, &ra), *lb = mer_qwen2_logits(b, &rb);
+        CHECK(ra == 1 && rb == 1 && la && lb);
+        if (!la || !lb) break;
+        CHECK_EQ_INT(mer_qwen2_ctx_n_past(b), mer_qwen2_ctx_n_past(a));
+        worst = fmax(worst, rel(lb, la, V));
+        int32_t e = argmax(la, V), g = argmax(lb, V);
+        if (g != e) {
+            if (strict || margin(la, V, g) > tol) n_diff++;
+            else n_close++;
+        }
+        if (step == 32) break;
+        CHECK(mer_qwen2_prefill(a, &e, 1, &err) == MER_OK);
+        CHECK_MSG(mer_qwen2_prefill(b, &e, 1, &err) == MER_OK, "%s", err.msg);
+    }
+    printf("  %-28s logits rel %.2e (tol %.0e), greedy differs at %d steps (+%d within the margin)\n", what, worst,
+           tol, n_diff, n_close);
+    CHECK_MSG(worst <= tol, "%s: logits rel %g > %g", what, worst, tol);
+    CHECK_MSG(n_diff == 0, "%s: %d teacher-forced greedy tokens differ", what, n_diff);
+
+    /* generate: 32 greedy tokens */
+    mer_generate_params gp = mer_generate_default_params();
+    gp.max_new_tokens = 32;
+    mer_generate_result ga = {0}, gb = {0};
+    mer_qwen2_ctx_reset(a);
+    mer_qwen2_ctx_reset(b);
+    CHECK(mer_qwen2_ctx_n_past(b) == 0);
+    CHECK(mer_qwen2_generate(a, NULL, prompt, 7, &gp, NULL, NULL, &ga, &err) == MER_OK);
+    CHECK_MSG(mer_qwen2_generate(b, NULL, prompt, 7, &gp, NULL, NULL, &gb, &err) == MER_OK, "%s", err.msg);
+    CHECK(ga.n_ids == 32);
+    if (strict)
+        CHECK_MSG(ga.n_ids == gb.n_ids && !memcmp(ga.ids, gb.ids, ga.n_ids * sizeof(int32_t)),
+                  "%s: generate's greedy tokens differ", what);
+    free(ga.ids);
+    free(gb.ids);
+
+    /* an embeddings prompt: token rows with two random rows spliced in */
+    float *embd = malloc(9 * (size_t)E * sizeof *embd);
+    int32_t ids9[9];
+    for (int i = 0; i < 9; i++) ids9[i] = rnd(V);
+    CHECK(mer_qwen2_embed(cpu, ids9, 9, embd, &err) == MER_OK);
+    for (int k = 0; k < E; k++) embd[2 * E + k] = rndf(0.5f), embd[6 * E + k] = rndf(0.5f);
+    mer_qwen2_ctx_reset(a);
+    mer_qwen2_ctx_reset(b);
+    CHECK(mer_qwen2_prefill_embd(a, embd, 9, &err) == MER_OK);
+    CHECK_MSG(mer_qwen2_prefill_embd(b, embd, 9, &err) == MER_OK, "%s", err.msg);
+    {
+        const float *la = mer_qwen2_logits(a, NULL), *lb = mer_qwen2_logits(b, NULL);
+        double r = la && lb ? rel(lb, la, V) : 1e30;
+        CHECK_MSG(r <= tol, "%s: embeddings prompt logits rel %g > %g", what, r, tol);
+    }
+    free(embd);
+    mer_qwen2_ctx_free(a);
+    mer_qwen2_ctx_free(b);
+    a = b = NULL;
+
+    /* logits_all in chunks of 4: the last chunk's rows (10 tokens: 2 rows) */
+    a = ctx(cpu, 1, 4);
+    b = ctx(gpu, 1, 4);
+    if (!a || !b) goto out;
+    int32_t p10[10];
+    for (int i = 0; i < 10; i++) p10[i] = rnd(V);
+    CHECK(mer_qwen2_prefill(a, p10, 10, &err) == MER_OK);
+    CHECK_MSG(mer_qwen2_prefill(b, p10, 10, &err) == MER_OK, "%s", err.msg);
+    {
+        int ra = 0, rb = 0;
+        const float *la = mer_qwen2_logits(a, &ra), *lb = mer_qwen2_logits(b, &rb);
+        CHECK_EQ_INT(rb, ra);
+        CHECK_EQ_INT(rb, 2);
+        for (int r = 0; r < ra && r < rb && la && lb; r++) {
+            double d = rel(lb + (size_t)r * V, la + (size_t)r * V, V);
+            CHECK_MSG(d <= tol, "%s: logits_all row %d rel %g > %g", what, r, d, tol);
+        }
+    }
+out:
+    mer_qwen2_ctx_free(a);
+    mer_qwen2_ctx_free(b);
+}
+
+// --- batched generation on the device against one at a time on the device ------------------------------
+
+#define N_REQ 11
+#define MAXP 40
+
+typedef struct reqs {
+    int by_embd[N_REQ];
+    int32_t ids[N_REQ][MAXP];
+    float *embd[N_REQ];
+    size_t n[N_REQ];
+    mer_generate_params gp[N_REQ];
+    size_t next;
+    int32_t *out[N_REQ];
+    size_t n_out[N_REQ];
+    int reason[N_REQ], seen[N_REQ];
+    mer_status st[N_REQ];
+} reqs;
+
+static int next_fn(void *ud, mer_batch_request *req) {
+    reqs *r = ud;
+    if (r->next >= N_REQ) return 0;
+    size_t i = r->next++;
+    req->index = i;
+    if (r->by_embd[i]) {
+        req->embd = r->embd[i];
+        req->n_embd_rows = r->n[i];
+    } else {
+        req->ids = r->ids[i];
+        req->n_ids = r->n[i];
+    }
+    req->params = r->gp[i];
+    return 1;
+}
+
+static mer_status done_fn(void *ud, size_t index, mer_status st, const mer_generate_result *res, const char *msg,
+                          mer_err *err) {
+    (void)msg;
+    (void)err;
+    reqs *r = ud;
+    r->seen[index]++;
+    r->st[index] = st;
+    r->reason[index] = res->stop;
+    free(r->out[index]);
+    r->n_out[index] = res->n_ids;
+    r->out[index] = malloc((res->n_ids ? res->n_ids : 1) * sizeof(int32_t));
+    if (res->n_ids) memcpy(r->out[index], res->ids, res->n_ids * sizeof(int32_t));
+    return MER_OK;
+}
+
+/* mode 0: greedy; 1: seeded sampling (some with top-k/top-p); 2: extract's sampling (T 0.7, top_p 0.8,
+ * repetition 1.05) */
+static void fill_reqs(reqs *r, mer_qwen2 *m, int mode) {
+    mer_qwen2_info info;
+    mer_qwen2_get_info(m, &info);
+    mer_err err = {0};
+    for (int i = 0; i < N_REQ; i++) {
+        free(r->embd[i]);
+        r->embd[i] = NULL;
+        r->by_embd[i] = i % 3 == 2;
+        r->n[i] = (size_t)(2 + (i * 7) % 31);
+        for (size_t k = 0; k < r->n[i]; k++) r->ids[i][k] = rnd(info.n_vocab);
+        if (r->by_embd[i]) {
+            r->embd[i] = malloc(r->n[i] * (size_t)info.n_embd * sizeof(float));
+            CHECK(mer_qwen2_embed(m, r->ids[i], r->n[i], r->embd[i], &err) == MER_OK);
+            for (int k = 0; k < info.n_embd; k++) r->embd[i][k] = rndf(0.5f);
+        }
+        mer_generate_params *g = &r->gp[i];
+        *g = mer_generate_default_params();
+        g->max_new_tokens = 6 + (i * 5) % 23;
+        g->sampling.seed = 500 + (uint64_t)i;
+        if (mode == 1 && i % 2) {
+            g->sampling.temperature = 0.9;
+            g->sampling.top_p = 0.9;
+            g->sampling.top_k = i % 4 == 1 ? 40 : 0;
+            g->sampling.repeat_penalty = 1.1;
+        } else if (mode == 2) {
+            g->sampling.temperature = 0.7;
+            g->sampling.top_p = 0.8;
+            g->sampling.repeat_penalty = 1.05;
+        }
+    }
+    r->next = 0;
+    memset(r->seen, 0, sizeof r->seen);
+}
+
+static void clear_reqs(reqs *r) {
+    for (int i = 0; i < N_REQ; i++) {
+        free(r->embd[i]);
+        free(r->out[i]);
+    }
+    memset(r, 0, sizeof *r);
+}
+
+static void batch_vs_single(const char *what, mer_qwen2 *m, int B, int mode) {
+    if (!m) return;
+    reqs *r = calloc(1, sizeof *r);
+    mer_err err = {0};
+    fill_reqs(r, m, mode);
+    mer_qwen2_ctx_params cp = mer_qwen2_ctx_default_params();
+    cp.n_ctx = 128;
+    mer_qwen2_batch *b = NULL;
+    CHECK_MSG(mer_qwen2_batch_init(m, B, &cp, &b, &err) == MER_OK, "%s: batch of %d: %s", what, B, err.msg);
+    mer_qwen2_ctx *c = ctx(m, 0, 0);
+    if (!b || !c) goto out;
+    CHECK_MSG(mer_qwen2_generate_batch(b, next_fn, done_fn, r, &err) == MER_OK, "%s: %s", what, err.msg);
+    int n_same = 0;
+    for (int i = 0; i < N_REQ; i++) {
+        CHECK_EQ_INT(r->seen[i], 1);
+        mer_generate_result res = {0};
+        mer_qwen2_ctx_reset(c);
+        mer_status st;
+        if (r->by_embd[i]) {
+            st = mer_qwen2_prefill_embd(c, r->embd[i], r->n[i], &err);
+            if (!st) st = mer_qwen2_generate(c, NULL, NULL, 0, &r->gp[i], NULL, NULL, &res, &err);
+        } else {
+            st = mer_qwen2_generate(c, NULL, r->ids[i], r->n[i], &r->gp[i], NULL, NULL, &res, &err);
+        }
+        CHECK_MSG(st == MER_OK && r->st[i] == MER_OK, "%s B=%d request %d: %d/%d %s", what, B, i, st, r->st[i], err.msg);
+        int same = res.n_ids == r->n_out[i] && !memcmp(res.ids, r->out[i], res.n_ids * sizeof(int32_t)) &&
+                   (int)res.stop == r->reason[i];
+        CHECK_MSG(same, "%s B=%d mode %d request %d (%s): batched %zu ids differ from the single run's %zu", what, B,
+                  mode, i, r->by_embd[i] ? "embeddings" : "ids", r->n_out[i], res.n_ids);
+        n_same += same;
+        free(res.ids);
+    }
+    printf("  %-28s batch %d, %s: %d of %d requests as generated alone\n", what, B,
+           mode == 0 ? "greedy" : mode == 1 ? "seeded" : "extract sampling", n_same, N_REQ);
+out:
+    mer_qwen2_batch_free(b);
+    mer_qwen2_ctx_free(c);
+    clear_reqs(r);
+    free(r);
+}
+
+/* extract's seeded sampling twice over: the same outputs */
+static void reproducible(const char *what, mer_qwen2 *m) {
+    if (!m) return;
+    reqs *r = calloc(1, sizeof *r);
+    mer_err err = {0};
+    uint64_t keep = rng;
+    int32_t *first[N_REQ] = {0};
+    size_t n_first[N_REQ] = {0};
+    for (int pass = 0; pass < 2; pass++) {
+        rng = keep;
+        fill_reqs(r, m, 2);
+        mer_qwen2_batch *b = NULL;
+        CHECK(mer_qwen2_batch_init(m, 4, NULL, &b, &err) == MER_OK);
+        if (!b) break;
+        CHECK_MSG(mer_qwen2_generate_batch(b, next_fn, done_fn, r, &err) == MER_OK, "%s", err.msg);
+        mer_qwen2_batch_free(b);
+        for (int i = 0; i < N_REQ; i++) {
+            if (!pass) {
+                first[i] = r->out[i];
+                n_first[i] = r->n_out[i];
+                r->out[i] = NULL;
+            } else {
+                CHECK_MSG(n_first[i] == r->n_out[i] && !memcmp(first[i], r->out[i], n_first[i] * sizeof(int32_t)),
+                          "%s: request %d sampled differently in a second run", what, i);
+            }
+        }
+    }
+    for (int i = 0; i < N_REQ; i++) free(first[i]);
+    clear_reqs(r);
+    free(r);
+}
+
+// --- contexts and slots ----------------------------------------------------------------------------------
+
+static void slots(void) {
+    mer_qwen2 *m = load(QDIR, MER_DEVICE_CUDA, NULL, NULL, 1, 2);
+    if (!m) return;
+    mer_qwen2_info info;
+    mer_qwen2_get_info(m, &info);
+    CHECK_EQ_INT(info.n_seq, 2);
+    CHECK_EQ_INT(info.n_ctx, 128);
+    CHECK(info.device_wtype && !strcmp(info.device_wtype, "bf16"));
+    mer_qwen2_ctx *a = ctx(m, 0, 0), *b = ctx(m, 0, 0), *c = NULL;
+    mer_err err = {0};
+    CHECK(mer_qwen2_ctx_init(m, NULL, &c, &err) == MER_E_RANGE && c == NULL && strstr(err.msg, "n_seq"));
+    mer_qwen2_batch *bt = NULL;
+    CHECK(mer_qwen2_batch_init(m, 1, NULL, &bt, &err) == MER_E_RANGE && bt == NULL);
+    mer_qwen2_ctx_free(b);
+    mer_qwen2_ctx_params cp = mer_qwen2_ctx_default_params();
+    cp.n_ctx = 4096;
+    CHECK(mer_qwen2_ctx_init(m, &cp, &c, &err) == MER_OK && c != NULL);
+    /* a context asking for more than the device's 128 positions gets 128 */
+    CHECK(c && mer_qwen2_ctx_n_ctx(c) == 128);
+    int32_t ids[3] = {1, 2, 3};
+    CHECK(c && mer_qwen2_prefill(c, ids, 3, &err) == MER_OK && mer_qwen2_ctx_n_past(c) == 3);
+    /* a fresh context on a reused sequence starts empty */
+    mer_qwen2_ctx_free(c);
+    c = NULL;
+    CHECK(mer_qwen2_ctx_init(m, NULL, &c, &err) == MER_OK && c && mer_qwen2_ctx_n_past(c) == 0);
+    CHECK(c && mer_qwen2_logits(c, NULL) == NULL);
+    /* errors as on the CPU */
+    int32_t bad = info.n_vocab;
+    CHECK(a && mer_qwen2_prefill(a, &bad, 1, &err) == MER_E_RANGE);
+    int32_t *many = calloc(129, sizeof *many);
+    CHECK(a && mer_qwen2_prefill(a, many, 129, &err) == MER_E_RANGE && mer_qwen2_ctx_n_past(a) == 0);
+    free(many);
+    mer_qwen2_ctx_free(a);
+    mer_qwen2_ctx_free(c);
+    mer_qwen2_free(m);
+}
+
+// --- mer extract on the device -------------------------------------------------------------------------
+
+static void extract(void) {
+    FILE *f = fopen(FIXTURES "/pipeline/extract_expected.json", "rb");
+    CHECK(f != NULL);
+    if (!f) return;
+    char *buf = calloc(1, 1 << 20);
+    buf[fread(buf, 1, (1 << 20) - 1, f)] = 0;
+    fclose(f);
+    cJSON *j = cJSON_Parse(buf), *it;
+    free(buf);
+    if (!j) return;
+    FILE *csv = fopen(TMP "/in.csv", "w");
+    fprintf(csv, "name,reason\n");
+    cJSON_ArrayForEach(it, j) fprintf(csv, "%s,\"%s\"\n", cJSON_GetObjectItem(it, "name")->valuestring,
+                                      cJSON_GetObjectItem(it, "reason")->valuestring);
+    fclose(csv);
+    mer_extract_params p = mer_extract_default_params();
+    p.llm = FIXTURES "/models/affectgpt_tiny/llm";
+    p.temperature = 0;
+    p.max_new_tokens = 20;
+    p.progress = 0;
+    p.device = MER_DEVICE_CUDA;
+    p.wtype = "f32";
+    for (int batch = 1; batch <= 3; batch += 2) {
+        char out[256];
+        snprintf(out, sizeof out, TMP "/x%d-openset.npz", batch);
+        p.batch = batch;
+        mer_job_summary s;
+        mer_err err = {0};
+        CHECK_MSG(mer_extract_run(&p, TMP "/in.csv", out, &s, &err) == MER_OK, "%s", err.msg);
+        CHECK_EQ_INT(s.n_ok, 3);
+        mer_label_table t = {0};
+        CHECK(mer_label_table_read(out, "openset", &t, &err) == MER_OK);
+        size_t i = 0;
+        cJSON_ArrayForEach(it, j) {
+            if (i < t.n)
+                CHECK_MSG(!strcmp(t.rows[i].labels, cJSON_GetObjectItem(it, "openset")->valuestring),
+                          "extract on cuda, batch %d, %s: '%s' vs reference '%s'", batch, t.rows[i].name,
+                          t.rows[i].labels, cJSON_GetObjectItem(it, "openset")->valuestring);
+            i++;
+        }
+        CHECK_EQ_INT(t.n, 3);
+        mer_label_table_free(&t);
+    }
+    cJSON_Delete(j);
+}
+
+static void run(void) {
+    mer_err err = {0};
+    if (mer_device_resolve(MER_DEVICE_AUTO) != MER_DEVICE_CUDA) {
+        /* an explicit request fails cleanly */
+        mer_qwen2_params qp = mer_qwen2_default_params();
+        qp.device = MER_DEVICE_CUDA;
+        mer_qwen2 *m = NULL;
+        mer_status st = mer_qwen2_load(QDIR, &qp, &m, &err);
+        CHECK(m == NULL && (st == MER_E_UNSUPPORTED || st == MER_E_DEVICE));
+        printf("SKIP test_cuda_llm: %s\n", mer_device_cuda_built() ? "no CUDA device" : "built without CUDA (make CUDA=1)");
+        return;
+    }
+    CHECK(system("rm -rf " TMP " && mkdir -p " TMP) == 0);
+    mer_quantize_params qz = mer_quantize_default_params();
+    qz.type = "f32";
+    CHECK_MSG(mer_quantize_file(QDIR, TMP "/tiny-f32.gguf", &qz, NULL, &err) == MER_OK, "%s", err.msg);
+    qz.type = "q8_0";
+    CHECK_MSG(mer_quantize_file(QDIR, TMP "/tiny-q8_0.gguf", &qz, NULL, &err) == MER_OK, "%s", err.msg);
+
+    static const struct {
+        const char *name, *path, *lora;
+        int merge;
+    } fx[] = {
+        {"qwen2_tiny", QDIR, NULL, 1},          {"qwen2_tiny_tied", QTIED, NULL, 1},
+        {"qwen2_tiny + lora merged", QDIR, QLORA, 1}, {"qwen2_tiny + lora unmerged", QDIR, QLORA, 0},
+        {"gguf f32", TMP "/tiny-f32.gguf", NULL, 1},
+    };
+    for (size_t k = 0; k < sizeof fx / sizeof fx[0]; k++) {
+        mer_qwen2 *cpu = load(fx[k].path, MER_DEVICE_CPU, NULL, fx[k].lora, fx[k].merge, 0);
+        mer_qwen2 *g32 = load(fx[k].path, MER_DEVICE_CUDA, "f32", fx[k].lora, fx[k].merge, 9);
+        mer_qwen2 *g16 = load(fx[k].path, MER_DEVICE_CUDA, NULL, fx[k].lora, fx[k].merge, 9);
+        char what[96];
+        if (g32) {
+            mer_qwen2_info info;
+            mer_qwen2_get_info(g32, &info);
+            CHECK(info.device == MER_DEVICE_CUDA && info.device_wtype && !strcmp(info.device_wtype, "f32"));
+        }
+        snprintf(what, sizeof what, "%s f32", fx[k].name);
+        parity(what, cpu, g32, 1e-4, 1);
+        snprintf(what, sizeof what, "%s bf16", fx[k].name);
+        parity(what, cpu, g16, 2e-2, 0);
+        if (k == 0) {
+            static const int Bs[] = {1, 3, 8};
+            for (int i = 0; i < 3; i++)
+                for (int mode = 0; mode < 3; mode++) {
+                    batch_vs_single("qwen2_tiny bf16", g16, Bs[i], mode);
+                    if (mode == 0) batch_vs_single("qwen2_tiny f32", g32, Bs[i], mode);
+                }
+            reproducible("qwen2_tiny bf16", g16);
+        }
+        mer_qwen2_free(cpu);
+        mer_qwen2_free(g32);
+        mer_qwen2_free(g16);
+    }
+    /* q8_0: the device keeps the quants; against the CPU's q8_0 */
+    {
+        mer_qwen2 *cpu = load(TMP "/tiny-q8_0.gguf", MER_DEVICE_CPU, NULL, NULL, 1, 0);
+        mer_qwen2 *gq = load(TMP "/tiny-q8_0.gguf", MER_DEVICE_CUDA, NULL, NULL, 1, 9);
+        if (gq) {
+            mer_qwen2_info info;
+            mer_qwen2_get_info(gq, &info);
+            CHECK(info.device_wtype && !strcmp(info.device_wtype, "q8_0"));
+        }
+        parity("gguf q8_0", cpu, gq, 3e-2, 0);
+        batch_vs_single("gguf q8_0", gq, 3, 0);
+        mer_qwen2_free(cpu);
+        mer_qwen2_free(gq);
+    }
+    slots();
+    extract();
+}
