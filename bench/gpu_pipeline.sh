@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # bench/gpu_pipeline.sh - AffectGPT end to end on the GPU machine (bench/bench_gpu_pipeline.c): builds mer
-# with CUDA=1 MEDIA=0 (the Debian -dev libraries carried in .gpu-deps, as bench/gpu.sh does), runs a smoke
-# pass on the tiny fixtures on the GPU, then the real shapes (CLIP-L/14, HuBERT-L, Qwen2.5-7B bf16, random
-# weights): (a) one clip stage by stage, (b) dataset runs of many clips with batching.
+# with CUDA=1 MEDIA=0 (the Debian -dev libraries carried in .gpu-deps, as bench/gpu.sh does), runs
+# test_infer_batch (mer infer on the GPU: f32 device answers equal the CPU's, batched equal one at a time),
+# a smoke pass of the bench on the tiny fixtures on the GPU, then the real shapes (CLIP-L/14, HuBERT-L,
+# Qwen2.5-7B bf16, random weights): (a) one clip stage by stage, (b) dataset runs of many clips with
+# batching.
 #
 #   bench/gpu_pipeline.sh [OUTDIR] [bench options...]   (OUTDIR defaults to $OUT, else bench-gpu-out)
 #
 # Carry .gpu-deps and models/qwen2-tokenizer (Qwen2.5's tokenizer.json, for the real ~150-token prompt;
 # without it the tiny fixture's tokenizer makes a longer prompt, as the output says). Environment:
 # MER_GPU_BIN=DIR uses a bench built elsewhere (DIR/bench/bench_gpu_pipeline); MER_PIPE_STEPS picks among
-# "smoke real" (default both). Files written to OUTDIR: pipeline.log (everything), pipeline_smoke.txt,
-# pipeline.txt (the real-shape figures, RESULT lines included).
+# "test smoke real" (default all). Files written to OUTDIR: pipeline.log (everything), test_infer_batch.log,
+# pipeline_smoke.txt, pipeline.txt (the real-shape figures, RESULT lines included).
 set -u
 cd "$(dirname "$0")/.."
 OUTDIR=${1:-${OUT:-bench-gpu-out}}
 [ $# -gt 0 ] && shift
 mkdir -p "$OUTDIR"
 LOG=$OUTDIR/pipeline.log
-STEPS=${MER_PIPE_STEPS:-smoke real}
+STEPS=${MER_PIPE_STEPS:-test smoke real}
 DEPS=$PWD/.gpu-deps/root/usr
 LIBDIR=$DEPS/lib/x86_64-linux-gnu
 export LD_LIBRARY_PATH="$LIBDIR:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -35,7 +37,8 @@ if [ -z "$BIN" ]; then
     say "build ($BIN)"
     t0=$(date +%s)
     make -j"$(nproc)" CUDA=1 MEDIA=0 DEPS=0 BUILD="$BIN" EXTRA_CFLAGS="-I$DEPS/include -Wno-error" \
-        EXTRA_LDLIBS="-L$LIBDIR" "$BIN/libmer.a" >>"$LOG" 2>&1 || { say "build failed"; tail -20 "$LOG"; exit 1; }
+        EXTRA_LDLIBS="-L$LIBDIR" "$BIN/libmer.a" "$BIN/mer" "$BIN/tests/test_infer_batch" >>"$LOG" 2>&1 ||
+        { say "build failed"; tail -20 "$LOG"; exit 1; }
     mkdir -p "$BIN/bench"
     cc -std=c11 -O2 -g -pthread -Iinclude -Isrc -D_GNU_SOURCE -DMER_MEDIA=0 -DMER_CUDA=1 -I"$DEPS/include" \
         bench/bench_gpu_pipeline.c "$BIN/libmer.a" -o "$BIN/bench/bench_gpu_pipeline" -L"$LIBDIR" -lz -lcjson -lutf8proc \
@@ -45,6 +48,13 @@ if [ -z "$BIN" ]; then
 fi
 TMPD=${TMPDIR:-/tmp}/mer_gpu_pipeline
 rc=0
+
+if has test; then
+    say "test_infer_batch (CPU and GPU)"
+    MER_BUILD=$BIN timeout 300 "$BIN/tests/test_infer_batch" >"$OUTDIR/test_infer_batch.log" 2>&1
+    r=$?; echo "exit $r" >>"$OUTDIR/test_infer_batch.log"; [ $r -eq 0 ] || rc=$r
+    grep -E "FAIL|SKIP|passed" "$OUTDIR/test_infer_batch.log" | head -20 | tee -a "$LOG"
+fi
 
 if has smoke; then
     say "smoke: tiny fixtures on the GPU"

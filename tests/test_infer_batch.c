@@ -36,9 +36,9 @@ static char *run_infer(const char *tag, const char *opts) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "%s infer --clip " FIXTURES "/models/clip_tiny --hubert " FIXTURES "/models/hubert_tiny --llm " AG "/llm"
-             " --affectgpt " AG "/checkpoint_000035_loss_0.000.pth --data " D "/data --threads 1 --quiet --device cpu"
+             " --affectgpt " AG "/checkpoint_000035_loss_0.000.pth --data " D "/data --threads 1 --quiet%s"
              " -o " D "/%s.npz %s 2>" D "/%s.err",
-             mer, tag, opts, tag);
+             mer, strstr(opts, "--device") ? "" : " --device cpu", tag, opts, tag);
     int rc = system(cmd);
     CHECK_MSG(rc == 0, "%s: mer infer failed (%d): see %s/%s.err", tag, rc, D, tag);
     char path[1024];
@@ -91,6 +91,18 @@ static void check_batches(void) {
     same("sampled, --batch 4", r1, r4);
     same("sampled with a repetition penalty (history: the output alone), --batch 4", rp1, rp4);
     CHECK_MSG(r1 && g1 && strcmp(r1, g1), "sampling gave the greedy answers");
+    /* on a GPU: the device pipeline (encoders and LLM on CUDA) in the exact f32 path gives the CPU's greedy
+     * answers, batched; in bf16 its batched answers equal its own one-at-a-time ones */
+    if (mer_device_resolve(MER_DEVICE_AUTO) == MER_DEVICE_CUDA) {
+        char *c4 = run_infer("c4", "--temp 0 --max-new-tokens 20 --batch 4 --device cuda --type f32"),
+             *b1 = run_infer("b1", "--temp 0 --max-new-tokens 20 --batch 1 --device cuda"),
+             *b4 = run_infer("b4", "--temp 0 --max-new-tokens 20 --batch 4 --device cuda");
+        same("cuda f32 --batch 4 against the CPU's --batch 1", g1, c4);
+        same("cuda bf16 --batch 4 against cuda bf16 --batch 1", b1, b4);
+        free(c4), free(b1), free(b4);
+    } else {
+        printf("SKIP the device runs of test_infer_batch: no CUDA device (or built without CUDA)\n");
+    }
     /* numpy reads the batched result npz: 9 answers */
     rc = system("/usr/bin/python3 -c \"import numpy as np; d=np.load('" D "/r4.npz', allow_pickle=True)['name2reason'].item(); "
                 "assert len(d)==9 and 's004' not in d and 's007' not in d, d.keys()\"");
