@@ -43,6 +43,7 @@ static void check_batches(cJSON *j) {
     fclose(csv);
     mer_extract_params p = mer_extract_default_params();
     p.llm = FIXTURES "/models/affectgpt_tiny/llm";
+    p.device = MER_DEVICE_CPU; /* the CPU path, also in a CUDA build (test_cuda_llm: the device) */
     p.progress = 0;
     p.n_threads = 2;
     for (int sampled = 0; sampled < 2; sampled++) {
@@ -90,6 +91,7 @@ static void run(void) {
     fclose(csv);
     mer_extract_params p = mer_extract_default_params();
     p.llm = FIXTURES "/models/affectgpt_tiny/llm";
+    p.device = MER_DEVICE_CPU; /* the CPU path, also in a CUDA build (test_cuda_llm: the device) */
     p.temperature = 0; /* greedy */
     p.max_new_tokens = 20;
     p.progress = 0;

@@ -74,6 +74,7 @@ static double rel_err(const float *a, const float *b, size_t n) {
 static mer_qwen2 *load(const char *path, const char *wtype, const char *lora, int merge) {
     mer_qwen2_params p = mer_qwen2_default_params();
     p.wtype = wtype, p.lora_path = lora, p.lora_merge = merge;
+    p.device = MER_DEVICE_CPU; /* the CPU reference path, also in a CUDA build (test_cuda_llm: the device) */
     mer_qwen2 *m = NULL;
     mer_err err = {0};
     mer_status st = mer_qwen2_load(path, &p, &m, &err);
@@ -350,6 +351,7 @@ static void lora_paths(void) {
     mer_qwen2_params p = mer_qwen2_default_params();
     p.lora_path = QLORA "/adapter.pth";
     p.lora_scale = 1e-30;
+    p.device = MER_DEVICE_CPU;
     expected eb;
     if (!load_expected(QDIR "/expected.safetensors", &eb)) {
         mer_err err = {0};

@@ -211,11 +211,13 @@ static void check_generate(mer_qwen2 *m, int B, const char *what) {
 static void run(void) {
     mer_err err = {0};
     mer_qwen2 *m = NULL, *mq = NULL, *ml = NULL;
-    CHECK_MSG(mer_qwen2_load(QDIR, NULL, &m, &err) == MER_OK, "%s", err.msg);
     mer_qwen2_params qp = mer_qwen2_default_params();
+    qp.device = MER_DEVICE_CPU; /* the CPU path, also in a CUDA build (test_cuda_llm: the device) */
+    CHECK_MSG(mer_qwen2_load(QDIR, &qp, &m, &err) == MER_OK, "%s", err.msg);
     qp.wtype = "q8_0";
     CHECK_MSG(mer_qwen2_load(QDIR, &qp, &mq, &err) == MER_OK, "%s", err.msg);
     qp = mer_qwen2_default_params();
+    qp.device = MER_DEVICE_CPU;
     qp.lora_path = QLORA;
     qp.lora_merge = 0;
     CHECK_MSG(mer_qwen2_load(QDIR, &qp, &ml, &err) == MER_OK, "%s", err.msg);
