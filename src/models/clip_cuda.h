@@ -40,5 +40,9 @@ const mer_clip_hparams *mer_clip_cuda_hparams(const mer_clip_cuda *g);
  * CUDA failure. */
 mer_status mer_clip_cuda_encode(mer_clip_cuda *g, const float *pixels, int n, const mer_clip_out *out,
                                 mer_err *err);
+/* The same with the pixels already in device memory (f32 [n][n_channels][S][S]; e.g. decoded and
+ * normalised on the device, or for benchmarks that time the network alone). */
+mer_status mer_clip_cuda_encode_dev(mer_clip_cuda *g, const float *pixels_dev, int n, const mer_clip_out *out,
+                                    mer_err *err);
 
 #endif

@@ -40,5 +40,9 @@ mer_status mer_hubert_cuda_encode(mer_hubert_cuda *g, const float *clips, int n_
  * clips run as batches of up to max_clips (so n_clips may exceed it), the time means on the device. */
 mer_status mer_hubert_cuda_pool(mer_hubert_cuda *g, const float *clips, int n_clips, long clip_len, int layer,
                                 int hf5, float *feats, mer_err *err);
+/* The same with the clips already in device memory (f32 [n_clips][clip_len], n_clips <= max_clips; for
+ * benchmarks that time the network alone, or audio decoded on the device). */
+mer_status mer_hubert_cuda_pool_dev(mer_hubert_cuda *g, const float *clips_dev, int n_clips, long clip_len, int layer,
+                                    int hf5, float *feats, mer_err *err);
 
 #endif

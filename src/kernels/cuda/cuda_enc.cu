@@ -1,0 +1,728 @@
+/* cuda_enc.cu - the kernels of the device encoders (see cuda_enc.h): LayerNorm (+GELU, with a row
+ * remapping so that one call can gather the valid rows of padded sequences), bias + activation, the
+ * bias/residual-epilogue GEMM on cuBLASLt (plans cached per shape in a process-wide table under a
+ * mutex, with a plain GEMM + bias pass where cuBLASLt has no epilogue algorithm), non-causal attention
+ * (flash-attention-2 with mma.sync for bf16 and head size 64: a block takes 64 query rows of one head of
+ * one sequence, K/V tiles of 64 keys in shared memory, P kept in registers as the A operand of P V and V
+ * read with ldmatrix.trans; a warp-per-query f32 kernel for the rest), CLIP's patch im2col and embedding
+ * assembly, HuBERT's first conv layer fused with LayerNorm and GELU (a warp per frame, the weights in
+ * shared memory), the positional conv's diagonal reduction and time sums. */
+#include "kernels/cuda/cuda_internal.cuh"
+#include "kernels/cuda/cuda_enc.h"
+
+#include <math.h>
+#include <mutex>
+
+#define LOG2E 1.4426950408889634f
+
+static inline unsigned grid_for(size_t n, unsigned block) {
+    size_t g = (n + block - 1) / block;
+    if (g > 65535u * 16u) g = 65535u * 16u;
+    return (unsigned)(g ? g : 1);
+}
+
+static mer_status check_t(mer_dtype t, const char *what, mer_err *err) {
+    if (t != MER_DTYPE_BF16 && t != MER_DTYPE_F32)
+        return mer__errf(err, MER_E_UNSUPPORTED, "cuda %s: activation dtype %s (bf16 or f32)", what, mer_dtype_name(t));
+    return MER_OK;
+}
+
+__device__ __forceinline__ float act_f(float x, int act) {
+    if (act == MER_CUDA_ACT_GELU) return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
+    if (act == MER_CUDA_ACT_QUICK_GELU) return x / (1.f + expf(-1.702f * x));
+    return x;
+}
+
+// --- LayerNorm ---------------------------------------------------------------------------------------
+
+#define LN_WARPS 8
+
+template <typename T>
+__global__ void __launch_bounds__(LN_WARPS * 32) ln_kernel(T *y, int ldy, const float *x, int ldx,
+                                                           const float *__restrict__ w, const float *__restrict__ b,
+                                                           int n_rows, int n, int per, int stride, float eps, int act) {
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const int lane = threadIdx.x & 31;
+    const int r = blockIdx.x * LN_WARPS + (threadIdx.x >> 5);
+    if (r >= n_rows) return;
+    const float *xr = x + ((size_t)(r / per) * stride + r % per) * ldx;
+    T *yr = y + (size_t)r * ldy;
+    float s = 0.f;
+    for (int i = lane; i < n; i += 32) s += xr[i];
+    const float mean = mer__warp_sum(s) / (float)n;
+    float v = 0.f;
+    for (int i = lane; i < n; i += 32) {
+        const float d = xr[i] - mean;
+        v += d * d;
+    }
+    const float rs = 1.f / sqrtf(mer__warp_sum(v) / (float)n + eps);
+    for (int i = lane; i < n; i += 32) {
+        float o = (xr[i] - mean) * rs;
+        if (w) o *= w[i];
+        if (b) o += b[i];
+        mer__stf(yr + i, act_f(o, act));
+    }
+}
+
+mer_status mer_cuda_layernorm(mer_cuda *c, void *y, mer_dtype yt, int ldy, const float *x, int ldx, const float *w,
+                              const float *b, int n_rows, int n, int per, int stride, float eps, mer_cuda_act act,
+                              mer_err *err) {
+    if (n_rows < 1 || n < 1 || ldx < n || ldy < n || per < 1 || stride < per)
+        return mer__errf(err, MER_E_ARG, "cuda layernorm: %d rows of %d (ld %d/%d, %d of %d)", n_rows, n, ldx, ldy, per,
+                         stride);
+    mer_status st = check_t(yt, "layernorm", err);
+    if (st) return st;
+    dim3 grid((n_rows + LN_WARPS - 1) / LN_WARPS), block(LN_WARPS * 32);
+    if (yt == MER_DTYPE_BF16)
+        MER_CU(mer__launch(c, ln_kernel<uint16_t>, grid, block, 0, (uint16_t *)y, ldy, x, ldx, w, b, n_rows, n, per, stride,
+                           eps, (int)act));
+    else
+        MER_CU(mer__launch(c, ln_kernel<float>, grid, block, 0, (float *)y, ldy, x, ldx, w, b, n_rows, n, per, stride, eps,
+                           (int)act));
+    return MER_OK;
+}
+
+// --- bias + activation -------------------------------------------------------------------------------
+
+/* x[r][i] (row stride ld) = act(x[r][i] + bias[i]); 8 elements per thread when n % 8 == 0 and ld % 8 == 0. */
+template <typename T>
+__global__ void bias_act_kernel(T *x, int ld, const float *__restrict__ bias, int n_rows, int n, int act, int vec) {
+    mer__pdl_launch();
+    mer__pdl_wait();
+    if (vec) {
+        const int n8 = n / 8;
+        const size_t total = (size_t)n_rows * n8;
+        for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total;
+             idx += (size_t)gridDim.x * blockDim.x) {
+            const size_t r = idx / n8;
+            const int i = (int)(idx - r * n8) * 8;
+            T *p = x + r * ld + i;
+            float v[8];
+            mer__ld8(p, v);
+            if (bias) {
+                float bv[8];
+                mer__ld8(bias + i, bv);
+#pragma unroll
+                for (int j = 0; j < 8; j++) v[j] += bv[j];
+            }
+#pragma unroll
+            for (int j = 0; j < 8; j++) v[j] = act_f(v[j], act);
+            if constexpr (sizeof(T) == 2) {
+                uint4 o;
+                o.x = mer__pack_bf16(v[0], v[1]);
+                o.y = mer__pack_bf16(v[2], v[3]);
+                o.z = mer__pack_bf16(v[4], v[5]);
+                o.w = mer__pack_bf16(v[6], v[7]);
+                *(uint4 *)p = o;
+            } else {
+                *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]);
+                *(float4 *)(p + 4) = make_float4(v[4], v[5], v[6], v[7]);
+            }
+        }
+        return;
+    }
+    const size_t total = (size_t)n_rows * n;
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = idx / n;
+        const int i = (int)(idx - r * n);
+        T *p = x + r * ld + i;
+        mer__stf(p, act_f(mer__ldf(p) + (bias ? bias[i] : 0.f), act));
+    }
+}
+
+static mer_status bias_act_ld(mer_cuda *c, void *x, mer_dtype t, int ld, const float *bias, int n_rows, int n,
+                              mer_cuda_act act, mer_err *err) {
+    if (n_rows < 1 || n < 1 || ld < n) return mer__errf(err, MER_E_ARG, "cuda bias_act: %d rows of %d", n_rows, n);
+    mer_status st = check_t(t, "bias_act", err);
+    if (st) return st;
+    const int vec = n % 8 == 0 && ld % 8 == 0 && ((uintptr_t)x & 31) == 0 && ((uintptr_t)bias & 31) == 0;
+    const unsigned g = grid_for((size_t)n_rows * (vec ? n / 8 : n), 256);
+    if (t == MER_DTYPE_BF16)
+        MER_CU(mer__launch(c, bias_act_kernel<uint16_t>, dim3(g), dim3(256), 0, (uint16_t *)x, ld, bias, n_rows, n, (int)act,
+                           vec));
+    else
+        MER_CU(mer__launch(c, bias_act_kernel<float>, dim3(g), dim3(256), 0, (float *)x, ld, bias, n_rows, n, (int)act, vec));
+    return MER_OK;
+}
+
+mer_status mer_cuda_bias_act(mer_cuda *c, void *x, mer_dtype t, const float *bias, int n_rows, int n, mer_cuda_act act,
+                             mer_err *err) {
+    return bias_act_ld(c, x, t, n, bias, n_rows, n, act, err);
+}
+
+// --- GEMM with a bias / residual epilogue ------------------------------------------------------------
+
+#define ENC_PLANS 256
+
+struct enc_plan {
+    int dev, m, n, k, ldb, ldc, y_bf16, f32in, bias;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+    int epi; /* the bias runs in the epilogue */
+};
+
+static std::mutex g_plan_mu;
+static enc_plan g_plans[ENC_PLANS];
+static int g_n_plans;
+
+static void plan_destroy(enc_plan *p) {
+    if (p->op) cublasLtMatmulDescDestroy(p->op);
+    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
+    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
+    if (p->lc) cublasLtMatrixLayoutDestroy(p->lc);
+    p->op = NULL;
+    p->la = p->lb = p->lc = NULL;
+}
+
+/* Builds the descriptors and picks an algorithm; with want_epi, the bias epilogue (f32 bias). Returns
+ * 1 when an algorithm was found, 0 when cuBLASLt has none for the epilogue form, -1 on a failure (*st and
+ * err set). */
+static int plan_try(mer_cuda *c, enc_plan *p, int want_epi, mer_status *st, mer_err *err) {
+    const cudaDataType_t at = p->f32in ? CUDA_R_32F : CUDA_R_16BF;
+    const cudaDataType_t dt = p->y_bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t res;
+    int n_res = 0;
+    cublasStatus_t s;
+#define LT(call)                                                                                   \
+    do {                                                                                           \
+        s = (call);                                                                                \
+        if (s != CUBLAS_STATUS_SUCCESS) goto fail;                                                 \
+    } while (0)
+    LT(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (want_epi) {
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        cudaDataType_t bt = CUDA_R_32F;
+        LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+    }
+    LT(cublasLtMatrixLayoutCreate(&p->la, at, p->k, p->m, p->k));
+    LT(cublasLtMatrixLayoutCreate(&p->lb, at, p->k, p->n, p->ldb));
+    LT(cublasLtMatrixLayoutCreate(&p->lc, dt, p->m, p->n, p->ldc));
+    LT(cublasLtMatmulPreferenceCreate(&pref));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->lt_ws_size,
+                                            sizeof c->lt_ws_size));
+    s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &res, &n_res);
+    cublasLtMatmulPreferenceDestroy(pref);
+    pref = NULL;
+    if (s != CUBLAS_STATUS_SUCCESS || n_res < 1) {
+        plan_destroy(p);
+        if (want_epi) return 0;
+        if (s == CUBLAS_STATUS_SUCCESS)
+            *st = mer__errf(err, MER_E_UNSUPPORTED, "cuda_enc.cu: cuBLASLt has no algorithm for %dx%dx%d", p->m, p->n,
+                            p->k);
+        else
+            *st = mer__cublas_fail(err, s, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
+        return -1;
+    }
+    p->algo = res.algo;
+    p->epi = want_epi;
+    return 1;
+#undef LT
+fail:
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    plan_destroy(p);
+    if (want_epi) return 0;
+    *st = mer__cublas_fail(err, s, "cublasLt plan", __FILE__, __LINE__);
+    return -1;
+}
+
+mer_status mer_cuda_gemm_bias(mer_cuda *c, void *y, mer_dtype yt, int ldy, const void *x, int ldx, const void *w,
+                              mer_dtype wt, const float *bias, int n_tok, int n_in, int n_out, int accumulate,
+                              mer_err *err) {
+    const int f32in = wt == MER_DTYPE_F32;
+    const int vec = f32in ? 4 : 8;
+    if (wt != MER_DTYPE_BF16 && wt != MER_DTYPE_F32)
+        return mer__errf(err, MER_E_UNSUPPORTED, "cuda gemm: weights of dtype %s (bf16 or f32)", mer_dtype_name(wt));
+    if ((yt != MER_DTYPE_F32 && yt != MER_DTYPE_BF16) || (f32in && yt != MER_DTYPE_F32) ||
+        (accumulate && yt != MER_DTYPE_F32))
+        return mer__errf(err, MER_E_ARG, "cuda gemm: output dtype %s with %s weights%s", mer_dtype_name(yt),
+                         mer_dtype_name(wt), accumulate ? " (accumulating)" : "");
+    if (n_tok < 1 || n_in < vec || n_out < 1 || n_in % vec || ldx < n_in || ldy < n_out || ldx % vec ||
+        ldy % (yt == MER_DTYPE_F32 ? 4 : 8))
+        return mer__errf(err, MER_E_ARG, "cuda gemm: bad sizes (n_tok %d, n_in %d, n_out %d, ldx %d, ldy %d)", n_tok,
+                         n_in, n_out, ldx, ldy);
+    if (((uintptr_t)x | (uintptr_t)w | (uintptr_t)y) & 15)
+        return mer__errf(err, MER_E_ARG, "cuda gemm: operands must be 16-byte aligned");
+    enc_plan key;
+    memset(&key, 0, sizeof key);
+    key.dev = c->device;
+    key.m = n_out, key.n = n_tok, key.k = n_in, key.ldb = ldx, key.ldc = ldy;
+    key.y_bf16 = yt == MER_DTYPE_BF16, key.f32in = f32in, key.bias = bias != NULL;
+    float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    int run_bias = 0;
+    {
+        std::lock_guard<std::mutex> lock(g_plan_mu);
+        enc_plan *p = NULL, tmp;
+        for (int i = 0; i < g_n_plans; i++) {
+            enc_plan *q = &g_plans[i];
+            if (q->dev == key.dev && q->m == key.m && q->n == key.n && q->k == key.k && q->ldb == key.ldb &&
+                q->ldc == key.ldc && q->y_bf16 == key.y_bf16 && q->f32in == key.f32in && q->bias == key.bias) {
+                p = q;
+                break;
+            }
+        }
+        if (!p) {
+            p = g_n_plans < ENC_PLANS ? &g_plans[g_n_plans] : &tmp;
+            *p = key;
+            mer_status st = MER_OK;
+            int r = key.bias ? plan_try(c, p, 1, &st, err) : 0;
+            if (r == 0) r = plan_try(c, p, 0, &st, err);
+            if (r < 0) return st;
+            if (p != &tmp) g_n_plans++;
+        }
+        if (key.bias && p->epi) {
+            cublasStatus_t s = cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+            if (s != CUBLAS_STATUS_SUCCESS) {
+                if (p == &tmp) plan_destroy(p);
+                return mer__cublas_fail(err, s, "cublasLtMatmulDescSetAttribute(BIAS_POINTER)", __FILE__, __LINE__);
+            }
+        }
+        run_bias = key.bias && !p->epi;
+        cublasStatus_t s = cublasLtMatmul(c->lt, p->op, &alpha, w, p->la, x, p->lb, &beta, y, p->lc, y, p->lc, &p->algo,
+                                          c->lt_ws, c->lt_ws_size, c->stream);
+        if (s != CUBLAS_STATUS_SUCCESS && p->epi) { /* the epilogue refused at run time: plain GEMM + bias pass */
+            plan_destroy(p);
+            *p = key;
+            mer_status st = MER_OK;
+            if (plan_try(c, p, 0, &st, err) < 0) {
+                if (p != &tmp) *p = g_plans[--g_n_plans]; /* drop the entry (the last one takes its place) */
+                return st;
+            }
+            run_bias = 1;
+            s = cublasLtMatmul(c->lt, p->op, &alpha, w, p->la, x, p->lb, &beta, y, p->lc, y, p->lc, &p->algo, c->lt_ws,
+                               c->lt_ws_size, c->stream);
+        }
+        if (p == &tmp) plan_destroy(p);
+        if (s != CUBLAS_STATUS_SUCCESS) return mer__cublas_fail(err, s, "cublasLtMatmul", __FILE__, __LINE__);
+    }
+    if (run_bias) return bias_act_ld(c, y, yt, ldy, bias, n_tok, n_out, MER_CUDA_ACT_NONE, err);
+    return MER_OK;
+}
+
+// --- attention ---------------------------------------------------------------------------------------
+
+#define FA_ROWS 64
+#define FA_KEYS 64
+#define FA_D 64
+
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(a));
+}
+
+/* grid (ceil(T / 64), heads, sequences), 4 warps of 16 query rows. */
+__global__ void __launch_bounds__(128) attn_full_mma_kernel(const uint16_t *__restrict__ in, int ld_in, int k_off,
+                                                            int v_off, uint16_t *__restrict__ out, int ld_out, int T,
+                                                            float sl2) {
+    constexpr int D = FA_D, LD = D + 8;
+    __shared__ __align__(16) uint16_t Ks[FA_KEYS * LD];
+    __shared__ __align__(16) uint16_t Vs[FA_KEYS * LD];
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int gi = lane >> 2, qd = lane & 3;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const uint16_t *base = in + (size_t)b * T * ld_in;
+    const int r0 = blockIdx.x * FA_ROWS + warp * 16 + gi, r1 = r0 + 8;
+    const int t0 = r0 < T ? r0 : T - 1, t1 = r1 < T ? r1 : T - 1;
+
+    uint32_t qf[D / 16][4];
+    {
+        const uint16_t *q0 = base + (size_t)t0 * ld_in + h * D + qd * 2;
+        const uint16_t *q1 = base + (size_t)t1 * ld_in + h * D + qd * 2;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            qf[kk][0] = *(const uint32_t *)(q0 + kk * 16);
+            qf[kk][1] = *(const uint32_t *)(q1 + kk * 16);
+            qf[kk][2] = *(const uint32_t *)(q0 + kk * 16 + 8);
+            qf[kk][3] = *(const uint32_t *)(q1 + kk * 16 + 8);
+        }
+    }
+    const uint16_t *kb = base + k_off + h * D;
+    const uint16_t *vb = base + v_off + h * D;
+
+    float o[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float m0 = -1e30f, m1 = -1e30f, l0 = 0.f, l1 = 0.f;
+
+    for (int kt = 0; kt < T; kt += FA_KEYS) {
+        __syncthreads();
+        constexpr int VEC = D / 8;
+        for (int idx = threadIdx.x; idx < FA_KEYS * VEC; idx += 128) {
+            const int row = idx / VEC, c8 = idx % VEC;
+            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+            if (kt + row < T) {
+                kv = *(const uint4 *)(kb + (size_t)(kt + row) * ld_in + c8 * 8);
+                vv = *(const uint4 *)(vb + (size_t)(kt + row) * ld_in + c8 * 8);
+            }
+            *(uint4 *)(Ks + row * LD + c8 * 8) = kv;
+            *(uint4 *)(Vs + row * LD + c8 * 8) = vv;
+        }
+        __syncthreads();
+
+        float s[FA_KEYS / 8][4];
+#pragma unroll
+        for (int nb = 0; nb < FA_KEYS / 8; nb++) {
+            s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
+            const uint16_t *kr = Ks + (nb * 8 + gi) * LD + qd * 2;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) {
+                uint32_t b0 = *(const uint32_t *)(kr + kk * 16), b1 = *(const uint32_t *)(kr + kk * 16 + 8);
+                mer__mma_bf16(s[nb], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b0, b1);
+            }
+        }
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+        for (int nb = 0; nb < FA_KEYS / 8; nb++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = kt + nb * 8 + qd * 2 + (e & 1);
+                s[nb][e] = key < T ? s[nb][e] * sl2 : -INFINITY;
+            }
+            mx0 = fmaxf(mx0, fmaxf(s[nb][0], s[nb][1]));
+            mx1 = fmaxf(mx1, fmaxf(s[nb][2], s[nb][3]));
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+        const float c0 = exp2f(m0 - mn0), c1 = exp2f(m1 - mn1);
+        float ps0 = 0.f, ps1 = 0.f;
+#pragma unroll
+        for (int nb = 0; nb < FA_KEYS / 8; nb++) {
+            s[nb][0] = exp2f(s[nb][0] - mn0);
+            s[nb][1] = exp2f(s[nb][1] - mn0);
+            s[nb][2] = exp2f(s[nb][2] - mn1);
+            s[nb][3] = exp2f(s[nb][3] - mn1);
+            ps0 += s[nb][0] + s[nb][1];
+            ps1 += s[nb][2] + s[nb][3];
+        }
+        l0 = l0 * c0 + ps0;
+        l1 = l1 * c1 + ps1;
+        m0 = mn0;
+        m1 = mn1;
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) {
+            o[i][0] *= c0;
+            o[i][1] *= c0;
+            o[i][2] *= c1;
+            o[i][3] *= c1;
+        }
+#pragma unroll
+        for (int kk2 = 0; kk2 < FA_KEYS / 16; kk2++) {
+            const uint32_t a0 = mer__pack_bf16(s[2 * kk2][0], s[2 * kk2][1]);
+            const uint32_t a1 = mer__pack_bf16(s[2 * kk2][2], s[2 * kk2][3]);
+            const uint32_t a2 = mer__pack_bf16(s[2 * kk2 + 1][0], s[2 * kk2 + 1][1]);
+            const uint32_t a3 = mer__pack_bf16(s[2 * kk2 + 1][2], s[2 * kk2 + 1][3]);
+            const uint16_t *vr = Vs + (kk2 * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + (lane >> 4) * 8;
+#pragma unroll
+            for (int dp = 0; dp < D / 16; dp++) {
+                uint32_t b0, b1, b2, b3;
+                ldsm_x4_trans(b0, b1, b2, b3, vr + dp * 16);
+                mer__mma_bf16(o[2 * dp], a0, a1, a2, a3, b0, b1);
+                mer__mma_bf16(o[2 * dp + 1], a0, a1, a2, a3, b2, b3);
+            }
+        }
+    }
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+    if (r0 < T) {
+        uint16_t *orow = out + ((size_t)b * T + r0) * ld_out + h * D + qd * 2;
+#pragma unroll
+        for (int nb = 0; nb < D / 8; nb++)
+            *(uint32_t *)(orow + nb * 8) = mer__pack_bf16(o[nb][0] * inv0, o[nb][1] * inv0);
+    }
+    if (r1 < T) {
+        uint16_t *orow = out + ((size_t)b * T + r1) * ld_out + h * D + qd * 2;
+#pragma unroll
+        for (int nb = 0; nb < D / 8; nb++)
+            *(uint32_t *)(orow + nb * 8) = mer__pack_bf16(o[nb][2] * inv1, o[nb][3] * inv1);
+    }
+}
+
+/* grid (T, heads, sequences), one warp: a lane scores one key of each 32, online softmax in the exp2
+ * domain, lane owns output elements lane + 32 j. */
+template <typename T, int DPL>
+__global__ void __launch_bounds__(32) attn_full_simple_kernel(const T *__restrict__ in, int ld_in, int k_off, int v_off,
+                                                              T *__restrict__ out, int ld_out, int Tn, int d, float sl2) {
+    __shared__ float qs[256];
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const int lane = threadIdx.x;
+    const int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const T *base = in + (size_t)b * Tn * ld_in;
+    for (int i = lane; i < d; i += 32) qs[i] = mer__ldf(base + (size_t)t * ld_in + h * d + i) * sl2;
+    __syncwarp();
+    float m = -1e30f, l = 0.f, o[DPL];
+#pragma unroll
+    for (int j = 0; j < DPL; j++) o[j] = 0.f;
+    for (int k0 = 0; k0 < Tn; k0 += 32) {
+        const int key = k0 + lane;
+        float sc = -INFINITY;
+        if (key < Tn) {
+            const T *kr = base + (size_t)key * ld_in + k_off + h * d;
+            float a = 0.f;
+            for (int i = 0; i < d; i++) a += qs[i] * mer__ldf(kr + i);
+            sc = a;
+        }
+        const float mn = fmaxf(m, mer__warp_max(sc));
+        const float corr = exp2f(m - mn);
+        const float p = exp2f(sc - mn);
+        l = l * corr + p;
+#pragma unroll
+        for (int j = 0; j < DPL; j++) o[j] *= corr;
+        const int nk = min(32, Tn - k0);
+        for (int jj = 0; jj < nk; jj++) {
+            const float pj = __shfl_sync(0xffffffffu, p, jj);
+            const T *vr = base + (size_t)(k0 + jj) * ld_in + v_off + h * d;
+#pragma unroll
+            for (int j = 0; j < DPL; j++) {
+                const int i = lane + 32 * j;
+                if (i < d) o[j] += pj * mer__ldf(vr + i);
+            }
+        }
+        m = mn;
+    }
+    l = mer__warp_sum(l);
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    T *orow = out + ((size_t)b * Tn + t) * ld_out + h * d;
+#pragma unroll
+    for (int j = 0; j < DPL; j++) {
+        const int i = lane + 32 * j;
+        if (i < d) mer__stf(orow + i, o[j] * inv);
+    }
+}
+
+template <typename T>
+static cudaError_t launch_simple(mer_cuda *c, dim3 grid, const T *in, int ld_in, int k_off, int v_off, T *out,
+                                 int ld_out, int Tn, int d, float sl2) {
+    if (d <= 32)
+        return mer__launch(c, attn_full_simple_kernel<T, 1>, grid, dim3(32), 0, in, ld_in, k_off, v_off, out, ld_out, Tn, d,
+                           sl2);
+    if (d <= 64)
+        return mer__launch(c, attn_full_simple_kernel<T, 2>, grid, dim3(32), 0, in, ld_in, k_off, v_off, out, ld_out, Tn, d,
+                           sl2);
+    if (d <= 128)
+        return mer__launch(c, attn_full_simple_kernel<T, 4>, grid, dim3(32), 0, in, ld_in, k_off, v_off, out, ld_out, Tn, d,
+                           sl2);
+    return mer__launch(c, attn_full_simple_kernel<T, 8>, grid, dim3(32), 0, in, ld_in, k_off, v_off, out, ld_out, Tn, d, sl2);
+}
+
+mer_status mer_cuda_attn_full(mer_cuda *c, void *out, int ld_out, const void *in, int ld_in, int k_off, int v_off,
+                              mer_dtype t, int n_seq, int T, int n_head, int d, float scale, mer_err *err) {
+    if (n_seq < 1 || n_seq > 65535 || T < 1 || n_head < 1 || n_head > 65535 || d < 8 || d % 8 || d > 256 ||
+        ld_in < n_head * d || ld_out < n_head * d || k_off < 0 || v_off < 0 || k_off + n_head * d > ld_in ||
+        v_off + n_head * d > ld_in)
+        return mer__errf(err, MER_E_ARG, "cuda attention: %d sequences of %d, %d heads of %d (ld %d/%d)", n_seq, T, n_head,
+                         d, ld_in, ld_out);
+    mer_status st = check_t(t, "attention", err);
+    if (st) return st;
+    const float sl2 = scale * LOG2E;
+    if (t == MER_DTYPE_BF16 && d == FA_D && ld_in % 8 == 0 && k_off % 8 == 0 && v_off % 8 == 0 && ld_out % 2 == 0 &&
+        !((uintptr_t)in & 15)) {
+        dim3 grid((T + FA_ROWS - 1) / FA_ROWS, n_head, n_seq);
+        MER_CU(mer__launch(c, attn_full_mma_kernel, grid, dim3(128), 0, (const uint16_t *)in, ld_in, k_off, v_off,
+                           (uint16_t *)out, ld_out, T, sl2));
+        return MER_OK;
+    }
+    if (T > 65535) return mer__errf(err, MER_E_ARG, "cuda attention: %d tokens per sequence", T);
+    dim3 grid(T, n_head, n_seq);
+    cudaError_t e;
+    if (t == MER_DTYPE_BF16)
+        e = launch_simple<uint16_t>(c, grid, (const uint16_t *)in, ld_in, k_off, v_off, (uint16_t *)out, ld_out, T, d, sl2);
+    else
+        e = launch_simple<float>(c, grid, (const float *)in, ld_in, k_off, v_off, (float *)out, ld_out, T, d, sl2);
+    if (e != cudaSuccess) return mer__cu_fail(err, e, "attn_full_simple_kernel launch", __FILE__, __LINE__);
+    return MER_OK;
+}
+
+// --- CLIP: patches and embeddings --------------------------------------------------------------------
+
+template <typename T>
+__global__ void im2col_patch_kernel(T *cols, int kp, const float *__restrict__ img, int n_img, int C, int S, int P) {
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const int side = S / P, np = side * side, K = C * P * P;
+    const size_t total = (size_t)n_img * np * kp;
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
+        const size_t row = idx / kp;
+        const int j = (int)(idx - row * kp);
+        float v = 0.f;
+        if (j < K) {
+            const int b = (int)(row / np), p = (int)(row % np);
+            const int py = p / side, px = p % side;
+            const int ch = j / (P * P), rem = j % (P * P), ky = rem / P, kx = rem % P;
+            v = img[(((size_t)b * C + ch) * S + (size_t)py * P + ky) * S + (size_t)px * P + kx];
+        }
+        mer__stf(cols + idx, v);
+    }
+}
+
+mer_status mer_cuda_im2col_patch(mer_cuda *c, void *cols, mer_dtype t, int kp, const float *img, int n_img, int C, int S,
+                                 int P, mer_err *err) {
+    if (n_img < 1 || C < 1 || P < 1 || S < P || kp < C * P * P)
+        return mer__errf(err, MER_E_ARG, "cuda im2col: %d images %dx%dx%d, patch %d, row %d", n_img, C, S, S, P, kp);
+    mer_status st = check_t(t, "im2col", err);
+    if (st) return st;
+    const int side = S / P;
+    const unsigned g = grid_for((size_t)n_img * side * side * kp, 256);
+    if (t == MER_DTYPE_BF16)
+        MER_CU(mer__launch(c, im2col_patch_kernel<uint16_t>, dim3(g), dim3(256), 0, (uint16_t *)cols, kp, img, n_img, C, S, P));
+    else
+        MER_CU(mer__launch(c, im2col_patch_kernel<float>, dim3(g), dim3(256), 0, (float *)cols, kp, img, n_img, C, S, P));
+    return MER_OK;
+}
+
+__global__ void clip_embed_kernel(float *h, const float *__restrict__ patch, const float *__restrict__ cls,
+                                  const float *__restrict__ pos, int n_img, int T, int n) {
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const size_t total = (size_t)n_img * T * n;
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = idx / n;
+        const int i = (int)(idx - r * n);
+        const int b = (int)(r / T), t = (int)(r % T);
+        const float v = t == 0 ? cls[i] : patch[((size_t)b * (T - 1) + t - 1) * n + i];
+        h[idx] = v + pos[(size_t)t * n + i];
+    }
+}
+
+mer_status mer_cuda_clip_embed(mer_cuda *c, float *h, const float *patch, const float *cls, const float *pos, int n_img,
+                               int T, int n, mer_err *err) {
+    if (n_img < 1 || T < 2 || n < 1) return mer__errf(err, MER_E_ARG, "cuda clip_embed: %d images of %d x %d", n_img, T, n);
+    MER_CU(mer__launch(c, clip_embed_kernel, dim3(grid_for((size_t)n_img * T * n, 256)), dim3(256), 0, h, patch, cls, pos,
+                       n_img, T, n));
+    return MER_OK;
+}
+
+// --- HuBERT: first conv layer, positional conv, time sums --------------------------------------------
+
+#define CV_WARPS 8
+
+template <typename T>
+__global__ void __launch_bounds__(CV_WARPS * 32) conv0_kernel(T *y, const float *__restrict__ x, long len, int n_clips,
+                                                              int S, const float *__restrict__ w,
+                                                              const float *__restrict__ bias, int C, int K, int stride,
+                                                              const float *__restrict__ lw, const float *__restrict__ lb,
+                                                              float eps) {
+    extern __shared__ float sm[];
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float *ws = sm;                               /* [K][C] */
+    float *buf = sm + (size_t)K * C + (size_t)warp * (C + 32); /* [C] conv outputs, then [32] samples */
+    float *xs = buf + C;
+    for (int i = threadIdx.x; i < K * C; i += blockDim.x) {
+        const int ch = i / K, k = i % K;
+        ws[k * C + ch] = w[i];
+    }
+    __syncthreads();
+    const int r = blockIdx.x * CV_WARPS + warp;
+    if (r >= n_clips * S) return;
+    const int b = r / S, t = r % S;
+    const float *xb = x + (size_t)b * len;
+    const long s0 = (long)stride * t;
+    xs[lane] = lane < K && s0 + lane < len ? xb[s0 + lane] : 0.f;
+    __syncwarp();
+    float sum = 0.f;
+    for (int ch = lane; ch < C; ch += 32) {
+        float a = 0.f;
+        for (int k = 0; k < K; k++) a += ws[k * C + ch] * xs[k];
+        if (bias) a += bias[ch];
+        buf[ch] = a;
+        sum += a;
+    }
+    const float mean = mer__warp_sum(sum) / (float)C;
+    float v = 0.f;
+    for (int ch = lane; ch < C; ch += 32) {
+        const float d = buf[ch] - mean;
+        v += d * d;
+    }
+    const float rs = 1.f / sqrtf(mer__warp_sum(v) / (float)C + eps);
+    T *yr = y + (size_t)r * C;
+    for (int ch = lane; ch < C; ch += 32) {
+        float o = (buf[ch] - mean) * rs;
+        if (lw) o *= lw[ch];
+        if (lb) o += lb[ch];
+        mer__stf(yr + ch, act_f(o, MER_CUDA_ACT_GELU));
+    }
+}
+
+mer_status mer_cuda_conv0_ln_gelu(mer_cuda *c, void *y, mer_dtype yt, const float *x, long len, int n_clips, int S,
+                                  const float *w, const float *bias, int C, int K, int stride, const float *lw,
+                                  const float *lb, float eps, mer_err *err) {
+    const size_t smem = ((size_t)K * C + (size_t)CV_WARPS * (C + 32)) * sizeof(float);
+    if (n_clips < 1 || S < 1 || C < 1 || K < 1 || K > 32 || stride < 1 || len < 1 || (long long)n_clips * S > 0x7fffffff)
+        return mer__errf(err, MER_E_ARG, "cuda conv0: %d clips, %d frames, %d channels, kernel %d", n_clips, S, C, K);
+    if (smem > 48 * 1024)
+        return mer__errf(err, MER_E_UNSUPPORTED, "cuda conv0: %d channels x kernel %d exceed shared memory", C, K);
+    mer_status st = check_t(yt, "conv0", err);
+    if (st) return st;
+    const unsigned g = (unsigned)(((size_t)n_clips * S + CV_WARPS - 1) / CV_WARPS);
+    if (yt == MER_DTYPE_BF16)
+        MER_CU(mer__launch(c, conv0_kernel<uint16_t>, dim3(g), dim3(CV_WARPS * 32), smem, (uint16_t *)y, x, len, n_clips,
+                           S, w, bias, C, K, stride, lw, lb, eps));
+    else
+        MER_CU(mer__launch(c, conv0_kernel<float>, dim3(g), dim3(CV_WARPS * 32), smem, (float *)y, x, len, n_clips, S, w,
+                           bias, C, K, stride, lw, lb, eps));
+    return MER_OK;
+}
+
+__global__ void posconv_reduce_kernel(float *h, int ldh, const float *__restrict__ z, const float *__restrict__ bias,
+                                      int n_seq, int T, int K, int cg, int g, int pad) {
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const size_t total = (size_t)n_seq * T * cg;
+    const size_t ldz = (size_t)K * cg;
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total; idx += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = idx / cg;
+        const int o = (int)(idx - r * cg);
+        const int b = (int)(r / T), t = (int)(r % T);
+        const int k0 = max(0, pad - t), k1 = min(K, T + pad - t);
+        float s = bias ? bias[g * cg + o] : 0.f;
+        const float *zb = z + ((size_t)b * T) * ldz + o;
+        for (int k = k0; k < k1; k++) s += zb[(size_t)(t + k - pad) * ldz + (size_t)k * cg];
+        h[r * ldh + (size_t)g * cg + o] += act_f(s, MER_CUDA_ACT_GELU);
+    }
+}
+
+mer_status mer_cuda_posconv_reduce(mer_cuda *c, float *h, int ldh, const float *z, const float *bias, int n_seq, int T,
+                                   int K, int cg, int g, int pad, mer_err *err) {
+    if (n_seq < 1 || T < 1 || K < 1 || cg < 1 || g < 0 || pad < 0 || ldh < (g + 1) * cg)
+        return mer__errf(err, MER_E_ARG, "cuda posconv: %d sequences of %d, kernel %d, group %d of %d", n_seq, T, K, g, cg);
+    MER_CU(mer__launch(c, posconv_reduce_kernel, dim3(grid_for((size_t)n_seq * T * cg, 256)), dim3(256), 0, h, ldh, z,
+                       bias, n_seq, T, K, cg, g, pad));
+    return MER_OK;
+}
+
+__global__ void time_sum_kernel(float *acc, const float *__restrict__ x, int T, int n, float scale) {
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const int i = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
+    if (i >= n) return;
+    const float *xb = x + (size_t)b * T * n + i;
+    float s = 0.f;
+    for (int t = 0; t < T; t++) s += xb[(size_t)t * n];
+    acc[(size_t)b * n + i] += scale * s;
+}
+
+mer_status mer_cuda_time_sum(mer_cuda *c, float *acc, const float *x, int n_seq, int T, int n, float scale,
+                             mer_err *err) {
+    if (n_seq < 1 || n_seq > 65535 || T < 1 || n < 1)
+        return mer__errf(err, MER_E_ARG, "cuda time_sum: %d sequences of %d x %d", n_seq, T, n);
+    MER_CU(mer__launch(c, time_sum_kernel, dim3((n + 255) / 256, n_seq), dim3(256), 0, acc, x, T, n, scale));
+    return MER_OK;
+}
