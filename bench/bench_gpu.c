@@ -11,6 +11,11 @@
  *   bench_gpu leak             10,000 decode steps of a 2-layer model of 7B width: device memory
  *   bench_gpu parity DIR       the model in DIR (HF checkpoint + expected.safetensors written by
  *                              gpu_ref.py export) against HF's logits and greedy tokens
+ *   bench_gpu qgemv            q8_0 / q4_0 decode matmuls of Qwen2.5-7B at 1 and 8 rows (tile, warp and
+ *                              unroll variants of the dequantising GEMV), GB/s of quants + scales
+ *   bench_gpu quant            Qwen2.5-7B shape with random q8_0 and q4_0 weights made on the device:
+ *                              bytes per token, batch-1/4/8 decode, prefill of 512 tokens, the fraction
+ *                              of the copy bandwidth (measured here) that batch-1 decode reaches
  *
  * Every figure is printed as "RESULT <key> <value> <unit>" for gpu.sh to collect. With no GPU (or a
  * build without CUDA) it prints a SKIP line and exits 0. */
@@ -24,6 +29,7 @@
 #include "core/dtype.h"
 #include "io/weights.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_quant.h"
 #include "models/qwen2_cuda.h"
 
 #if MER_CUDA
@@ -345,6 +351,148 @@ static void bench_model(void) {
     mer_qwen2_cuda_free(m);
 }
 
+// --- quantised weights (q8_0, q4_0) ------------------------------------------------------------------
+
+typedef struct qmm_arg {
+    mer_cuda *c;
+    void *y;
+    const uint16_t *x;
+    const mer_cuda_qmat *w; /* n_w copies */
+    int n_tok, epi, reps, n_w;
+} qmm_arg;
+static mer_status do_qmm(void *ud, mer_err *err) {
+    qmm_arg *a = ud;
+    for (int r = 0; r < a->reps; r++) {
+        const mer_cuda_qmat *w = &a->w[r % a->n_w];
+        const int ny = a->epi == MER_CUDA_EPI_SILU ? w->n_out / 2 : w->n_out;
+        mer_status st = mer_cuda_qgemv(a->c, a->y, ny, a->x, w->n_in, w, a->n_tok, (mer_cuda_epi)a->epi, err);
+        if (st) return st;
+    }
+    return MER_OK;
+}
+
+static void bench_qgemv(mer_cuda *c) {
+    static const struct { const char *name; int n, k, epi; } sh[] = {
+        {"qkv", 4608, 3584, MER_CUDA_EPI_F32},       {"o", 3584, 3584, MER_CUDA_EPI_F32_ADD},
+        {"gate_up", 37888, 3584, MER_CUDA_EPI_SILU}, {"down", 3584, 18944, MER_CUDA_EPI_F32_ADD},
+        {"lm_head", 152064, 3584, MER_CUDA_EPI_F32},
+    };
+    for (int qt = 0; qt < 2; qt++) {
+        const mer_dtype dt = qt ? MER_DTYPE_Q4_0 : MER_DTYPE_Q8_0;
+        for (size_t s = 0; s < MER_ARRAY_LEN(sh); s++) {
+            mer_cuda_qmat w[16];
+            size_t wb = 0;
+            int n_w = 0;
+            do { /* copies until > 400 MB (4x a 100 MB L2) */
+                TRY(mer_cuda_qmat_init(c, &w[n_w], dt, sh[s].n, sh[s].k,
+                                       sh[s].epi == MER_CUDA_EPI_SILU ? sh[s].n / 2 : 0, &e));
+                TRY(mer_cuda_qmat_fill_random(c, &w[n_w], 11 + n_w, 0.03f, &e));
+                wb = mer_cuda_qmat_bytes(&w[n_w]);
+                n_w++;
+            } while (n_w < 16 && wb * n_w < (size_t)400 * 1024 * 1024);
+            void *x, *y;
+            TRY(mer_cuda_alloc(c, (size_t)8 * 18944 * 2, &x, &e));
+            TRY(mer_cuda_alloc(c, (size_t)8 * 152064 * 4, &y, &e));
+            TRY(mer_cuda_fill_uniform_bf16(c, x, (size_t)8 * 18944, 9, 1.0f, &e));
+            TRY(mer_cuda_memset(c, y, 0, (size_t)8 * 152064 * 4, &e));
+            static const char *vn[] = {"auto", "nw4", "nw8", "nw16", "tile1", "tile2", "u1", "u2", "u2nw8", "u2nw16"};
+            for (int bt = 1; bt <= 8; bt *= 8) {
+                for (int var = 0; var < 10; var++) {
+                    if (sh[s].epi == MER_CUDA_EPI_SILU && (var == 4 || var == 5)) continue;
+                    mer_cuda_set_gemv_tile(c, var == 4 ? 1 : var == 5 ? 2 : 0);
+                    mer_cuda_set_gemv_warps(c, var == 1 ? 4 : var == 2 || var == 8 ? 8 : var == 3 || var == 9 ? 16 : 0);
+                    mer_cuda_set_qgemv_unroll(var == 6 ? 1 : var >= 7 ? 2 : 0);
+                    qmm_arg a = {c, y, x, w, bt, sh[s].epi, 4 * n_w, n_w};
+                    double t[7], ms;
+                    TRY(mer_cuda_time(c, do_qmm, &a, &ms, &e));
+                    for (int i = 0; i < 7; i++) TRY(mer_cuda_time(c, do_qmm, &a, &t[i], &e));
+                    ms = median(t, 7) / a.reps;
+                    char key[96];
+                    snprintf(key, sizeof key, "qgemv_%s_%s_b%d_%s", mer_dtype_name(dt), sh[s].name, bt, vn[var]);
+                    result(key, wb / (ms * 1e-3) / 1e9, "GB/s");
+                }
+            }
+            mer_cuda_set_gemv_tile(c, 0);
+            mer_cuda_set_gemv_warps(c, 0);
+            mer_cuda_set_qgemv_unroll(0);
+            for (int i = 0; i < n_w; i++) mer_cuda_qmat_release(c, &w[i]);
+            mer_cuda_release(c, x);
+            mer_cuda_release(c, y);
+        }
+    }
+    TRY(mer_cuda_trim(c, &e));
+}
+
+static void bench_quant(mer_cuda *c) {
+    double copy_bw;
+    { /* the copy ceiling, measured in this run */
+        copy_arg a = {c, NULL, NULL, (size_t)1 << 30};
+        TRY(mer_cuda_alloc(c, a.n, &a.dst, &e));
+        TRY(mer_cuda_alloc(c, a.n, &a.src, &e));
+        TRY(mer_cuda_fill_uniform_bf16(c, a.src, a.n / 2, 7, 1.0f, &e));
+        double t[10], ms;
+        for (int i = 0; i < 3; i++) TRY(mer_cuda_time(c, do_copy, &a, &ms, &e));
+        for (int i = 0; i < 10; i++) TRY(mer_cuda_time(c, do_copy, &a, &t[i], &e));
+        copy_bw = 2.0 * a.n / (median(t, 10) * 1e-3) / 1e9;
+        result("quant_copy_bw", copy_bw, "GB/s");
+        mer_cuda_release(c, a.dst);
+        mer_cuda_release(c, a.src);
+        TRY(mer_cuda_trim(c, &e));
+    }
+    for (int qt = 0; qt < 2; qt++) {
+        const mer_dtype dt = qt ? MER_DTYPE_Q4_0 : MER_DTYPE_Q8_0;
+        const char *nm = mer_dtype_name(dt);
+        char key[96];
+        mer_qwen2_cuda_hp hp = hp_7b();
+        mer_qwen2_cuda_params p = mer_qwen2_cuda_default_params();
+        p.n_ctx = 1024;
+        p.n_seq = 8;
+        p.n_batch = 512;
+        p.wtype = dt;
+        mer_qwen2_cuda *m = NULL;
+        TRY(mer_qwen2_cuda_init_random(&hp, 42, &p, &m, &e));
+        const double step_gb = mer_qwen2_cuda_step_bytes(m) / 1e9;
+#define R(fmt, v, unit) (snprintf(key, sizeof key, fmt, nm), result(key, v, unit))
+        R("%s_decode_step_bytes", step_gb, "GB");
+        {
+            int32_t ids[512];
+            for (int i = 0; i < 512; i++) ids[i] = (int32_t)((i * 7919 + 5) % hp.n_vocab);
+            double t[10];
+            int32_t g;
+            for (int i = 0; i < 13; i++) {
+                TRY(mer_qwen2_cuda_reset(m, 0, &e));
+                double a = now_ms();
+                TRY(mer_qwen2_cuda_prefill(m, 0, ids, 512, NULL, 0, &g, &e));
+                if (i >= 3) t[i - 3] = now_ms() - a;
+            }
+            R("%s_prefill512", median(t, 10), "ms");
+        }
+        double b1 = 0, b8 = 0;
+        for (int r = 0; r < 3; r++) {
+            double v = run_decode(m, 1, 32, 128);
+            if (v > b1) b1 = v;
+        }
+        R("%s_decode_b1", b1, "tok/s");
+        R("%s_decode_b1_eff_bw", b1 * step_gb, "GB/s");
+        R("%s_decode_b1_of_copy_ceiling", b1 * step_gb / copy_bw, "fraction");
+        R("%s_decode_b1_ceiling", copy_bw / step_gb, "tok/s");
+        for (int r = 0; r < 3; r++) {
+            double v = run_decode(m, 8, 32, 128);
+            if (v > b8) b8 = v;
+        }
+        R("%s_decode_b8", b8, "tok/s");
+        R("%s_decode_b4", run_decode(m, 4, 32, 128), "tok/s");
+        R("%s_decode_b1_ctx512", run_decode(m, 1, 512, 128), "tok/s");
+        {
+            size_t held, used;
+            mer_cuda_alloc_stats(mer_qwen2_cuda_backend(m), &held, &used);
+            R("%s_model_device_bytes", held / 1e9, "GB");
+        }
+#undef R
+        mer_qwen2_cuda_free(m);
+    }
+}
+
 static void bench_leak(void) {
     mer_qwen2_cuda_hp hp = hp_7b();
     hp.n_layer = 2;
@@ -448,6 +596,8 @@ int main(int argc, char **argv) {
         if (!strcmp(what, "model") || all) bench_model();
         if (!strcmp(what, "leak") || all) bench_leak();
         if (!strcmp(what, "parity") && i + 1 < argc) bench_parity(argv[++i]);
+        if (!strcmp(what, "qgemv")) bench_qgemv(c);
+        if (!strcmp(what, "quant")) bench_quant(c);
         if (all) break;
     }
     mer_cuda_free(c);

@@ -1,8 +1,10 @@
 /* qwen2_cuda.c - the Qwen2 decoder on a CUDA device (see qwen2_cuda.h): weight upload and conversion
- * to bf16 with fused q/k/v and gate/up matrices, random initialisation for benchmarks, the device
- * buffers and KV cache, the forward pass over the backend's kernels, prefill in chunks, and the
- * batched decode step replayed from a CUDA graph (one per batch size, captured on first use; token ids,
- * positions and slots live in a small device array that is uploaded before each replay). */
+ * (to bf16, f32, or q8_0/q4_0 kept quantised in the layout of kernels/cuda/cuda_quant.h) with fused
+ * q/k/v and gate/up matrices, from an HF checkpoint or from a CPU model (LoRA merged on the way),
+ * random initialisation for benchmarks, the device buffers and KV cache, the forward pass over the
+ * backend's kernels, prefill in chunks (from token ids or from embedding rows), and the batched decode
+ * step replayed from a CUDA graph (one per batch size, captured on first use; token ids, positions and
+ * slots live in a small device array that is uploaded before each replay). */
 #include "models/qwen2_cuda.h"
 
 #include <math.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 
 #include "io/hfconfig.h"
+#include "models/qwen2.h"
 
 mer_qwen2_cuda_params mer_qwen2_cuda_default_params(void) {
     mer_qwen2_cuda_params p;
@@ -67,10 +70,13 @@ mer_status mer_qwen2_cuda_hp_from_config(const struct mer_config *cfg, mer_qwen2
 #if MER_CUDA
 
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_quant.h"
 
 #define MAX_GRAPHS 64
+#define QGEMV_MAX_TOK 8 /* rows mer_cuda_qmatmul runs as a GEMV */
 
-/* Matrices, embedding, activations and cache are of the model's dtype `at` (bf16 or f32). */
+/* Embedding, activations and cache are of the model's dtype `at` (bf16 or f32); matrices too, unless
+ * the model is quantised: then the q* matrices hold them (and the dense pointers are NULL). */
 typedef struct qlayer {
     float *attn_norm, *ffn_norm; /* [E] */
     void *wqkv;                  /* [(H + 2 KV) d][E]: q_proj, k_proj, v_proj rows */
@@ -78,14 +84,19 @@ typedef struct qlayer {
     void *wo;                    /* [E][H d] */
     void *wgu;                   /* [2 F][E]: gate_proj rows, then up_proj rows */
     void *wdown;                 /* [E][F] */
+    mer_cuda_qmat qqkv, qo, qgu, qdown;
 } qlayer;
 
 struct mer_qwen2_cuda {
     mer_qwen2_cuda_hp hp;
     mer_qwen2_cuda_params p;
     mer_cuda *c;
-    mer_dtype at;      /* element type of matrices, activations and cache */
+    mer_dtype at;      /* element type of activations and cache (and of the matrices when not quantised) */
     size_t es;         /* its size */
+    int quant;         /* matrices are q8_0/q4_0 (p.wtype) */
+    mer_cuda_qmat qlm; /* lm_head when quantised */
+    uint16_t *deq;     /* bf16 scratch for dequantised matrices (prefill of > 8 rows) */
+    size_t deq_elems;
     void *embed;       /* [V][E] */
     void *lm_head;     /* [V][E] (== embed when tied) */
     float *out_norm;   /* [E] */
@@ -138,8 +149,14 @@ static mer_status check_hp(const mer_qwen2_cuda_hp *hp, const mer_qwen2_cuda_par
         return mer__errf(err, MER_E_UNSUPPORTED,
                          "qwen2 cuda: sizes must be multiples of 8 and head_dim <= 256 (hidden %d, ff %d, head_dim %d)",
                          hp->n_embd, hp->n_ff, hp->head_dim);
-    if (p->wtype != MER_DTYPE_BF16 && p->wtype != MER_DTYPE_F32)
-        return mer__errf(err, MER_E_UNSUPPORTED, "qwen2 cuda: weight dtype %s (bf16 or f32)", mer_dtype_name(p->wtype));
+    const int quant = p->wtype == MER_DTYPE_Q8_0 || p->wtype == MER_DTYPE_Q4_0;
+    if (p->wtype != MER_DTYPE_BF16 && p->wtype != MER_DTYPE_F32 && !quant)
+        return mer__errf(err, MER_E_UNSUPPORTED, "qwen2 cuda: weight dtype %s (bf16, f32, q8_0 or q4_0)",
+                         mer_dtype_name(p->wtype));
+    if (quant && (hp->n_embd % 32 || hp->n_ff % 32 || (hp->n_head * hp->head_dim) % 32))
+        return mer__errf(err, MER_E_UNSUPPORTED,
+                         "qwen2 cuda: %s needs rows of multiples of 32 elements (hidden %d, ff %d, heads x head_dim %d)",
+                         mer_dtype_name(p->wtype), hp->n_embd, hp->n_ff, hp->n_head * hp->head_dim);
     if (p->n_ctx < 1 || p->n_seq < 1 || p->n_seq > MAX_GRAPHS || p->n_batch < 1 || p->n_split < 1 || p->n_split > 32)
         return mer__errf(err, MER_E_ARG, "qwen2 cuda: bad params (n_ctx %d, n_seq %d, n_batch %d, n_split %d)", p->n_ctx,
                          p->n_seq, p->n_batch, p->n_split);
@@ -156,8 +173,9 @@ static mer_status alloc_model(const mer_qwen2_cuda_hp *hp, const mer_qwen2_cuda_
     if (!m) return mer__errf(err, MER_E_NOMEM, "qwen2 cuda: out of memory");
     m->hp = *hp;
     m->p = *p;
-    m->at = p->wtype;
-    m->es = p->wtype == MER_DTYPE_F32 ? 4 : 2;
+    m->quant = p->wtype == MER_DTYPE_Q8_0 || p->wtype == MER_DTYPE_Q4_0;
+    m->at = m->quant ? MER_DTYPE_BF16 : p->wtype;
+    m->es = m->at == MER_DTYPE_F32 ? 4 : 2;
     const size_t es = m->es;
     const int E = hp->n_embd, H = hp->n_head, KV = hp->n_kv_head, d = hp->head_dim, F = hp->n_ff;
     const size_t V = (size_t)hp->n_vocab;
@@ -222,24 +240,51 @@ static mer_status alloc_weights(mer_qwen2_cuda *m, int with_bias, mer_err *err) 
     const size_t E = hp->n_embd, Hd = (size_t)hp->n_head * hp->head_dim, F = hp->n_ff, V = hp->n_vocab;
     const size_t nqkv = (size_t)(hp->n_head + 2 * hp->n_kv_head) * hp->head_dim;
     const size_t es = m->es;
+    const mer_dtype qt = m->p.wtype;
     mer_status st;
     if ((st = dalloc(m, &m->embed, V * E * es, err))) return st;
-    if (hp->tied)
+    if (m->quant) {
+        if ((st = mer_cuda_qmat_init(m->c, &m->qlm, qt, (int)V, (int)E, 0, err))) return st;
+    } else if (hp->tied) {
         m->lm_head = m->embed;
-    else if ((st = dalloc(m, &m->lm_head, V * E * es, err)))
+    } else if ((st = dalloc(m, &m->lm_head, V * E * es, err))) {
         return st;
+    }
     if ((st = dalloc(m, (void **)&m->out_norm, E * 4, err))) return st;
+    size_t qbytes = m->quant ? mer_cuda_qmat_bytes(&m->qlm) : 0;
     for (int l = 0; l < hp->n_layer; l++) {
         qlayer *L = &m->layers[l];
         if ((st = dalloc(m, (void **)&L->attn_norm, E * 4, err))) return st;
         if ((st = dalloc(m, (void **)&L->ffn_norm, E * 4, err))) return st;
-        if ((st = dalloc(m, &L->wqkv, nqkv * E * es, err))) return st;
         if (with_bias && (st = dalloc(m, (void **)&L->bqkv, nqkv * 4, err))) return st;
+        if (m->quant) {
+            if ((st = mer_cuda_qmat_init(m->c, &L->qqkv, qt, (int)nqkv, (int)E, 0, err))) return st;
+            if ((st = mer_cuda_qmat_init(m->c, &L->qo, qt, (int)E, (int)Hd, 0, err))) return st;
+            if ((st = mer_cuda_qmat_init(m->c, &L->qgu, qt, (int)(2 * F), (int)E, (int)F, err))) return st;
+            if ((st = mer_cuda_qmat_init(m->c, &L->qdown, qt, (int)E, (int)F, 0, err))) return st;
+            qbytes += mer_cuda_qmat_bytes(&L->qqkv) + mer_cuda_qmat_bytes(&L->qo) + mer_cuda_qmat_bytes(&L->qgu) +
+                      mer_cuda_qmat_bytes(&L->qdown);
+            continue;
+        }
+        if ((st = dalloc(m, &L->wqkv, nqkv * E * es, err))) return st;
         if ((st = dalloc(m, &L->wo, E * Hd * es, err))) return st;
         if ((st = dalloc(m, &L->wgu, 2 * F * E * es, err))) return st;
         if ((st = dalloc(m, &L->wdown, E * F * es, err))) return st;
     }
-    m->step_bytes = matrix_bytes(hp, es);
+    if (m->quant) {
+        /* Dequantisation scratch for the prefill matmuls: the largest layer matrix (lm_head, and any
+         * matrix, goes in pieces of rows that fit). */
+        size_t big = nqkv * E;
+        if (2 * F * E > big) big = 2 * F * E;
+        if (E * Hd > big) big = E * Hd;
+        if (m->p.n_batch > QGEMV_MAX_TOK) {
+            m->deq_elems = big;
+            if ((st = dalloc(m, (void **)&m->deq, big * 2, err))) return st;
+        }
+        m->step_bytes = qbytes + (2 * E + nqkv) * 4 * hp->n_layer + E * 4; /* + norms and q/k/v biases */
+    } else {
+        m->step_bytes = matrix_bytes(hp, es);
+    }
     return MER_OK;
 }
 
@@ -260,20 +305,31 @@ mer_status mer_qwen2_cuda_init_random(const mer_qwen2_cuda_hp *hp, uint64_t seed
     const size_t nqkv = (size_t)(hp->n_head + 2 * hp->n_kv_head) * hp->head_dim;
     uint64_t s = seed * 1000003u;
 #define U16(ptr, n, fan_in) fill(m, ptr, n, ++s, sqrtf(3.0f / (float)(fan_in)), err)
+#define QF(q, fan_in) mer_cuda_qmat_fill_random(m->c, &(q), ++s, sqrtf(3.0f / (float)(fan_in)), err)
     if ((st = fill(m, m->embed, V * E, ++s, 1.0f, err))) goto fail;
-    if (!hp->tied && (st = U16(m->lm_head, V * E, E))) goto fail;
+    if (m->quant) {
+        if ((st = QF(m->qlm, E))) goto fail;
+    } else if (!hp->tied && (st = U16(m->lm_head, V * E, E))) {
+        goto fail;
+    }
     if ((st = mer_cuda_fill_uniform_f32(m->c, m->out_norm, E, ++s, 1.0f, 0.1f, err))) goto fail;
     for (int l = 0; l < hp->n_layer; l++) {
         qlayer *L = &m->layers[l];
         if ((st = mer_cuda_fill_uniform_f32(m->c, L->attn_norm, E, ++s, 1.0f, 0.1f, err))) goto fail;
         if ((st = mer_cuda_fill_uniform_f32(m->c, L->ffn_norm, E, ++s, 1.0f, 0.1f, err))) goto fail;
         if ((st = mer_cuda_fill_uniform_f32(m->c, L->bqkv, nqkv, ++s, 0.0f, 0.1f, err))) goto fail;
+        if (m->quant) {
+            if ((st = QF(L->qqkv, E)) || (st = QF(L->qo, Hd)) || (st = QF(L->qgu, E)) || (st = QF(L->qdown, F)))
+                goto fail;
+            continue;
+        }
         if ((st = U16(L->wqkv, nqkv * E, E))) goto fail;
         if ((st = U16(L->wo, E * Hd, Hd))) goto fail;
         if ((st = U16(L->wgu, 2 * F * E, E))) goto fail;
         if ((st = U16(L->wdown, E * F, F))) goto fail;
     }
 #undef U16
+#undef QF
     if ((st = mer_cuda_sync(m->c, err))) goto fail;
     *out = m;
     return MER_OK;
@@ -282,12 +338,109 @@ fail:
     return st;
 }
 
+// --- uploading matrices ------------------------------------------------------------------------------
+
+/* A matrix to upload: n_out rows of n_in elements of dtype dt (GGUF blocks for q8_0/q4_0; rows
+ * contiguous, any alignment), and an optional LoRA pair merged on the way (W + scale * B A, in f32). */
+typedef struct msrc {
+    const void *data;
+    mer_dtype dt;
+    int n_out, n_in;
+    const float *la, *lb; /* A [lr][n_in], B [n_out][lr]; la NULL: none */
+    int lr;
+    float lscale;
+} msrc;
+
+/* Host and device staging for uploads. */
+typedef struct stager {
+    uint8_t *host; /* rows in the device format */
+    uint8_t *raw;  /* one source row */
+    float *tmp;    /* one row in f32 */
+    void *dev;     /* device copy of quantised rows (for the repack) */
+    size_t cap;    /* bytes of host and dev */
+} stager;
+
+static mer_status stager_init(mer_qwen2_cuda *m, stager *sg, mer_err *err) {
+    const mer_qwen2_cuda_hp *hp = &m->hp;
+    size_t widest = (size_t)hp->n_embd;
+    if ((size_t)hp->n_ff > widest) widest = (size_t)hp->n_ff;
+    if ((size_t)hp->n_head * hp->head_dim > widest) widest = (size_t)hp->n_head * hp->head_dim;
+    memset(sg, 0, sizeof *sg);
+    sg->cap = (size_t)32 << 20;
+    if (sg->cap < widest * 4) sg->cap = widest * 4;
+    sg->host = malloc(sg->cap);
+    sg->raw = malloc(widest * 4);
+    sg->tmp = malloc(widest * sizeof(float));
+    if (!sg->host || !sg->raw || !sg->tmp)
+        return mer__errf(err, MER_E_NOMEM, "qwen2 cuda: out of host memory for %zu bytes of staging", sg->cap);
+    if (m->quant) return mer_cuda_alloc(m->c, sg->cap, &sg->dev, err);
+    return MER_OK;
+}
+
+static void stager_free(mer_qwen2_cuda *m, stager *sg) {
+    free(sg->host);
+    free(sg->raw);
+    free(sg->tmp);
+    if (m && m->c) mer_cuda_release(m->c, sg->dev);
+    memset(sg, 0, sizeof *sg);
+}
+
+/* Converts s into rows r0.. of the device matrix: dense dst (the model's dtype `at`, row stride n_in) or
+ * the quantised qdst. A q8_0/q4_0 source going to its own dtype without LoRA is copied block for block;
+ * everything else goes through f32 (mer_dequantize_row, the LoRA delta, mer_quantize_row: the reference
+ * rounding for bf16 and the quantisers). */
+static mer_status upload_mat(mer_qwen2_cuda *m, stager *sg, const msrc *s, void *dst, mer_cuda_qmat *qdst, int r0,
+                             mer_err *err) {
+    const mer_dtype to = qdst ? qdst->dt : m->at;
+    const size_t n_in = (size_t)s->n_in;
+    const size_t in_row = mer_dtype_row_bytes(s->dt, n_in), out_row = mer_dtype_row_bytes(to, n_in);
+    if (!in_row || !out_row || out_row > sg->cap)
+        return mer__errf(err, MER_E_UNSUPPORTED, "qwen2 cuda: rows of %zu %s elements cannot become %s", n_in,
+                         mer_dtype_name(s->dt), mer_dtype_name(to));
+    const int raw = s->dt == to && !s->la;
+    const int per = (int)(sg->cap / out_row);
+    mer_status st;
+    for (int i0 = 0; i0 < s->n_out; i0 += per) {
+        const int nr = s->n_out - i0 < per ? s->n_out - i0 : per;
+        for (int i = 0; i < nr; i++) {
+            const size_t r = (size_t)(i0 + i);
+            const uint8_t *src = (const uint8_t *)s->data + r * in_row;
+            uint8_t *o = sg->host + (size_t)i * out_row;
+            if (raw) {
+                memcpy(o, src, in_row);
+                continue;
+            }
+            memcpy(sg->raw, src, in_row); /* the source may be unaligned */
+            mer_dequantize_row(s->dt, sg->raw, sg->tmp, n_in);
+            for (int k = 0; k < (s->la ? s->lr : 0); k++) {
+                const float f = s->lscale * s->lb[r * (size_t)s->lr + (size_t)k];
+                const float *a = s->la + (size_t)k * n_in;
+                for (size_t j = 0; j < n_in; j++) sg->tmp[j] += f * a[j];
+            }
+            if (mer_quantize_row(to, sg->tmp, o, n_in))
+                return mer__errf(err, MER_E_UNSUPPORTED, "qwen2 cuda: cannot convert to %s", mer_dtype_name(to));
+        }
+        if (qdst) {
+            if ((st = mer_cuda_upload(m->c, sg->dev, sg->host, (size_t)nr * out_row, err))) return st;
+            if ((st = mer_cuda_qmat_set_rows(m->c, qdst, r0 + i0, nr, sg->dev, err))) return st;
+        } else if ((st = mer_cuda_upload(m->c, (uint8_t *)dst + (size_t)(r0 + i0) * out_row, sg->host,
+                                         (size_t)nr * out_row, err))) {
+            return st;
+        }
+    }
+    return MER_OK;
+}
+
 // --- loading a checkpoint ----------------------------------------------------------------------------
 
-/* Finds `name` with shape [rows][cols] (cols == 0: a vector of rows) and converts it to bf16 (or f32 when
- * f32out) into host buffer dst. */
-static mer_status fetch(const mer_weights *w, const char *name, int64_t rows, int64_t cols, int f32out, void *dst,
-                        float *tmp, mer_err *err) {
+static int dtype_ok(mer_dtype dt) {
+    return dt == MER_DTYPE_F32 || dt == MER_DTYPE_F16 || dt == MER_DTYPE_BF16 || dt == MER_DTYPE_Q8_0 ||
+           dt == MER_DTYPE_Q4_0;
+}
+
+/* Finds `name` with shape [rows][cols] (cols == 0: a vector of rows), checks its dtype and byte size. */
+static mer_status find_tensor(const mer_weights *w, const char *name, int64_t rows, int64_t cols,
+                              const mer_wtensor **out, mer_err *err) {
     const mer_wtensor *t = mer_weights_find(w, name);
     if (!t) return mer__errf(err, MER_E_NOTFOUND, "%s: tensor '%s' is missing", w->path, name);
     int ok = cols ? (t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols)
@@ -304,53 +457,36 @@ static mer_status fetch(const mer_weights *w, const char *name, int64_t rows, in
                          (long long)rows);
     }
     const size_t n_row = cols ? (size_t)cols : (size_t)rows, n_rows = cols ? (size_t)rows : 1;
-    mer_dtype dt = t->dtype;
-    size_t blk = mer_dtype_block_elems(dt);
-    if (!(dt == MER_DTYPE_F32 || dt == MER_DTYPE_F16 || dt == MER_DTYPE_BF16 || dt == MER_DTYPE_Q8_0 ||
-          dt == MER_DTYPE_Q4_0) ||
-        !blk || n_row % blk)
+    const size_t blk = mer_dtype_block_elems(t->dtype);
+    if (!dtype_ok(t->dtype) || !blk || n_row % blk)
         return mer__errf(err, MER_E_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which the CUDA model does not take",
-                         w->path, name, mer_dtype_name(dt));
-    const size_t row_bytes = mer_dtype_row_bytes(dt, n_row);
-    if (row_bytes == 0 || t->n_bytes < row_bytes * n_rows)
+                         w->path, name, mer_dtype_name(t->dtype));
+    const size_t row_bytes = mer_dtype_row_bytes(t->dtype, n_row);
+    if (row_bytes == 0 || t->n_bytes / row_bytes < n_rows)
         return mer__errf(err, MER_E_FORMAT, "%s: tensor '%s' is shorter than its shape", w->path, name);
-    for (size_t r = 0; r < n_rows; r++) {
-        const uint8_t *src = (const uint8_t *)t->data + r * row_bytes;
-        if (dt == MER_DTYPE_BF16 && !f32out) {
-            memcpy((uint16_t *)dst + r * n_row, src, row_bytes);
-            continue;
-        }
-        if (dt == MER_DTYPE_F32) {
-            memcpy(tmp, src, row_bytes); /* the mapping may be unaligned */
-        } else if (dt == MER_DTYPE_F16 || dt == MER_DTYPE_BF16) {
-            uint16_t *hb = (uint16_t *)(void *)(tmp + n_row); /* the second half of tmp holds the raw row */
-            memcpy(hb, src, row_bytes);
-            for (size_t i = 0; i < n_row; i++)
-                tmp[i] = dt == MER_DTYPE_F16 ? mer_fp16_to_fp32(hb[i]) : mer_bf16_to_fp32(hb[i]);
-        } else {
-            mer_dequantize_row(dt, src, tmp, n_row);
-        }
-        if (f32out)
-            memcpy((float *)dst + r * n_row, tmp, n_row * sizeof(float));
-        else
-            for (size_t i = 0; i < n_row; i++) ((uint16_t *)dst)[r * n_row + i] = mer_fp32_to_bf16(tmp[i]);
-    }
+    *out = t;
     return MER_OK;
 }
 
-/* Converts the listed tensors (stacked by rows) and uploads them to dev. */
-static mer_status upload_stack(mer_qwen2_cuda *m, const mer_weights *w, int n, const char *const *names,
-                               const int64_t *rows, int64_t cols, int f32out, void *dev, void *host, float *tmp,
-                               mer_err *err) {
-    const size_t es = f32out ? 4 : 2;
-    const size_t row_elems = cols ? (size_t)cols : 1;
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        mer_status st = fetch(w, names[i], rows[i], cols, f32out, (uint8_t *)host + off * es, tmp, err);
-        if (st) return st;
-        off += (size_t)rows[i] * row_elems;
-    }
-    return mer_cuda_upload(m->c, dev, host, off * es, err);
+/* Uploads the vector `name` [n] as f32 to dev. */
+static mer_status upload_vec(mer_qwen2_cuda *m, stager *sg, const mer_weights *w, const char *name, int64_t n,
+                             float *dev, mer_err *err) {
+    const mer_wtensor *t;
+    mer_status st = find_tensor(w, name, n, 0, &t, err);
+    if (st) return st;
+    memcpy(sg->raw, t->data, mer_dtype_row_bytes(t->dtype, (size_t)n));
+    mer_dequantize_row(t->dtype, sg->raw, sg->tmp, (size_t)n);
+    return mer_cuda_upload(m->c, dev, sg->tmp, (size_t)n * sizeof(float), err);
+}
+
+/* Uploads matrix `name` [rows][cols] into rows r0.. of dst / qdst. */
+static mer_status upload_named(mer_qwen2_cuda *m, stager *sg, const mer_weights *w, const char *name, int64_t rows,
+                               int64_t cols, void *dst, mer_cuda_qmat *qdst, int r0, mer_err *err) {
+    const mer_wtensor *t;
+    mer_status st = find_tensor(w, name, rows, cols, &t, err);
+    if (st) return st;
+    msrc s = {t->data, t->dtype, (int)rows, (int)cols, NULL, NULL, 0, 0.0f};
+    return upload_mat(m, sg, &s, dst, qdst, r0, err);
 }
 
 mer_status mer_qwen2_cuda_load(const mer_weights *w, const mer_qwen2_cuda_params *p, mer_qwen2_cuda **out,
@@ -363,77 +499,139 @@ mer_status mer_qwen2_cuda_load(const mer_weights *w, const mer_qwen2_cuda_params
     if (st) return st;
     if (!hp.tied && !mer_weights_find(w, "lm_head.weight")) hp.tied = 1; /* tied checkpoints omit it */
     mer_qwen2_cuda *m = NULL;
-    void *host = NULL;
-    float *tmp = NULL;
-    char nm[4][160];
-    const char *names[4] = {nm[0], nm[1], nm[2], nm[3]};
+    stager sg;
+    memset(&sg, 0, sizeof sg);
+    char nm[160];
     if ((st = alloc_model(&hp, p, &m, err))) return st;
     const int64_t E = hp.n_embd, Hd = (int64_t)hp.n_head * hp.head_dim, KVd = (int64_t)hp.n_kv_head * hp.head_dim,
                   F = hp.n_ff, V = hp.n_vocab;
-    snprintf(nm[0], sizeof nm[0], "model.layers.0.self_attn.q_proj.bias");
-    const int with_bias = mer_weights_find(w, nm[0]) != NULL;
-    const int mf = m->at == MER_DTYPE_F32; /* matrices as f32 */
+    const int with_bias = mer_weights_find(w, "model.layers.0.self_attn.q_proj.bias") != NULL;
     if ((st = alloc_weights(m, with_bias, err))) goto fail;
-    {
-        size_t biggest = (size_t)V * E;
-        if ((size_t)(2 * F * E) > biggest) biggest = (size_t)(2 * F * E);
-        if ((size_t)((Hd + 2 * KVd) * E) > biggest) biggest = (size_t)((Hd + 2 * KVd) * E);
-        int64_t widest = E > F ? E : F;
-        if (Hd > widest) widest = Hd;
-        host = malloc(biggest * 4);
-        tmp = malloc((size_t)widest * 2 * sizeof(float));
-        if (!host || !tmp) {
-            st = mer__errf(err, MER_E_NOMEM, "qwen2 cuda: out of host memory for %zu bytes of staging", biggest * 4);
-            goto fail;
-        }
+    if ((st = stager_init(m, &sg, err))) goto fail;
+    if ((st = upload_named(m, &sg, w, "model.embed_tokens.weight", V, E, m->embed, NULL, 0, err))) goto fail;
+    if (m->quant || !hp.tied) {
+        const char *lm = hp.tied ? "model.embed_tokens.weight" : "lm_head.weight";
+        if ((st = upload_named(m, &sg, w, lm, V, E, m->lm_head, m->quant ? &m->qlm : NULL, 0, err))) goto fail;
     }
-    {
-        int64_t r1[1] = {V};
-        snprintf(nm[0], sizeof nm[0], "model.embed_tokens.weight");
-        if ((st = upload_stack(m, w, 1, names, r1, E, mf, m->embed, host, tmp, err))) goto fail;
-        if (!hp.tied) {
-            snprintf(nm[0], sizeof nm[0], "lm_head.weight");
-            if ((st = upload_stack(m, w, 1, names, r1, E, mf, m->lm_head, host, tmp, err))) goto fail;
-        }
-        int64_t re[1] = {E};
-        snprintf(nm[0], sizeof nm[0], "model.norm.weight");
-        if ((st = upload_stack(m, w, 1, names, re, 0, 1, m->out_norm, host, tmp, err))) goto fail;
-    }
+    if ((st = upload_vec(m, &sg, w, "model.norm.weight", E, m->out_norm, err))) goto fail;
     for (int l = 0; l < hp.n_layer; l++) {
         qlayer *L = &m->layers[l];
-        int64_t re[1] = {E}, rqkv[3] = {Hd, KVd, KVd}, rgu[2] = {F, F};
-#define NM(i, fmt) snprintf(nm[i], sizeof nm[i], "model.layers.%d." fmt, l)
-        NM(0, "input_layernorm.weight");
-        if ((st = upload_stack(m, w, 1, names, re, 0, 1, L->attn_norm, host, tmp, err))) goto fail;
-        NM(0, "post_attention_layernorm.weight");
-        if ((st = upload_stack(m, w, 1, names, re, 0, 1, L->ffn_norm, host, tmp, err))) goto fail;
-        NM(0, "self_attn.q_proj.weight");
-        NM(1, "self_attn.k_proj.weight");
-        NM(2, "self_attn.v_proj.weight");
-        if ((st = upload_stack(m, w, 3, names, rqkv, E, mf, L->wqkv, host, tmp, err))) goto fail;
-        if (with_bias) {
-            NM(0, "self_attn.q_proj.bias");
-            NM(1, "self_attn.k_proj.bias");
-            NM(2, "self_attn.v_proj.bias");
-            if ((st = upload_stack(m, w, 3, names, rqkv, 0, 1, L->bqkv, host, tmp, err))) goto fail;
-        }
-        int64_t ro[1] = {E};
-        NM(0, "self_attn.o_proj.weight");
-        if ((st = upload_stack(m, w, 1, names, ro, Hd, mf, L->wo, host, tmp, err))) goto fail;
-        NM(0, "mlp.gate_proj.weight");
-        NM(1, "mlp.up_proj.weight");
-        if ((st = upload_stack(m, w, 2, names, rgu, E, mf, L->wgu, host, tmp, err))) goto fail;
-        NM(0, "mlp.down_proj.weight");
-        if ((st = upload_stack(m, w, 1, names, ro, F, mf, L->wdown, host, tmp, err))) goto fail;
+        const int q = m->quant;
+#define NM(fmt) (snprintf(nm, sizeof nm, "model.layers.%d." fmt, l), nm)
+        if ((st = upload_vec(m, &sg, w, NM("input_layernorm.weight"), E, L->attn_norm, err))) goto fail;
+        if ((st = upload_vec(m, &sg, w, NM("post_attention_layernorm.weight"), E, L->ffn_norm, err))) goto fail;
+        if ((st = upload_named(m, &sg, w, NM("self_attn.q_proj.weight"), Hd, E, L->wqkv, q ? &L->qqkv : NULL, 0, err)) ||
+            (st = upload_named(m, &sg, w, NM("self_attn.k_proj.weight"), KVd, E, L->wqkv, q ? &L->qqkv : NULL, (int)Hd,
+                               err)) ||
+            (st = upload_named(m, &sg, w, NM("self_attn.v_proj.weight"), KVd, E, L->wqkv, q ? &L->qqkv : NULL,
+                               (int)(Hd + KVd), err)))
+            goto fail;
+        if (with_bias &&
+            ((st = upload_vec(m, &sg, w, NM("self_attn.q_proj.bias"), Hd, L->bqkv, err)) ||
+             (st = upload_vec(m, &sg, w, NM("self_attn.k_proj.bias"), KVd, L->bqkv + Hd, err)) ||
+             (st = upload_vec(m, &sg, w, NM("self_attn.v_proj.bias"), KVd, L->bqkv + Hd + KVd, err))))
+            goto fail;
+        if ((st = upload_named(m, &sg, w, NM("self_attn.o_proj.weight"), E, Hd, L->wo, q ? &L->qo : NULL, 0, err)) ||
+            (st = upload_named(m, &sg, w, NM("mlp.gate_proj.weight"), F, E, L->wgu, q ? &L->qgu : NULL, 0, err)) ||
+            (st = upload_named(m, &sg, w, NM("mlp.up_proj.weight"), F, E, L->wgu, q ? &L->qgu : NULL, (int)F, err)) ||
+            (st = upload_named(m, &sg, w, NM("mlp.down_proj.weight"), E, F, L->wdown, q ? &L->qdown : NULL, 0, err)))
+            goto fail;
 #undef NM
     }
-    free(host);
-    free(tmp);
+    if ((st = mer_cuda_sync(m->c, err))) goto fail;
+    stager_free(m, &sg);
     *out = m;
     return MER_OK;
 fail:
-    free(host);
-    free(tmp);
+    stager_free(m, &sg);
+    mer_qwen2_cuda_free(m);
+    return st;
+}
+
+// --- from a CPU model --------------------------------------------------------------------------------
+
+/* The CPU model's matrix with the unmerged LoRA pair of (layer, proj) when there is one. */
+static msrc cpu_src(const struct mer_qwen2 *cm, const mer__qmat *q, const mer__lora_pair *lp) {
+    msrc s = {q->data, q->dt, q->n_out, q->n_in, NULL, NULL, 0, 0.0f};
+    if (lp && lp->a && cm->lora_mode == 2) {
+        s.la = lp->a;
+        s.lb = lp->b;
+        s.lr = lp->r;
+        s.lscale = cm->lora_scale;
+    }
+    return s;
+}
+
+mer_status mer_qwen2_cuda_from_model(const struct mer_qwen2 *cm, const mer_qwen2_cuda_params *p, mer_qwen2_cuda **out,
+                                     mer_err *err) {
+    *out = NULL;
+    const mer__qwen2_hp *ch = &cm->hp;
+    mer_qwen2_cuda_hp hp;
+    memset(&hp, 0, sizeof hp);
+    hp.n_vocab = ch->n_vocab;
+    hp.n_embd = ch->n_embd;
+    hp.n_layer = ch->n_layer;
+    hp.n_head = ch->n_head;
+    hp.n_kv_head = ch->n_kv_head;
+    hp.head_dim = ch->head_dim;
+    hp.n_ff = ch->n_ff;
+    hp.rope_theta = ch->rope_theta;
+    hp.rms_eps = ch->rms_eps;
+    hp.tied = ch->tied;
+    mer_qwen2_cuda *m = NULL;
+    stager sg;
+    memset(&sg, 0, sizeof sg);
+    mer_status st = alloc_model(&hp, p, &m, err);
+    if (st) return st;
+    const int E = hp.n_embd, Hd = hp.n_head * hp.head_dim, KVd = hp.n_kv_head * hp.head_dim, F = hp.n_ff;
+    const int with_bias = cm->layers[0].bq != NULL;
+    const size_t nqkv = (size_t)Hd + 2 * (size_t)KVd;
+    if ((st = alloc_weights(m, with_bias, err))) goto fail;
+    if ((st = stager_init(m, &sg, err))) goto fail;
+    {
+        msrc s = cpu_src(cm, &cm->tok_embd, NULL);
+        if ((st = upload_mat(m, &sg, &s, m->embed, NULL, 0, err))) goto fail;
+        if (m->quant || !hp.tied) {
+            s = cpu_src(cm, hp.tied ? &cm->tok_embd : &cm->lm_head, NULL);
+            if ((st = upload_mat(m, &sg, &s, m->lm_head, m->quant ? &m->qlm : NULL, 0, err))) goto fail;
+        }
+        if ((st = mer_cuda_upload(m->c, m->out_norm, cm->out_norm, (size_t)E * 4, err))) goto fail;
+    }
+    for (int l = 0; l < hp.n_layer; l++) {
+        qlayer *L = &m->layers[l];
+        const mer__qwen2_layer *ly = &cm->layers[l];
+        const int q = m->quant;
+        if ((st = mer_cuda_upload(m->c, L->attn_norm, ly->attn_norm, (size_t)E * 4, err))) goto fail;
+        if ((st = mer_cuda_upload(m->c, L->ffn_norm, ly->ffn_norm, (size_t)E * 4, err))) goto fail;
+        if (with_bias) {
+            const float *b[3] = {ly->bq, ly->bk, ly->bv};
+            const size_t off[3] = {0, (size_t)Hd, (size_t)Hd + KVd}, n[3] = {(size_t)Hd, (size_t)KVd, (size_t)KVd};
+            if ((st = mer_cuda_memset(m->c, L->bqkv, 0, nqkv * 4, err))) goto fail;
+            for (int i = 0; i < 3; i++)
+                if (b[i] && (st = mer_cuda_upload(m->c, L->bqkv + off[i], b[i], n[i] * 4, err))) goto fail;
+        }
+        /* destination and first row of each projection (q k v o gate up down) */
+        void *dst[MER__N_PROJ] = {L->wqkv, L->wqkv, L->wqkv, L->wo, L->wgu, L->wgu, L->wdown};
+        mer_cuda_qmat *qd[MER__N_PROJ] = {&L->qqkv, &L->qqkv, &L->qqkv, &L->qo, &L->qgu, &L->qgu, &L->qdown};
+        const int row0[MER__N_PROJ] = {0, Hd, Hd + KVd, 0, 0, F, 0};
+        for (int pj = 0; pj < MER__N_PROJ; pj++) {
+            int n_out, n_in;
+            mer__qwen2_proj_shape(ch, pj, &n_out, &n_in);
+            if (ly->w[pj].n_out != n_out || ly->w[pj].n_in != n_in) {
+                st = mer__errf(err, MER_E_SHAPE, "qwen2 cuda: layer %d %s is [%d, %d], expected [%d, %d]", l,
+                               mer__qwen2_proj_name(pj), ly->w[pj].n_out, ly->w[pj].n_in, n_out, n_in);
+                goto fail;
+            }
+            msrc s = cpu_src(cm, &ly->w[pj], &ly->lora[pj]);
+            if ((st = upload_mat(m, &sg, &s, dst[pj], q ? qd[pj] : NULL, row0[pj], err))) goto fail;
+        }
+    }
+    if ((st = mer_cuda_sync(m->c, err))) goto fail;
+    stager_free(m, &sg);
+    *out = m;
+    return MER_OK;
+fail:
+    stager_free(m, &sg);
     mer_qwen2_cuda_free(m);
     return st;
 }
@@ -453,20 +651,6 @@ void mer_qwen2_cuda_set_graph(mer_qwen2_cuda *m, int on) {
 int mer_qwen2_cuda_n_ctx(const mer_qwen2_cuda *m) { return m->p.n_ctx; }
 int mer_qwen2_cuda_n_seq(const mer_qwen2_cuda *m) { return m->p.n_seq; }
 
-/* Being written (issue 8): quantised uploads from a CPU model and embedding-row prefill. */
-mer_status mer_qwen2_cuda_from_model(const struct mer_qwen2 *cm, const mer_qwen2_cuda_params *p, mer_qwen2_cuda **out,
-                                     mer_err *err) {
-    (void)cm;
-    (void)p;
-    *out = NULL;
-    return mer__errf(err, MER_E_UNSUPPORTED, "qwen2 cuda: from_model is not available yet");
-}
-mer_status mer_qwen2_cuda_prefill_embd(mer_qwen2_cuda *m, int slot, const float *embd, int n, float *logits,
-                                       int all_logits, int32_t *greedy, mer_err *err) {
-    (void)m; (void)slot; (void)embd; (void)n; (void)logits; (void)all_logits; (void)greedy;
-    return mer__errf(err, MER_E_UNSUPPORTED, "qwen2 cuda: prefill_embd is not available yet");
-}
-
 int mer_qwen2_cuda_n_past(const mer_qwen2_cuda *m, int slot) {
     return slot >= 0 && slot < m->p.n_seq ? m->n_past[slot] : 0;
 }
@@ -483,8 +667,20 @@ mer_status mer_qwen2_cuda_reset(mer_qwen2_cuda *m, int slot, mer_err *err) {
 /* T tokens whose ids, positions and slots are in m->io. prefill: one sequence (slot, positions
  * pos0..pos0+T-1), else decode tokens of distinct slots. Logits for rows [lrow0, lrow0 + n_l) go to
  * logits_dev; argmax of those rows to m->out_ids when do_argmax. */
+/* y = x W^T for the dense matrix w or the quantised qw (as the model is). */
+static mer_status mm(mer_qwen2_cuda *m, void *y, int ldy, const void *x, int ldx, const void *w, const mer_cuda_qmat *qw,
+                     int T, int n_in, int n_out, mer_cuda_epi epi, mer_err *err) {
+    if (m->quant) return mer_cuda_qmatmul(m->c, y, ldy, x, ldx, qw, T, epi, m->deq, m->deq_elems, err);
+    return mer_cuda_matmul(m->c, y, ldy, x, ldx, w, m->at, T, n_in, n_out, epi, err);
+}
+
+static int mm_gemv(const mer_qwen2_cuda *m, int T) {
+    return m->quant ? T <= QGEMV_MAX_TOK : mer_cuda_matmul_uses_gemv(m->c, m->at, T);
+}
+
+/* have_x: the input embeddings are already in m->x (prefill_embd), else they are gathered from ids. */
 static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int pos0, int lrow0, int n_l,
-                          float *logits_dev, int do_argmax, mer_err *err) {
+                          float *logits_dev, int do_argmax, int have_x, mer_err *err) {
     const mer_qwen2_cuda_hp *hp = &m->hp;
     mer_cuda *c = m->c;
     const mer_dtype at = m->at;
@@ -494,12 +690,12 @@ static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int p
     const int32_t *ids = m->io, *pos = m->io + tm, *slots = m->io + 2 * tm;
     const float scale = 1.0f / sqrtf((float)d);
     mer_status st;
-    if ((st = mer_cuda_embed(c, m->x, m->embed, at, hp->n_vocab, E, ids, T, err))) return st;
+    if (!have_x && (st = mer_cuda_embed(c, m->x, m->embed, at, hp->n_vocab, E, ids, T, err))) return st;
     for (int l = 0; l < hp->n_layer; l++) {
         const qlayer *L = &m->layers[l];
         void *kc = (char *)m->kv + (size_t)l * 2 * m->kv_layer * m->es, *vc = (char *)kc + m->kv_layer * m->es;
         if ((st = mer_cuda_rmsnorm(c, m->xn, at, m->x, L->attn_norm, T, E, hp->rms_eps, err))) return st;
-        if ((st = mer_cuda_matmul(c, m->qkv, nqkv, m->xn, E, L->wqkv, at, T, E, nqkv, MER_CUDA_EPI_F32, err))) return st;
+        if ((st = mm(m, m->qkv, nqkv, m->xn, E, L->wqkv, &L->qqkv, T, E, nqkv, MER_CUDA_EPI_F32, err))) return st;
         if (prefill) {
             if ((st = mer_cuda_qkv_rope(c, m->qkv, L->bqkv, m->inv_freq, m->q, kc, vc, at, pos, slots, T, H, KV, d,
                                         m->p.n_ctx, err)))
@@ -511,23 +707,23 @@ static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int p
                                            m->p.n_ctx, m->p.n_split, scale, m->attn_ws, err);
         }
         if (st) return st;
-        if ((st = mer_cuda_matmul(c, m->x, E, m->att, H * d, L->wo, at, T, H * d, E, MER_CUDA_EPI_F32_ADD, err)))
+        if ((st = mm(m, m->x, E, m->att, H * d, L->wo, &L->qo, T, H * d, E, MER_CUDA_EPI_F32_ADD, err)))
             return st;
         if ((st = mer_cuda_rmsnorm(c, m->xn, at, m->x, L->ffn_norm, T, E, hp->rms_eps, err))) return st;
-        if (mer_cuda_matmul_uses_gemv(c, at, T)) {
-            if ((st = mer_cuda_matmul(c, m->h, F, m->xn, E, L->wgu, at, T, E, 2 * F, MER_CUDA_EPI_SILU, err))) return st;
+        if (mm_gemv(m, T)) {
+            if ((st = mm(m, m->h, F, m->xn, E, L->wgu, &L->qgu, T, E, 2 * F, MER_CUDA_EPI_SILU, err))) return st;
         } else { /* no scratch allocation (graph capture): gate/up into m->gu, then silu * up */
-            if ((st = mer_cuda_matmul(c, m->gu, 2 * F, m->xn, E, L->wgu, at, T, E, 2 * F,
+            if ((st = mm(m, m->gu, 2 * F, m->xn, E, L->wgu, &L->qgu, T, E, 2 * F,
                                       at == MER_DTYPE_F32 ? MER_CUDA_EPI_F32 : MER_CUDA_EPI_BF16, err)))
                 return st;
             if ((st = mer_cuda_silu_mul(c, m->h, m->gu, at, T, F, err))) return st;
         }
-        if ((st = mer_cuda_matmul(c, m->x, E, m->h, F, L->wdown, at, T, F, E, MER_CUDA_EPI_F32_ADD, err))) return st;
+        if ((st = mm(m, m->x, E, m->h, F, L->wdown, &L->qdown, T, F, E, MER_CUDA_EPI_F32_ADD, err))) return st;
     }
     if ((st = mer_cuda_rmsnorm(c, m->xn, at, m->x + (size_t)lrow0 * E, m->out_norm, n_l, E, hp->rms_eps, err)))
         return st;
-    if ((st = mer_cuda_matmul(c, logits_dev, hp->n_vocab, m->xn, E, m->lm_head, at, n_l, E, hp->n_vocab,
-                              MER_CUDA_EPI_F32, err)))
+    if ((st = mm(m, logits_dev, hp->n_vocab, m->xn, E, m->lm_head, &m->qlm, n_l, E, hp->n_vocab, MER_CUDA_EPI_F32,
+                 err)))
         return st;
     if (do_argmax && (st = mer_cuda_argmax(c, m->out_ids, logits_dev, n_l, hp->n_vocab, err))) return st;
     return MER_OK;
@@ -541,17 +737,19 @@ static mer_status check_ids(const mer_qwen2_cuda *m, const int32_t *ids, int n, 
     return MER_OK;
 }
 
-mer_status mer_qwen2_cuda_prefill(mer_qwen2_cuda *m, int slot, const int32_t *ids, int n, float *logits,
-                                  int all_logits, int32_t *greedy, mer_err *err) {
+/* Prefill from token ids, or (ids NULL) from embedding rows embd [n][n_embd]. */
+static mer_status prefill(mer_qwen2_cuda *m, int slot, const int32_t *ids, const float *embd, int n, float *logits,
+                          int all_logits, int32_t *greedy, mer_err *err) {
     if (slot < 0 || slot >= m->p.n_seq)
         return mer__errf(err, MER_E_ARG, "qwen2 cuda: slot %d (the model holds %d sequences)", slot, m->p.n_seq);
     if (n < 1) return mer__errf(err, MER_E_ARG, "qwen2 cuda: prefill of %d tokens", n);
-    mer_status st = check_ids(m, ids, n, err);
+    if (!ids && !embd) return mer__errf(err, MER_E_ARG, "qwen2 cuda: prefill without tokens or embeddings");
+    mer_status st = ids ? check_ids(m, ids, n, err) : MER_OK;
     if (st) return st;
     if (n > m->p.n_ctx - m->n_past[slot])
         return mer__errf(err, MER_E_RANGE, "qwen2 cuda: %d + %d tokens exceed the context of %d", m->n_past[slot], n,
                          m->p.n_ctx);
-    const size_t V = (size_t)m->hp.n_vocab;
+    const size_t V = (size_t)m->hp.n_vocab, E = (size_t)m->hp.n_embd;
     const int tm = m->t_max;
     float *all_dev = NULL;
     if (logits && all_logits && (st = mer_cuda_alloc(m->c, (size_t)m->p.n_batch * V * sizeof(float), (void **)&all_dev, err)))
@@ -561,13 +759,15 @@ mer_status mer_qwen2_cuda_prefill(mer_qwen2_cuda *m, int slot, const int32_t *id
         const int T = n - c0 < m->p.n_batch ? n - c0 : m->p.n_batch;
         const int last = c0 + T == n;
         for (int i = 0; i < T; i++) {
-            m->io_h[i] = ids[c0 + i];
+            m->io_h[i] = ids ? ids[c0 + i] : 0;
             m->io_h[tm + i] = p0 + c0 + i;
             m->io_h[2 * tm + i] = slot;
         }
         if ((st = mer_cuda_upload_async(m->c, m->io, m->io_h, 3 * (size_t)tm * sizeof(int32_t), err))) goto done;
+        if (embd && (st = mer_cuda_upload(m->c, m->x, embd + (size_t)c0 * E, (size_t)T * E * sizeof(float), err)))
+            goto done;
         if (logits && all_logits) {
-            if ((st = forward(m, T, 1, slot, p0 + c0, 0, T, all_dev, last && greedy, err))) goto done;
+            if ((st = forward(m, T, 1, slot, p0 + c0, 0, T, all_dev, last && greedy, !ids, err))) goto done;
             if ((st = mer_cuda_download(m->c, logits + (size_t)c0 * V, all_dev, (size_t)T * V * sizeof(float), err)))
                 goto done;
             if (last && greedy && (st = mer_cuda_download(m->c, greedy, m->out_ids + (T - 1), sizeof(int32_t), err)))
@@ -575,17 +775,29 @@ mer_status mer_qwen2_cuda_prefill(mer_qwen2_cuda *m, int slot, const int32_t *id
         } else {
             /* Only the last chunk needs logits; earlier ones still run the head on one row (cheap) to keep
              * one code path. */
-            if ((st = forward(m, T, 1, slot, p0 + c0, T - 1, 1, m->logits, last && greedy, err))) goto done;
+            if ((st = forward(m, T, 1, slot, p0 + c0, T - 1, 1, m->logits, last && greedy, !ids, err))) goto done;
             if (last && logits && (st = mer_cuda_download(m->c, logits, m->logits, V * sizeof(float), err))) goto done;
             if (last && greedy && (st = mer_cuda_download(m->c, greedy, m->out_ids, sizeof(int32_t), err))) goto done;
         }
-        /* The io array is rewritten by the next chunk: wait for this one. */
+        /* The io array (and m->x) are rewritten by the next chunk: wait for this one. */
         if ((st = mer_cuda_sync(m->c, err))) goto done;
     }
     m->n_past[slot] += n;
 done:
     mer_cuda_release(m->c, all_dev);
     return st;
+}
+
+mer_status mer_qwen2_cuda_prefill(mer_qwen2_cuda *m, int slot, const int32_t *ids, int n, float *logits,
+                                  int all_logits, int32_t *greedy, mer_err *err) {
+    if (!ids) return mer__errf(err, MER_E_ARG, "qwen2 cuda: prefill without token ids");
+    return prefill(m, slot, ids, NULL, n, logits, all_logits, greedy, err);
+}
+
+mer_status mer_qwen2_cuda_prefill_embd(mer_qwen2_cuda *m, int slot, const float *embd, int n, float *logits,
+                                       int all_logits, int32_t *greedy, mer_err *err) {
+    if (!embd) return mer__errf(err, MER_E_ARG, "qwen2 cuda: prefill without embeddings");
+    return prefill(m, slot, NULL, embd, n, logits, all_logits, greedy, err);
 }
 
 mer_status mer_qwen2_cuda_decode(mer_qwen2_cuda *m, int n, const int *slots, const int32_t *ids, float *logits,
@@ -612,7 +824,7 @@ mer_status mer_qwen2_cuda_decode(mer_qwen2_cuda *m, int n, const int *slots, con
         if (!m->graphs[n]) {
             for (int attempt = 0; attempt < 2 && !m->graphs[n]; attempt++) {
                 if ((st = mer_cuda_begin_capture(m->c, err))) return st;
-                mer_status fs = forward(m, n, 0, 0, 0, 0, n, m->logits, 1, err);
+                mer_status fs = forward(m, n, 0, 0, 0, 0, n, m->logits, 1, 0, err);
                 mer_err e2;
                 st = mer_cuda_end_capture(m->c, fs != MER_OK, &m->graphs[n], &e2);
                 if (fs == MER_OK && st == MER_OK) break;
@@ -627,7 +839,7 @@ mer_status mer_qwen2_cuda_decode(mer_qwen2_cuda *m, int n, const int *slots, con
             }
         }
         if ((st = mer_cuda_graph_launch(m->c, m->graphs[n], err))) return st;
-    } else if ((st = forward(m, n, 0, 0, 0, 0, n, m->logits, 1, err))) {
+    } else if ((st = forward(m, n, 0, 0, 0, 0, n, m->logits, 1, 0, err))) {
         return st;
     }
     if (greedy && (st = mer_cuda_download_async(m->c, m->out_h, m->out_ids, (size_t)n * sizeof(int32_t), err))) return st;
