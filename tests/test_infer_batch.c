@@ -160,6 +160,42 @@ static void check_stop_string(void) {
     mer__agpt_free(a);
 }
 
+/* On a GPU: mer_encoders (mer features) on the device against the CPU on the same faces and WAV (bf16
+ * matrices: within 3e-2 of the largest value of each output). */
+static void check_encoders_device(void) {
+    if (mer_device_resolve(MER_DEVICE_AUTO) != MER_DEVICE_CUDA) {
+        printf("SKIP the device encoders of test_infer_batch: no CUDA device (or built without CUDA)\n");
+        return;
+    }
+    mer_encoders_params p = mer_encoders_default_params();
+    p.clip = FIXTURES "/models/clip_tiny";
+    p.hubert = FIXTURES "/models/hubert_tiny";
+    p.n_threads = 1;
+    mer_encoders *ec = NULL, *eg = NULL;
+    mer_err err = {0};
+    p.device = MER_DEVICE_CPU;
+    CHECK_MSG(mer_encoders_open(&p, &ec, &err) == MER_OK, "cpu encoders: %s", err.msg);
+    p.device = MER_DEVICE_CUDA;
+    CHECK_MSG(mer_encoders_open(&p, &eg, &err) == MER_OK, "cuda encoders: %s", err.msg);
+    if (!ec || !eg) goto done;
+    int dv = mer_encoders_visual_dim(ec), da = mer_encoders_audio_dim(ec);
+    float vc[8 * 64], vg[8 * 64], ac[8 * 1024], ag[8 * 1024];
+    if (dv > 64 || da > 1024) goto done;
+    CHECK_MSG(mer_encoders_faces(ec, D "/data/openface_face/s003/s003.npy", vc, &err) == MER_OK, "%s", err.msg);
+    CHECK_MSG(mer_encoders_faces(eg, D "/data/openface_face/s003/s003.npy", vg, &err) == MER_OK, "%s", err.msg);
+    CHECK_MSG(mer_encoders_wav(ec, D "/data/audio/s003.wav", ac, &err) == MER_OK, "%s", err.msg);
+    CHECK_MSG(mer_encoders_wav(eg, D "/data/audio/s003.wav", ag, &err) == MER_OK, "%s", err.msg);
+    double mv = 0, ma = 0, dvm = 0, dam = 0;
+    for (int i = 0; i < 8 * dv; i++) mv = fmax(mv, fabs(vc[i])), dvm = fmax(dvm, fabs((double)vc[i] - vg[i]));
+    for (int i = 0; i < 8 * da; i++) ma = fmax(ma, fabs(ac[i])), dam = fmax(dam, fabs((double)ac[i] - ag[i]));
+    CHECK_MSG(dvm <= 3e-2 * mv, "CLIP on cuda: max abs diff %g (largest value %g)", dvm, mv);
+    CHECK_MSG(dam <= 3e-2 * ma, "HuBERT on cuda: max abs diff %g (largest value %g)", dam, ma);
+    printf("device encoders: CLIP max diff %.3g of %.3g, HuBERT %.3g of %.3g\n", dvm, mv, dam, ma);
+done:
+    mer_encoders_free(ec);
+    mer_encoders_free(eg);
+}
+
 static void run(void) {
     const char *b = getenv("MER_BUILD");
     snprintf(mer, sizeof mer, "%s/mer", b ? b : "build");
@@ -169,4 +205,5 @@ static void run(void) {
         return;
     }
     check_batches();
+    check_encoders_device();
 }

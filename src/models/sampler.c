@@ -21,6 +21,7 @@ struct mer_sampler {
     sc_pair *pairs; /* [n_vocab] */
     float *heap;    /* [n_vocab] */
     double *w;      /* [n_vocab] exp(score - max) of the draw */
+    int32_t *cand;  /* [n_vocab] ids of the tokens top-k keeps (the short path of mer_sampler_sample) */
     uint8_t *seen;  /* [n_vocab], all 0 between calls */
     uint64_t rng[4];
 };
@@ -83,8 +84,9 @@ mer_status mer_sampler_init(const mer_sampler_params *p, int n_vocab, mer_sample
     s->pairs = malloc((size_t)n_vocab * sizeof *s->pairs);
     s->heap = malloc((size_t)n_vocab * sizeof *s->heap);
     s->w = malloc((size_t)n_vocab * sizeof *s->w);
+    s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
     s->seen = calloc((size_t)n_vocab, 1);
-    if (!s->scores || !s->pairs || !s->heap || !s->w || !s->seen) {
+    if (!s->scores || !s->pairs || !s->heap || !s->w || !s->cand || !s->seen) {
         mer_sampler_free(s);
         return mer__errf(err, MER_E_NOMEM, "out of memory for a sampler of %d tokens", n_vocab);
     }
@@ -100,6 +102,7 @@ void mer_sampler_free(mer_sampler *s) {
     free(s->pairs);
     free(s->heap);
     free(s->w);
+    free(s->cand);
     free(s->seen);
     free(s);
 }
@@ -239,7 +242,123 @@ static int32_t argmax(const float *sc, int n) {
     return best;
 }
 
+// --- the draw -----------------------------------------------------------------------------------------
+
+/* The short path when top-k is on: after it only the tokens >= the k-th largest score are left, so the
+ * later processors and the draw run over that list (ids ascending) instead of the whole vocabulary. Every
+ * sum, comparison and sort is the one the full path makes over the same tokens in the same order (the
+ * tokens top-k removes only add 0 to its sums), so the draws are the same, bit for bit. Returns 0 without
+ * touching the PRNG when the k-th score is not finite or a score is NaN (the full path handles those). */
+static int sample_top_k(mer_sampler *s, const float *logits, const int32_t *hist, size_t n_hist, int32_t *out) {
+    const int V = s->n_vocab;
+    const float *src = logits;
+    if (s->p.repeat_penalty != 1.0) {
+        memcpy(s->scores, logits, (size_t)V * sizeof *s->scores);
+        repetition_penalty(s, s->scores, hist, n_hist);
+        src = s->scores;
+    }
+    const int div = s->p.temperature != 1.0;
+    const float t = (float)s->p.temperature;
+#define SCORE(i) (div ? src[i] / t : src[i])
+    /* one pass: the k-th largest score (duplicates counted, as top_k's heap finds it) and, ids ascending,
+     * every token not below the heap's minimum when it was read (that minimum only rises, so the list
+     * holds every token >= the final k-th; it is filtered below). Scores go to s->scores (in place when
+     * src is s->scores: position n <= i is written after i is read). */
+    const size_t k = (size_t)s->p.top_k;
+    float *h = s->heap, *cs = s->scores;
+    int32_t *ci = s->cand;
+    size_t n = 0;
+    for (size_t i = 0; i < k; i++) {
+        float v = SCORE(i);
+        if (v != v) return 0; /* NaN: the full path's rules */
+        h[i] = v;
+        cs[n] = v, ci[n] = (int32_t)i, n++;
+    }
+    for (size_t i = k / 2; i-- > 0;) heap_down(h, k, i);
+    float h0 = h[0];
+    for (int i = (int)k; i < V; i++) {
+        float v = SCORE(i);
+        if (v < h0) continue;
+        if (v != v) return 0;
+        cs[n] = v, ci[n] = i, n++;
+        if (v > h0) {
+            h[0] = v;
+            heap_down(h, k, 0);
+            h0 = h[0];
+        }
+    }
+    const float kth = h0;
+    if (!(kth > -INFINITY)) return 0;
+    size_t nk = 0;
+    for (size_t j = 0; j < n; j++)
+        if (cs[j] >= kth) cs[nk] = cs[j], ci[nk] = ci[j], nk++;
+    n = nk;
+#undef SCORE
+    if (s->p.top_p < 1.0 && n > 1) { /* top_p over the list */
+        float mx = -INFINITY;
+        for (size_t j = 0; j < n; j++) mx = cs[j] > mx ? cs[j] : mx;
+        double z = 0;
+        for (size_t j = 0; j < n; j++) z += exp((double)cs[j] - (double)mx);
+        size_t m = 0;
+        for (double th = 1.0 / 1024;; th /= 64) {
+            double lim = th > 1e-300 ? (double)mx + log(th * z) : -INFINITY, mass = 0;
+            m = 0;
+            for (size_t j = 0; j < n; j++)
+                if ((double)cs[j] >= lim) {
+                    s->pairs[m].s = cs[j], s->pairs[m].i = ci[j], m++;
+                    mass += exp((double)cs[j] - (double)mx);
+                }
+            if (mass >= s->p.top_p * z || !(lim > -INFINITY)) break;
+        }
+        qsort(s->pairs, m, sizeof *s->pairs, cmp_desc);
+        double before = exp((double)s->pairs[0].s - (double)mx), cut = 1.0 - s->p.top_p;
+        size_t keep = 1;
+        for (; keep < m; keep++) {
+            if (1.0 - before / z <= cut) break;
+            before += exp((double)s->pairs[keep].s - (double)mx);
+        }
+        for (size_t q = 0; q < keep; q++) s->seen[s->pairs[q].i] = 1;
+        size_t w = 0;
+        for (size_t j = 0; j < n; j++)
+            if (s->seen[ci[j]]) cs[w] = cs[j], ci[w] = ci[j], w++;
+        for (size_t q = 0; q < keep; q++) s->seen[s->pairs[q].i] = 0;
+        n = w;
+    }
+    if (s->p.min_p > 0 && n > 1) { /* min_p over the list */
+        float mx = -INFINITY;
+        for (size_t j = 0; j < n; j++) mx = cs[j] > mx ? cs[j] : mx;
+        size_t w = 0;
+        for (size_t j = 0; j < n; j++)
+            if (!(exp((double)cs[j] - (double)mx) < s->p.min_p)) cs[w] = cs[j], ci[w] = ci[j], w++;
+        n = w;
+    }
+    /* argmax (the first of the largest) and the draw, as below */
+    size_t best = 0;
+    for (size_t j = 1; j < n; j++)
+        if (cs[j] > cs[best]) best = j;
+    double mx = cs[best], z = 0, *w = s->w;
+    for (size_t j = 0; j < n; j++) {
+        w[j] = exp((double)cs[j] - mx);
+        z += w[j];
+    }
+    double u = uniform01(s->rng);
+    *out = ci[best];
+    if (!(z > 0) || !isfinite(z)) return 1;
+    double target = u * z, cum = 0;
+    for (size_t j = 0; j < n; j++) {
+        if (w[j] == 0.0) continue;
+        cum += w[j];
+        *out = ci[j];
+        if (cum > target) return 1;
+    }
+    return 1; /* rounding left target at the very top: the last */
+}
+
 int32_t mer_sampler_sample(mer_sampler *s, const float *logits, const int32_t *hist, size_t n_hist) {
+    if (s->p.temperature <= 0 && s->p.repeat_penalty == 1.0) return argmax(logits, s->n_vocab);
+    int32_t id;
+    if (s->p.temperature > 0 && s->p.top_k > 0 && s->p.top_k < s->n_vocab && sample_top_k(s, logits, hist, n_hist, &id))
+        return id;
     float *sc = s->scores;
     memcpy(sc, logits, (size_t)s->n_vocab * sizeof *sc);
     mer_sampler_process(s, sc, hist, n_hist);
