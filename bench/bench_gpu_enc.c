@@ -23,6 +23,7 @@
 #include "io/hfconfig.h"
 #include "io/npy.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_enc.h"
 #include "models/clip_cuda.h"
 #include "models/hubert_cuda.h"
 #include "models/random_models.h"
@@ -103,6 +104,15 @@ static void bench_clip(mer_cuda *c) {
         }
         printf("RESULT clip_l_%dframes_host_ms %.3f ms (bf16, pixels uploaded from pageable host memory)\n", n,
                median(t, RUNS / 2));
+        mer_clip_cuda_set_graph(g, 0);
+        for (int r = 0; r < RUNS / 2; r++) {
+            double t0 = now_ms();
+            TRY(mer_clip_cuda_encode_dev(g, dpx, n, o, &e));
+            t[r] = now_ms() - t0;
+        }
+        printf("RESULT clip_l_%dframes_nograph_ms %.3f ms (bf16, pixels on the device, every launch eager)\n", n,
+               median(t, RUNS / 2));
+        mer_clip_cuda_set_graph(g, 1);
     }
     double s = 0;
     for (int i = 0; i < 8 * P; i++) s += fabs(emb[i]);
@@ -147,6 +157,22 @@ static void bench_hubert(mer_cuda *c) {
     }
     printf("RESULT hubert_l_8x2s_host_ms %.3f ms (bf16, samples uploaded from pageable host memory)\n",
            median(t, RUNS / 2));
+    for (int r = 0; r < 5; r++) TRY(mer_hubert_cuda_pool_dev(g, dx, 8, L, 0, 0, f, &e));
+    for (int r = 0; r < RUNS / 2; r++) {
+        double t0 = now_ms();
+        TRY(mer_hubert_cuda_pool_dev(g, dx, 8, L, 0, 0, f, &e));
+        t[r] = now_ms() - t0;
+    }
+    printf("RESULT hubert_l_8x2s_front_ms %.3f ms (the conv stack, feature projection and positional conv alone)\n",
+           median(t, RUNS / 2));
+    mer_hubert_cuda_set_graph(g, 0);
+    for (int r = 0; r < RUNS / 2; r++) {
+        double t0 = now_ms();
+        TRY(mer_hubert_cuda_pool_dev(g, dx, 8, L, -1, 0, f, &e));
+        t[r] = now_ms() - t0;
+    }
+    printf("RESULT hubert_l_8x2s_nograph_ms %.3f ms (bf16, every launch eager)\n", median(t, RUNS / 2));
+    mer_hubert_cuda_set_graph(g, 1);
     double s = 0;
     for (int i = 0; i < 8 * D; i++) s += fabs(f[i]);
     printf("  (hubert checksum %.6g)\n", s);
@@ -156,6 +182,67 @@ static void bench_hubert(mer_cuda *c) {
     mer__config_free(cfg);
     mer_weights_close(w);
     free(x), free(f);
+}
+
+/* One encoder block's kernels at n_seq sequences of T tokens (width 1024, MLP 4096, 16 heads), bf16, each
+ * timed over 20 launches on the stream (device time, events). */
+typedef struct part {
+    mer_cuda *c;
+    int which, N, n_seq, T;
+    void *x, *y, *w, *f;
+    float *h, *b;
+} part;
+
+static mer_status part_run(void *ud, mer_err *err) {
+    part *p = ud;
+    const int D = 1024, F = 4096, N = p->N;
+    mer_status st = MER_OK;
+    for (int r = 0; r < 20 && !st; r++) switch (p->which) {
+        case 0: st = mer_cuda_layernorm(p->c, p->x, MER_DTYPE_BF16, D, p->h, D, p->b, p->b, N, D, 1, 1, 1e-5f, MER_CUDA_ACT_NONE, err); break;
+        case 1: st = mer_cuda_gemm_bias(p->c, p->y, MER_DTYPE_BF16, 3 * D, p->x, D, p->w, MER_DTYPE_BF16, p->b, N, D, 3 * D, 0, err); break;
+        case 2: st = mer_cuda_attn_full(p->c, p->x, D, p->y, 3 * D, D, 2 * D, MER_DTYPE_BF16, p->n_seq, p->T, 16, 64, 0.125f, err); break;
+        case 3: st = mer_cuda_gemm_bias(p->c, p->h, MER_DTYPE_F32, D, p->x, D, p->w, MER_DTYPE_BF16, p->b, N, D, D, 1, err); break;
+        case 4: st = mer_cuda_gemm_bias(p->c, p->f, MER_DTYPE_BF16, F, p->x, D, p->w, MER_DTYPE_BF16, p->b, N, D, F, 0, err); break;
+        case 5: st = mer_cuda_bias_act(p->c, p->f, MER_DTYPE_BF16, NULL, N, F, MER_CUDA_ACT_QUICK_GELU, err); break;
+        case 6: st = mer_cuda_gemm_bias(p->c, p->h, MER_DTYPE_F32, D, p->f, F, p->w, MER_DTYPE_BF16, p->b, N, F, D, 1, err); break;
+        }
+    return st;
+}
+
+static void bench_parts(mer_cuda *c, int n_seq, int T, const char *tag) {
+    static const char *names[7] = {"layernorm", "qkv_gemm", "attention", "o_gemm+res", "fc1_gemm", "act", "fc2_gemm+res"};
+    const int D = 1024, F = 4096, N = n_seq * T;
+    const double flops[7] = {0, 2.0 * N * D * 3 * D, 4.0 * n_seq * T * T * D, 2.0 * N * D * D, 2.0 * N * D * F, 0,
+                             2.0 * N * D * F};
+    part p = {.c = c, .N = N, .n_seq = n_seq, .T = T};
+    TRY(mer_cuda_alloc(c, (size_t)N * D * 2, &p.x, &e));
+    TRY(mer_cuda_alloc(c, (size_t)N * 3 * D * 2, &p.y, &e));
+    TRY(mer_cuda_alloc(c, (size_t)F * D * 2, &p.w, &e));
+    TRY(mer_cuda_alloc(c, (size_t)N * F * 2, &p.f, &e));
+    TRY(mer_cuda_alloc(c, (size_t)N * D * 4, (void **)&p.h, &e));
+    TRY(mer_cuda_alloc(c, (size_t)F * 4, (void **)&p.b, &e));
+    TRY(mer_cuda_fill_uniform_bf16(c, p.x, (size_t)N * D, 1, 1.f, &e));
+    TRY(mer_cuda_fill_uniform_bf16(c, p.y, (size_t)N * 3 * D, 2, 1.f, &e));
+    TRY(mer_cuda_fill_uniform_bf16(c, p.w, (size_t)F * D, 3, 0.03f, &e));
+    TRY(mer_cuda_fill_uniform_bf16(c, p.f, (size_t)N * F, 4, 1.f, &e));
+    TRY(mer_cuda_fill_uniform_f32(c, p.h, (size_t)N * D, 5, 0.f, 1.f, &e));
+    TRY(mer_cuda_fill_uniform_f32(c, p.b, (size_t)F, 6, 0.f, 0.1f, &e));
+    double total = 0;
+    for (int i = 0; i < 7; i++) {
+        double ms = 0;
+        p.which = i;
+        TRY(part_run(&p, &e));
+        TRY(mer_cuda_time(c, part_run, &p, &ms, &e));
+        const double us = ms * 1e3 / 20;
+        total += us;
+        printf("  part %s %-13s %8.1f us", tag, names[i], us);
+        if (flops[i] > 0) printf("  %6.1f TFLOP/s", flops[i] / (us * 1e-6) / 1e12);
+        printf("\n");
+    }
+    printf("RESULT %s_block_us %.1f us (one encoder block's kernels, summed; x 24 layers = %.2f ms)\n", tag, total,
+           total * 24 / 1e3);
+    mer_cuda_release(c, p.x), mer_cuda_release(c, p.y), mer_cuda_release(c, p.w), mer_cuda_release(c, p.f);
+    mer_cuda_release(c, p.h), mer_cuda_release(c, p.b);
 }
 
 static float *load_npy(const char *path, int64_t *d0, int64_t *d1) {
@@ -243,6 +330,8 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "speed")) {
         bench_clip(c);
         bench_hubert(c);
+        bench_parts(c, 8, 257, "clip");
+        bench_parts(c, 8, 99, "hubert");
     } else if (!strcmp(mode, "parity") && argc > 2) {
         parity(c, argv[2]);
     } else {

@@ -38,7 +38,10 @@ def hubert_config():
 
 
 def build(cls, cfg, dtype, attn):
-    cfg._attn_implementation = attn
+    try:
+        cfg._attn_implementation = attn
+    except Exception as ex:  # the attribute's spelling moved between versions: keep the default
+        print("attn_implementation not set:", ex)
     with torch.device(DEV):
         m = cls(cfg)
     return m.to(dtype).eval()

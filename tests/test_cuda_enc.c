@@ -325,6 +325,12 @@ static void test_clip_tiny(mer_cuda *c, mer_dtype wt) {
         DO(mer_clip_cuda_encode(g, px + img, 1, &o1, &e));
         double er = rel_err(one, emb + P, P);
         CHECK_MSG(er <= tol, "clip tiny %s: one image alone rel err %.3g", mer_dtype_name(wt), er);
+        for (int r = 0; r < 3; r++) { /* eager, then captured as a CUDA graph, then replayed: the same bits */
+            float again[64];
+            mer_clip_out o2 = {.image_embeds = again};
+            DO(mer_clip_cuda_encode(g, px + img, 1, &o2, &e));
+            CHECK_MSG(!memcmp(again, one, (size_t)P * 4), "clip tiny %s: graph replay %d differs", mer_dtype_name(wt), r);
+        }
         CHECK_EQ_INT(mer_clip_cuda_encode(g, px, 5, o, &e), MER_E_ARG);
         CHECK_EQ_INT(mer_clip_cuda_encode(g, px, 0, o, &e), MER_E_ARG);
     }
@@ -393,6 +399,11 @@ static void test_hubert_tiny(mer_cuda *c, mer_dtype wt) {
     er = rel_err(af, ag, (size_t)n * D);
     CHECK_MSG(er <= tol, "hubert tiny %s: affectgpt_feature rel err %.3g", mer_dtype_name(wt), er);
     if (er > worst) worst = er;
+    for (int r = 0; r < 3; r++) { /* the second call is captured as a CUDA graph, the third replays it */
+        float again[2 * 64];
+        DO(mer_hubert_cuda_pool(g, iv, n, S, -1, 1, again, &e));
+        CHECK_MSG(!memcmp(again, af, (size_t)n * D * 4), "hubert tiny %s: graph replay %d differs", mer_dtype_name(wt), r);
+    }
     {
         mer_threadpool *pool = NULL;
         mer_cpu_ctx *cpu = NULL;

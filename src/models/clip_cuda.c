@@ -14,6 +14,8 @@
 #include "kernels/cuda/cuda_enc.h"
 #include "models/enc_cuda.h"
 
+#define MAX_GRAPHS 8
+
 struct mer_clip_cuda {
     mer_clip_hparams hp;
     mer_cuda *c;
@@ -32,11 +34,29 @@ struct mer_clip_cuda {
     float *pooled;  /* [max][D] */
     void *pooled_a; /* [max][D] in the activation dtype (== pooled for f32) */
     float *emb;     /* [max][ld_emb] */
+    int use_graph;
+    struct {
+        int n, emb, warm; /* warm: ran once eagerly (plans made), capture on the next call */
+        mer_cuda_graph *graph;
+    } graphs[MAX_GRAPHS];
+    int n_graphs;
 };
+
+static void drop_graphs(mer_clip_cuda *g) {
+    for (int i = 0; i < g->n_graphs; i++) mer_cuda_graph_free(g->graphs[i].graph);
+    g->n_graphs = 0;
+}
+
+void mer_clip_cuda_set_graph(mer_clip_cuda *g, int on) {
+    if (!g) return;
+    if (!on) drop_graphs(g);
+    g->use_graph = on;
+}
 
 void mer_clip_cuda_free(mer_clip_cuda *g) {
     if (!g) return;
     if (g->c) (void)mer_cuda_sync(g->c, NULL);
+    drop_graphs(g);
     mer__stash_free(&g->stash);
     mer__enc_free(&g->enc);
     mer__dmem_release(&g->mem);
@@ -59,6 +79,10 @@ mer_status mer_clip_cuda_from_model(const mer_clip *m, struct mer_cuda *c, int m
     g->at = wtype;
     g->max_images = max_images;
     g->mem.c = c;
+    {
+        const char *v = getenv("MER_CUDA_ENC_GRAPH");
+        g->use_graph = !(v && !strcmp(v, "0"));
+    }
     const mer_clip_hparams *hp = &g->hp;
     const int D = hp->n_embd, T = hp->n_tok, C = hp->n_channels, P = hp->patch, S = hp->image_size;
     const int K = C * P * P, side = S / P;
@@ -127,6 +151,63 @@ fail:
     return st;
 }
 
+/* The whole tower on g->img for n images, to post_layernorm of the class rows (g->pooled, and the
+ * activation-dtype copy) and, with emb, the projection (g->emb): no host work, so it can be captured. */
+static mer_status forward_pooled(mer_clip_cuda *g, int n, int emb, mer_err *err) {
+    const mer_clip_hparams *hp = &g->hp;
+    mer_cuda *c = g->c;
+    const int T = hp->n_tok, D = hp->n_embd;
+    mer_status st;
+    if ((st = mer_cuda_im2col_patch(c, g->cols, g->at, g->kp, g->img, n, hp->n_channels, hp->image_size, hp->patch,
+                                    err)) ||
+        (st = mer_cuda_gemm_bias(c, g->patch, MER_DTYPE_F32, D, g->cols, g->kp, g->patch_w, g->at, NULL, n * g->np, g->kp,
+                                 D, 0, err)) ||
+        (st = mer_cuda_clip_embed(c, g->h, g->patch, g->cls, g->pos, n, T, D, err)) ||
+        (st = mer_cuda_layernorm(c, g->h, MER_DTYPE_F32, D, g->h, D, g->pre_w, g->pre_b, n * T, D, 1, 1, hp->ln_eps,
+                                 MER_CUDA_ACT_NONE, err)))
+        return st;
+    for (int li = 0; li < hp->n_layer; li++)
+        if ((st = mer__enc_block(&g->enc, li, g->h, n, T, err))) return st;
+    if ((st = mer_cuda_layernorm(c, g->pooled, MER_DTYPE_F32, D, g->h, D, g->post_w, g->post_b, n, D, 1, T, hp->ln_eps,
+                                 MER_CUDA_ACT_NONE, err)))
+        return st;
+    if (!emb) return MER_OK;
+    if (g->pooled_a != g->pooled &&
+        (st = mer_cuda_layernorm(c, g->pooled_a, g->at, D, g->h, D, g->post_w, g->post_b, n, D, 1, T, hp->ln_eps,
+                                 MER_CUDA_ACT_NONE, err)))
+        return st;
+    return mer_cuda_gemm_bias(c, g->emb, MER_DTYPE_F32, g->ld_emb, g->pooled_a, D, g->proj, g->at, NULL, n, D, hp->n_proj,
+                              0, err);
+}
+
+/* forward_pooled, replayed from a CUDA graph per (n, emb) from its second call on. */
+static mer_status run_pooled(mer_clip_cuda *g, int n, int emb, mer_err *err) {
+    int i;
+    for (i = 0; i < g->n_graphs; i++)
+        if (g->graphs[i].n == n && g->graphs[i].emb == emb) break;
+    if (!g->use_graph || i == g->n_graphs) {
+        if (g->use_graph && g->n_graphs < MAX_GRAPHS) {
+            g->graphs[g->n_graphs].n = n, g->graphs[g->n_graphs].emb = emb, g->graphs[g->n_graphs].warm = 1;
+            g->graphs[g->n_graphs++].graph = NULL;
+        }
+        return forward_pooled(g, n, emb, err);
+    }
+    mer_status st;
+    if (!g->graphs[i].graph) {
+        if ((st = mer_cuda_begin_capture(g->c, err))) return st;
+        mer_status fst = forward_pooled(g, n, emb, err);
+        mer_cuda_graph *gr = NULL;
+        st = mer_cuda_end_capture(g->c, fst != MER_OK, &gr, err);
+        if (fst || st || !gr) { /* capture refused: run eagerly from now on */
+            mer_cuda_graph_free(gr);
+            mer_clip_cuda_set_graph(g, 0);
+            return forward_pooled(g, n, emb, err);
+        }
+        g->graphs[i].graph = gr;
+    }
+    return mer_cuda_graph_launch(g->c, g->graphs[i].graph, err);
+}
+
 mer_status mer_clip_cuda_encode_dev(mer_clip_cuda *g, const float *pixels_dev, int n, const mer_clip_out *out,
                                     mer_err *err) {
     if (!g || !pixels_dev || !out) return mer__errf(err, MER_E_ARG, "mer_clip_cuda_encode: NULL argument");
@@ -136,7 +217,7 @@ mer_status mer_clip_cuda_encode_dev(mer_clip_cuda *g, const float *pixels_dev, i
     mer_cuda *c = g->c;
     const int T = hp->n_tok, D = hp->n_embd, L = hp->n_layer;
     const size_t TD = (size_t)T * D;
-    int last = 0, pool = 0;
+    int last = 0, pool = 0, any_hidden = 0;
     size_t bytes = 0;
     for (int b = 0; b < n; b++) {
         const mer_clip_out *o = &out[b];
@@ -147,15 +228,35 @@ mer_status mer_clip_cuda_encode_dev(mer_clip_cuda *g, const float *pixels_dev, i
         if (o->hidden)
             for (int i = 0; i <= L; i++)
                 if (o->hidden[i]) {
+                    any_hidden = 1;
                     if (i > last) last = i;
                     bytes += TD * 4 + 256;
                 }
-        if (o->last_hidden) bytes += TD * 4 + 256;
+        if (o->last_hidden) bytes += TD * 4 + 256, any_hidden = 1;
         if (o->pooled) bytes += (size_t)D * 4 + 256;
         if (o->image_embeds) bytes += (size_t)hp->n_proj * 4 + 256;
     }
     mer_status st;
     if ((st = mer__stash_begin(&g->stash, bytes, err))) return st;
+    if (pool && last == L && !any_hidden) { /* features only: the graph path */
+        if (pixels_dev != g->img &&
+            (st = mer_cuda_copy_d2d(c, g->img, pixels_dev, (size_t)n * hp->n_channels * hp->image_size * hp->image_size *
+                                                               sizeof(float),
+                                    err)))
+            return st;
+        int emb = 0;
+        for (int b = 0; b < n; b++) emb |= out[b].image_embeds != NULL;
+        if ((st = run_pooled(g, n, emb, err))) return st;
+        for (int b = 0; b < n; b++) {
+            if (out[b].pooled &&
+                (st = mer__stash_add(&g->stash, c, out[b].pooled, g->pooled + (size_t)b * D, (size_t)D * 4, err)))
+                return st;
+            if (out[b].image_embeds && (st = mer__stash_add(&g->stash, c, out[b].image_embeds,
+                                                            g->emb + (size_t)b * g->ld_emb, (size_t)hp->n_proj * 4, err)))
+                return st;
+        }
+        return mer__stash_finish(&g->stash, c, err);
+    }
 #define STASH_HIDDEN(idx)                                                                                     \
     for (int b = 0; b < n; b++)                                                                               \
         if (out[b].hidden && out[b].hidden[idx] &&                                                            \
@@ -244,5 +345,6 @@ mer_status mer_clip_cuda_encode_dev(mer_clip_cuda *g, const float *pixels_dev, i
     (void)g, (void)pixels_dev, (void)n, (void)out;
     return no_cuda(err);
 }
+void mer_clip_cuda_set_graph(mer_clip_cuda *g, int on) { (void)g, (void)on; }
 
 #endif

@@ -42,6 +42,11 @@ mer_status mer_clip_cuda_encode(mer_clip_cuda *g, const float *pixels, int n, co
                                 mer_err *err);
 /* The same with the pixels already in device memory (f32 [n][n_channels][S][S]; e.g. decoded and
  * normalised on the device, or for benchmarks that time the network alone). */
+/* Features-only calls (pooled / image_embeds, no hidden states) run the device work as a CUDA graph,
+ * captured on the second call of each batch size and replayed after (MER_CUDA_ENC_GRAPH=0 in the
+ * environment, or this with on = 0, runs every launch eagerly). */
+void mer_clip_cuda_set_graph(mer_clip_cuda *g, int on);
+
 mer_status mer_clip_cuda_encode_dev(mer_clip_cuda *g, const float *pixels_dev, int n, const mer_clip_out *out,
                                     mer_err *err);
 

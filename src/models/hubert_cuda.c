@@ -23,6 +23,7 @@
 #include "models/enc_cuda.h"
 
 #define MAX_CHUNK 8
+#define MAX_GRAPHS 8
 
 struct mer_hubert_cuda {
     mer_hubert_hparams hp;
@@ -53,7 +54,25 @@ struct mer_hubert_cuda {
     float *tmp;                                /* [max_clips * T][D] */
     float *acc;                                /* [max_clips][D] */
     float *acc_h;                              /* host [max_clips][D] */
+    int use_graph;
+    struct {
+        int n, layer, hf5;
+        long len;
+        mer_cuda_graph *graph; /* NULL after the first (eager) call: captured on the second */
+    } graphs[MAX_GRAPHS];
+    int n_graphs;
 };
+
+static void drop_graphs(mer_hubert_cuda *g) {
+    for (int i = 0; i < g->n_graphs; i++) mer_cuda_graph_free(g->graphs[i].graph);
+    g->n_graphs = 0;
+}
+
+void mer_hubert_cuda_set_graph(mer_hubert_cuda *g, int on) {
+    if (!g) return;
+    if (!on) drop_graphs(g);
+    g->use_graph = on;
+}
 
 /* Padded frame counts per clip for clips of len samples: S[i] after layer i; 0 when too short. */
 static int plan_frames(const mer_hubert_hparams *hp, long len, long S[MER_HUBERT_MAX_CONV]) {
@@ -71,6 +90,7 @@ static int plan_frames(const mer_hubert_hparams *hp, long len, long S[MER_HUBERT
 void mer_hubert_cuda_free(mer_hubert_cuda *g) {
     if (!g) return;
     if (g->c) (void)mer_cuda_sync(g->c, NULL);
+    drop_graphs(g);
     mer__stash_free(&g->stash);
     mer__enc_free(&g->enc);
     mer__dmem_release(&g->mem);
@@ -110,6 +130,10 @@ mer_status mer_hubert_cuda_from_model(const mer_hubert *m, struct mer_cuda *c, i
     g->max_clips = max_clips;
     g->max_samples = max_samples;
     g->max_t = T;
+    {
+        const char *v = getenv("MER_CUDA_ENC_GRAPH");
+        g->use_graph = !(v && !strcmp(v, "0"));
+    }
     g->es = wtype == MER_DTYPE_F32 ? 4 : 2;
     g->mem.c = c;
     const mer_hubert_hparams *hp = &g->hp;
@@ -344,14 +368,13 @@ mer_status mer_hubert_cuda_encode(mer_hubert_cuda *g, const float *clips, int n,
     return mer__stash_finish(&g->stash, c, err);
 }
 
-/* One batch of the pooling: clips already on the device at `wave`; features into g->acc_h. */
-static mer_status pool_batch(mer_hubert_cuda *g, const float *wave, int n, long len, int layer, int hf5, mer_err *err) {
+/* The pooling's device work on n clips at g->wave into g->acc (sums over time, not yet divided by T):
+ * no host work, so it can be captured. */
+static mer_status pool_forward(mer_hubert_cuda *g, int n, long len, int T, int layer, int hf5, mer_err *err) {
     const mer_hubert_hparams *hp = &g->hp;
     mer_cuda *c = g->c;
     const int L = hp->n_layer, D = hp->n_embd;
-    int T;
-    mer_status st = check_call(g, n, len, &T, err);
-    if (st) return st;
+    mer_status st;
     int first, n_avg;
     if (layer < 0) { /* hidden_states[-4:] */
         n_avg = L + 1 < 4 ? L + 1 : 4;
@@ -360,9 +383,9 @@ static mer_status pool_batch(mer_hubert_cuda *g, const float *wave, int n, long 
         first = layer;
         n_avg = 1;
     }
-    const float w = 1.0f / (float)n_avg;
+    const float wgt = 1.0f / (float)n_avg;
     if ((st = mer_cuda_memset(c, g->acc, 0, (size_t)n * D * sizeof(float), err)) ||
-        (st = front(g, wave, n, len, T, err)))
+        (st = front(g, g->wave, n, len, T, err)))
         return st;
     for (int j = 0; j < first + n_avg; j++) {
         if (j && (st = mer__enc_block(&g->enc, j - 1, g->h, n, T, err))) return st;
@@ -374,10 +397,49 @@ static mer_status pool_batch(mer_hubert_cuda *g, const float *wave, int n, long 
                 return st;
             src = g->tmp;
         }
-        if ((st = mer_cuda_time_sum(c, g->acc, src, n, T, D, w, err))) return st;
+        if ((st = mer_cuda_time_sum(c, g->acc, src, n, T, D, wgt, err))) return st;
     }
+    return MER_OK;
+}
+
+/* One batch of the pooling: clips on the device at `wave` (copied to g->wave); features into g->acc_h.
+ * The device work is replayed from a CUDA graph per (n, len, layer, hf5) from its second call on. */
+static mer_status pool_batch(mer_hubert_cuda *g, const float *wave, int n, long len, int layer, int hf5, mer_err *err) {
+    mer_cuda *c = g->c;
+    const int D = g->hp.n_embd;
+    int T;
+    mer_status st = check_call(g, n, len, &T, err);
+    if (st) return st;
+    if (wave != g->wave && (st = mer_cuda_copy_d2d(c, g->wave, wave, (size_t)n * len * sizeof(float), err))) return st;
+    int i;
+    for (i = 0; i < g->n_graphs; i++)
+        if (g->graphs[i].n == n && g->graphs[i].len == len && g->graphs[i].layer == layer && g->graphs[i].hf5 == hf5)
+            break;
+    if (!g->use_graph || i == g->n_graphs) {
+        if (g->use_graph && g->n_graphs < MAX_GRAPHS) {
+            g->graphs[g->n_graphs].n = n, g->graphs[g->n_graphs].len = len, g->graphs[g->n_graphs].layer = layer;
+            g->graphs[g->n_graphs].hf5 = hf5, g->graphs[g->n_graphs++].graph = NULL;
+        }
+        st = pool_forward(g, n, len, T, layer, hf5, err);
+    } else {
+        if (!g->graphs[i].graph) {
+            if ((st = mer_cuda_begin_capture(c, err))) return st;
+            mer_status fst = pool_forward(g, n, len, T, layer, hf5, err);
+            mer_cuda_graph *gr = NULL;
+            st = mer_cuda_end_capture(c, fst != MER_OK, &gr, err);
+            if (fst || st || !gr) { /* capture refused: run eagerly from now on */
+                mer_cuda_graph_free(gr);
+                mer_hubert_cuda_set_graph(g, 0);
+                st = pool_forward(g, n, len, T, layer, hf5, err);
+            } else {
+                g->graphs[i].graph = gr;
+            }
+        }
+        if (!st && g->use_graph) st = mer_cuda_graph_launch(c, g->graphs[i].graph, err);
+    }
+    if (st) return st;
     if ((st = mer_cuda_download(c, g->acc_h, g->acc, (size_t)n * D * sizeof(float), err))) return st;
-    for (size_t i = 0; i < (size_t)n * D; i++) g->acc_h[i] /= (float)T;
+    for (size_t j = 0; j < (size_t)n * D; j++) g->acc_h[j] /= (float)T;
     return MER_OK;
 }
 
@@ -450,5 +512,6 @@ mer_status mer_hubert_cuda_pool_dev(mer_hubert_cuda *g, const float *clips_dev, 
     (void)g, (void)clips_dev, (void)n_clips, (void)clip_len, (void)layer, (void)hf5, (void)feats;
     return no_cuda(err);
 }
+void mer_hubert_cuda_set_graph(mer_hubert_cuda *g, int on) { (void)g, (void)on; }
 
 #endif

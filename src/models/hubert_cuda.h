@@ -40,6 +40,11 @@ mer_status mer_hubert_cuda_encode(mer_hubert_cuda *g, const float *clips, int n_
  * clips run as batches of up to max_clips (so n_clips may exceed it), the time means on the device. */
 mer_status mer_hubert_cuda_pool(mer_hubert_cuda *g, const float *clips, int n_clips, long clip_len, int layer,
                                 int hf5, float *feats, mer_err *err);
+/* The pooling's device work runs as a CUDA graph, captured on the second call of each (batch size, clip
+ * length, layer, hf5) and replayed after (MER_CUDA_ENC_GRAPH=0 in the environment, or this with on = 0,
+ * runs every launch eagerly). */
+void mer_hubert_cuda_set_graph(mer_hubert_cuda *g, int on);
+
 /* The same with the clips already in device memory (f32 [n_clips][clip_len], n_clips <= max_clips; for
  * benchmarks that time the network alone, or audio decoded on the device). */
 mer_status mer_hubert_cuda_pool_dev(mer_hubert_cuda *g, const float *clips_dev, int n_clips, long clip_len, int layer,

@@ -156,7 +156,7 @@ mer_status mer_cuda_bias_act(mer_cuda *c, void *x, mer_dtype t, const float *bia
 #define ENC_PLANS 256
 
 struct enc_plan {
-    int dev, m, n, k, ldb, ldc, y_bf16, f32in, bias;
+    int dev, m, n, k, ldb, ldc, y_bf16, f32in, bias, align; /* align: bytes the operand pointers are aligned to */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
@@ -207,6 +207,13 @@ static int plan_try(mer_cuda *c, enc_plan *p, int want_epi, mer_status *st, mer_
     LT(cublasLtMatmulPreferenceCreate(&pref));
     LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->lt_ws_size,
                                             sizeof c->lt_ws_size));
+    {
+        const uint32_t al = (uint32_t)p->align;
+        LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al, sizeof al));
+        LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al, sizeof al));
+        LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof al));
+        LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof al));
+    }
     s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &res, &n_res);
     cublasLtMatmulPreferenceDestroy(pref);
     pref = NULL;
@@ -254,6 +261,10 @@ mer_status mer_cuda_gemm_bias(mer_cuda *c, void *y, mer_dtype yt, int ldy, const
     key.dev = c->device;
     key.m = n_out, key.n = n_tok, key.k = n_in, key.ldb = ldx, key.ldc = ldy;
     key.y_bf16 = yt == MER_DTYPE_BF16, key.f32in = f32in, key.bias = bias != NULL;
+    {
+        const uintptr_t a = (uintptr_t)x | (uintptr_t)w | (uintptr_t)y | 256;
+        key.align = (int)(a & (~a + 1)); /* the lowest set bit: 16 .. 256 */
+    }
     float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     int run_bias = 0;
     {
@@ -262,7 +273,8 @@ mer_status mer_cuda_gemm_bias(mer_cuda *c, void *y, mer_dtype yt, int ldy, const
         for (int i = 0; i < g_n_plans; i++) {
             enc_plan *q = &g_plans[i];
             if (q->dev == key.dev && q->m == key.m && q->n == key.n && q->k == key.k && q->ldb == key.ldb &&
-                q->ldc == key.ldc && q->y_bf16 == key.y_bf16 && q->f32in == key.f32in && q->bias == key.bias) {
+                q->ldc == key.ldc && q->y_bf16 == key.y_bf16 && q->f32in == key.f32in && q->bias == key.bias &&
+                q->align == key.align) {
                 p = q;
                 break;
             }
