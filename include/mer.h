@@ -910,7 +910,8 @@ typedef mer_status (*mer_batch_done_fn)(void *ud, size_t index, mer_status st, c
                                         const char *msg, mer_err *err);
 
 /* Continuous batching: takes requests from next into free slots (prefill, one at a time), then decodes
- * every running slot together one token per step, sampling each with its own sampler (seeded from its
+ * every running slot together one token per step (on a device model: one device step), sampling the
+ * slots in parallel on the batch's threads, each with its own sampler (seeded from its
  * request's params: the output of a request is the one mer_qwen2_generate gives for it alone, whatever
  * else runs beside it); a slot that finishes (stop id, max_new_tokens, full context) is reported to
  * done and refilled. Returns MER_OK when every request was reported, else the first fatal error

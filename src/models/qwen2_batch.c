@@ -3,8 +3,11 @@
  * of one activation block, so every projection, the MLP and lm_head are one mer_cpu_matmul over n rows
  * (decode is memory-bound: the weights stream once for all of them); the new keys and values go to a
  * staging block, get RoPE at each row's own position, and are copied into each slot's cache; attention
- * runs per slot against its cache. Then mer_qwen2_generate_batch: continuous batching with per-request
- * samplers, so that a request's output is the one mer_qwen2_generate gives for it alone. */
+ * runs per slot against its cache (on a device model the step is one mer_qwen2_cuda_decode over the
+ * rows). Then mer_qwen2_generate_batch: continuous batching with per-request samplers, so that a
+ * request's output is the one mer_qwen2_generate gives for it alone; the slots of a step are sampled in
+ * parallel on the batch's pool (each draw is independent; on a GPU the CPU's sampling of 152k-entry
+ * logits would otherwise cost more than the device step). */
 #include "models/qwen2.h"
 
 #include <math.h>
@@ -51,8 +54,10 @@ mer_status mer_qwen2_batch_init(const mer_qwen2 *m, int n_slots, const mer_qwen2
     if (!b) return mer__errf(err, MER_E_NOMEM, "out of memory");
     b->m = m;
     b->n_slots = n_slots;
-    if (!m->dev && ((st = mer_threadpool_init(params->n_threads, &b->pool, err)) ||
-                    (st = mer_cpu_ctx_init(b->pool, MER_ISA_AUTO, &b->cpu, err))))
+    /* the pool runs the CPU forward and the per-slot sampling (on a device model: only the sampling) */
+    if ((st = mer_threadpool_init(m->dev && params->n_threads == 0 ? (n_slots < 16 ? n_slots : 16) : params->n_threads,
+                                  &b->pool, err)) ||
+        (!m->dev && (st = mer_cpu_ctx_init(b->pool, MER_ISA_AUTO, &b->cpu, err))))
         goto fail;
     if (!(b->slot = calloc((size_t)n_slots, sizeof *b->slot))) {
         st = mer__errf(err, MER_E_NOMEM, "out of memory");
@@ -240,15 +245,36 @@ static mer_status finish(gen_slot *g, mer_stop_reason stop, mer_batch_done_fn do
     return st;
 }
 
+/* The sampling of one step: every running slot draws its next token from its own logits with its own
+ * sampler (independent, so the slots are drawn in parallel; each result is the one drawn alone). */
+typedef struct sample_task {
+    mer_qwen2_batch *b;
+    gen_slot *g;
+    const int *act; /* running slots */
+    int32_t *next;  /* [slot] the drawn id */
+} sample_task;
+
+static void sample_part(void *ctx, int part, int n_parts) {
+    (void)n_parts;
+    sample_task *t = ctx;
+    const int s = t->act[part], V = t->b->m->hp.n_vocab;
+    gen_slot *q = &t->g[s];
+    mer_qwen2_ctx *c = t->b->slot[s];
+    float *lg = c->logits + (size_t)(c->n_logits - 1) * (size_t)V;
+    if (q->n_gen < q->p.min_new_tokens && q->p.n_stop_ids) /* in place: the slot's logits are spent here */
+        for (size_t j = 0; j < q->p.n_stop_ids; j++)
+            if (q->p.stop_ids[j] >= 0 && q->p.stop_ids[j] < V) lg[q->p.stop_ids[j]] = -INFINITY;
+    t->next[s] = mer_sampler_sample(q->smp, lg, q->hist, q->n_hist);
+}
+
 mer_status mer_qwen2_generate_batch(mer_qwen2_batch *b, mer_batch_next_fn next, mer_batch_done_fn done, void *ud,
                                     mer_err *err) {
-    const int V = b->m->hp.n_vocab, B = b->n_slots;
+    const int B = b->n_slots;
     mer_status st = MER_OK;
     gen_slot *g = calloc((size_t)B, sizeof *g);
-    int *rows = malloc((size_t)B * sizeof *rows);
-    int32_t *ids = malloc((size_t)B * sizeof *ids);
-    float *masked = malloc((size_t)V * sizeof *masked);
-    if (!g || !rows || !ids || !masked) {
+    int *rows = malloc((size_t)B * sizeof *rows), *act = malloc((size_t)B * sizeof *act);
+    int32_t *ids = malloc((size_t)B * sizeof *ids), *drawn = malloc((size_t)B * sizeof *drawn);
+    if (!g || !rows || !act || !ids || !drawn) {
         st = mer__errf(err, MER_E_NOMEM, "out of memory");
         goto done_;
     }
@@ -264,20 +290,20 @@ mer_status mer_qwen2_generate_batch(mer_qwen2_batch *b, mer_batch_next_fn next, 
                 if ((st = start(b, s, &g[s], &req, done, ud, err))) goto done_;
             }
         }
-        /* sample the next token of every running slot from its logits */
-        int n = 0;
-        for (int s = 0; s < B; s++) {
+        /* sample the next token of every running slot from its logits (in parallel), then in slot order
+         * record it and finish the slots that end */
+        int n = 0, n_act = 0;
+        for (int s = 0; s < B; s++)
+            if (g[s].busy) act[n_act++] = s;
+        if (n_act) {
+            sample_task t = {b, g, act, drawn};
+            mer_threadpool_run_parts(n_act > 1 ? b->pool : NULL, n_act, sample_part, &t);
+        }
+        for (int k = 0; k < n_act; k++) {
+            const int s = act[k];
             gen_slot *q = &g[s];
-            if (!q->busy) continue;
             mer_qwen2_ctx *c = b->slot[s];
-            const float *lg = c->logits + (size_t)(c->n_logits - 1) * (size_t)V;
-            if (q->n_gen < q->p.min_new_tokens && q->p.n_stop_ids) {
-                memcpy(masked, lg, (size_t)V * sizeof *masked);
-                for (size_t j = 0; j < q->p.n_stop_ids; j++)
-                    if (q->p.stop_ids[j] >= 0 && q->p.stop_ids[j] < V) masked[q->p.stop_ids[j]] = -INFINITY;
-                lg = masked;
-            }
-            int32_t id = mer_sampler_sample(q->smp, lg, q->hist, q->n_hist);
+            int32_t id = drawn[s];
             q->hist[q->n_hist++] = id;
             q->n_gen++;
             mer_stop_reason why = MER_STOP_LENGTH;
@@ -304,7 +330,8 @@ done_:
         for (int s = 0; s < B; s++) slot_clear(&g[s]);
     free(g);
     free(rows);
+    free(act);
     free(ids);
-    free(masked);
+    free(drawn);
     return st;
 }
