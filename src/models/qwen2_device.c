@@ -113,6 +113,8 @@ void mer__qwen2_dev_info(const mer_qwen2 *m, mer_qwen2_info *info) {
     info->n_ctx = d->n_ctx;
 }
 
+struct mer_qwen2_cuda *mer__qwen2_dev_cuda(const mer_qwen2 *m) { return m->dev ? m->dev->cm : NULL; }
+
 // --- contexts: one device sequence each ----------------------------------------------------------------
 
 static size_t up64(size_t n) { return (n + MER_ALIGN - 1) / MER_ALIGN * MER_ALIGN; }
