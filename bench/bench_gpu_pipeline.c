@@ -1,10 +1,11 @@
 /* bench_gpu_pipeline.c - AffectGPT end to end (mer infer's pipeline) on the GPU, or on the CPU for a smoke
- * run: (a) one clip, stage by stage: preprocessing (read the 8 face crops and the WAV, resize, CLIP
- * pixels, 8 clips of 2 s, normalisation), CLIP on the 8 images (one batch), HuBERT on the 8 clips (one
- * batch), the fusion, the prompt (tokenize, embed, splice), the LLM prefill and a fixed number of
- * generated tokens (min_new_tokens = max_new_tokens, so every clip decodes exactly that many); (b) a
- * dataset run of many clips through mer__infer_run_agpt (the job runner, the SQLite store, media loaded
- * ahead on the loading thread, features, continuous batching) in clips/s, for each batch size asked.
+ * run: (a) one clip, stage by stage: preprocessing (read the 8 face crops and the WAV; resize and CLIP
+ * pixels an image a thread, as mer infer does; 8 clips of 2 s, normalisation), CLIP on the 8 images (one
+ * batch), HuBERT on the 8 clips (one batch), the fusion, the prompt (tokenize, embed, splice), the LLM
+ * prefill and a fixed number of generated tokens (min_new_tokens = max_new_tokens, so every clip decodes
+ * exactly that many); (b) a dataset run of many clips through mer__infer_run_agpt (the job runner, the
+ * SQLite store, media loaded ahead on the loading thread, features, continuous batching) in clips/s, for
+ * each batch size asked.
  *
  * Models: at the real shapes (--shape real: CLIP ViT-L/14, chinese-hubert-large, the fusion, Qwen2.5-7B
  * in bf16, random weights from models/random_models.c uploaded to the device) or the tiny test fixtures
@@ -221,6 +222,10 @@ static void one_clip(mer__agpt *a, const char *dir, int n_gen, int reps) {
     float *vis = malloc((size_t)8 * a->n_visual * sizeof(float)), *aud = malloc((size_t)8 * a->n_audio * sizeof(float));
     float *fused = malloc((size_t)3 * a->n_embd * sizeof(float));
     size_t n_tok = 0;
+    /* the images over a pool as infer's loading thread does it: one thread per image, at most the CPUs */
+    long n_prep = sysconf(_SC_NPROCESSORS_ONLN);
+    mer_threadpool *prep = NULL;
+    if (mer_threadpool_init(n_prep < 1 ? 1 : n_prep > 8 ? 8 : (int)n_prep, &prep, &e)) die("pool", &e);
     for (int r = 0; r <= reps; r++) { /* r = 0 is the warm-up */
         char path[4096], name[32];
         snprintf(name, sizeof name, "c%04d", r);
@@ -232,14 +237,8 @@ static void one_clip(mer__agpt *a, const char *dir, int n_gen, int reps) {
         if (mer__map_open(path, &m, &e) || mer__npy_parse(path, m.data, m.size, &arr, &e)) die("npy", &e);
         int64_t idx[8];
         mer__frame_indices(arr.shape[0], 8, idx);
-        for (int i = 0; i < 8; i++)
-            if (mer_resize_cv_linear(arr.data + (size_t)idx[i] * 112 * 112 * 3, 112, 112, 3, imgs + (size_t)i * 224 * 224 * 3,
-                                     224, 224, &e))
-                die("resize", &e);
+        if (mer__agpt_images(a, prep, arr.data, idx, 112, 112, 0, 8, imgs, px, &e)) die("images", &e);
         mer__map_close(&m);
-        const uint8_t *ip[8];
-        for (int i = 0; i < 8; i++) ip[i] = imgs + (size_t)i * 224 * 224 * 3;
-        if (mer__agpt_pixels(a, ip, 224, 224, 8, px, &e)) die("pixels", &e);
         float *wav = NULL;
         size_t n_wav = 0;
         snprintf(path, sizeof path, "%s/audio/%s.wav", dir, name);
@@ -308,6 +307,7 @@ static void one_clip(mer__agpt *a, const char *dir, int n_gen, int reps) {
            sum);
     result("e2e_total_ms", m, "ms");
     result("e2e_prompt_tokens", (double)n_tok, "tokens");
+    mer_threadpool_free(prep);
     free(t), free(imgs), free(px), free(clips), free(vis), free(aud), free(fused);
 }
 

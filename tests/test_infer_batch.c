@@ -77,14 +77,14 @@ static void check_batches(void) {
     if (rc) return;
     /* greedy */
     char *g1 = run_infer("g1", "--temp 0 --max-new-tokens 20 --batch 1"),
-         *g4 = run_infer("g4", "--temp 0 --max-new-tokens 20 --batch 4");
+         *g4 = run_infer("g4", "--temp 0 --max-new-tokens 20 --batch 4 --threads 3");
     same("greedy, --batch 4", g1, g4);
     CHECK(g1 && strstr(g1, "s004,0,") && strstr(g1, "s007,0,") && strstr(g1, "s010,1,") && strstr(g1, "s000,1,"));
     CHECK(g1 && strstr(g1, "s004.wav: missing") && strstr(g1, "s007.npy"));
     /* sampled as the reference samples (T 1, top-p 0.9, top-k 20), seed + i per sample */
     char *r1 = run_infer("r1", "--seed 11 --max-new-tokens 24 --batch 1"),
          *r3 = run_infer("r3", "--seed 11 --max-new-tokens 24 --batch 3"),
-         *r4 = run_infer("r4", "--seed 11 --max-new-tokens 24 --batch 4 --repeat-penalty 1"),
+         *r4 = run_infer("r4", "--seed 11 --max-new-tokens 24 --batch 4 --repeat-penalty 1 --threads 2"),
          *rp1 = run_infer("rp1", "--seed 3 --max-new-tokens 16 --batch 1 --repeat-penalty 1.3"),
          *rp4 = run_infer("rp4", "--seed 3 --max-new-tokens 16 --batch 4 --repeat-penalty 1.3");
     same("sampled, --batch 3", r1, r3);

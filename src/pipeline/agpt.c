@@ -214,6 +214,63 @@ mer_status mer__agpt_pixels(const mer__agpt *a, const uint8_t *const *imgs, int 
     return MER_OK;
 }
 
+typedef struct images_task {
+    const mer__agpt *a;
+    const uint8_t *faces;
+    const int64_t *idx;
+    int H, W, rgb;
+    uint8_t *imgs;
+    float *pixels;
+    mer_status *st;
+    mer_err *err;
+} images_task;
+
+static void image_part(void *ud, int i, int n) {
+    images_task *t = ud;
+    (void)n;
+    const size_t S = (size_t)t->a->clip->hp.image_size, isz = (size_t)224 * 224 * 3;
+    uint8_t *im = t->imgs + (size_t)i * isz;
+    mer_status st = MER_OK;
+    if (t->faces) {
+        st = mer_resize_cv_linear(t->faces + (size_t)t->idx[i] * (size_t)t->H * (size_t)t->W * 3, t->W, t->H, 3, im, 224,
+                                  224, &t->err[i]);
+        if (!st && t->rgb)
+            for (size_t k = 0; k < (size_t)224 * 224; k++) {
+                uint8_t c = im[3 * k];
+                im[3 * k] = im[3 * k + 2];
+                im[3 * k + 2] = c;
+            }
+    }
+    const uint8_t *one = im;
+    if (!st) st = mer__agpt_pixels(t->a, &one, 224, 224, 1, t->pixels + (size_t)i * 3 * S * S, &t->err[i]);
+    t->st[i] = st;
+}
+
+mer_status mer__agpt_images(const mer__agpt *a, mer_threadpool *pool, const uint8_t *faces, const int64_t *idx, int H,
+                            int W, int rgb, int n, uint8_t *imgs, float *pixels, mer_err *err) {
+    mer_status st_[16], *st = st_;
+    mer_err err_[16], *errs = err_;
+    if (n < 1) return MER_OK;
+    if (n > 16) {
+        st = calloc((size_t)n, sizeof *st);
+        errs = calloc((size_t)n, sizeof *errs);
+        if (!st || !errs) {
+            free(st != st_ ? st : NULL);
+            free(errs != err_ ? errs : NULL);
+            return mer__errf(err, MER_E_NOMEM, "out of memory");
+        }
+    }
+    images_task t = {a, faces, idx, H, W, rgb, imgs, pixels, st, errs};
+    if (n <= 16) memset(err_, 0, (size_t)n * sizeof *err_);
+    mer_threadpool_run_parts(pool, n, image_part, &t);
+    mer_status r = MER_OK;
+    for (int i = 0; i < n && !r; i++)
+        if ((r = st[i]) && err) *err = errs[i];
+    if (st != st_) free(st);
+    if (errs != err_) free(errs);
+    return r;
+}
+
 mer_status mer__agpt_clip(mer__agpt *a, const float *pixels, int n, float *feats, mer_err *err) {
     size_t S = (size_t)a->clip->hp.image_size;
     if (a->clip_g) { /* the images as batches of up to 8 */

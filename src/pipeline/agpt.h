@@ -87,6 +87,13 @@ mer_status mer__agpt_answer(mer__agpt *a, mer_visual_input input, const char *su
  * thread than the one running a's models. */
 mer_status mer__agpt_pixels(const mer__agpt *a, const uint8_t *const *imgs, int w, int h, int n, float *pixels,
                             mer_err *err);
+/* The images of a sample to CLIP pixels, one image per part on pool (may be NULL: in order on the
+ * caller), so the results do not depend on it. With faces (n_faces crops [H][W][3], uint8): crop idx[i]
+ * resized to 224 x 224 with cv2's INTER_LINEAR (BGR turned to RGB when rgb) into imgs[i]; without, imgs
+ * [n][224][224][3] are taken as they are. Then mer__agpt_pixels: pixels [n][3][S][S]. The first failing
+ * image's error is returned. Safe on another thread than the one running a's models. */
+mer_status mer__agpt_images(const mer__agpt *a, mer_threadpool *pool, const uint8_t *faces, const int64_t *idx, int H,
+                            int W, int rgb, int n, uint8_t *imgs, float *pixels, mer_err *err);
 /* CLIP image features of n preprocessed images [n][3][S][S]: feats [n][n_visual]. */
 mer_status mer__agpt_clip(mer__agpt *a, const float *pixels, int n, float *feats, mer_err *err);
 /* HuBERT features of n clips [n][clip_len] already normalised (mer_hubert_normalize): the mean of the

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 mer_infer_params mer_infer_default_params(void) {
     mer_infer_params p;
@@ -49,7 +50,8 @@ typedef struct infer_ctx {
     mer_strmap sub_idx;
     const char *question;
     const char *const *names;
-    int encode_ahead; /* the loading thread also runs the encoders (they are on the device) */
+    int encode_ahead;     /* the loading thread also runs the encoders (they are on the device) */
+    mer_threadpool *prep; /* the 8 images of a sample preprocessed in parallel (used by the loading thread) */
 } infer_ctx;
 
 /* One sample on its way through the stages: media -> pixels and normalised clips -> features -> prompt
@@ -109,24 +111,12 @@ static int exists(const char *p) {
 // --- media ------------------------------------------------------------------------------------------
 
 /* The 8 crops AffectGPT takes from n face crops [n][H][W][3] (BGR): the frame rule over n, each resized
- * to 224 with cv2's INTER_LINEAR, optionally turned to RGB. */
-static mer_status faces_to_imgs(const infer_ctx *x, sample *s, const uint8_t *faces, int64_t n, int H, int W,
-                                mer_err *err) {
+ * to 224 with cv2's INTER_LINEAR, optionally turned to RGB; then CLIP's pixels (an image per pool part). */
+static mer_status faces_to_pixels(const infer_ctx *x, sample *s, const uint8_t *faces, int64_t n, int H, int W,
+                                  mer_err *err) {
     int64_t idx[MER_AGPT_N_FRAMES];
     mer__frame_indices(n, MER_AGPT_N_FRAMES, idx);
-    size_t fsz = (size_t)H * W * 3;
-    for (int i = 0; i < MER_AGPT_N_FRAMES; i++) {
-        uint8_t *dst = s->imgs + (size_t)i * 224 * 224 * 3;
-        mer_status st = mer_resize_cv_linear(faces + (size_t)idx[i] * fsz, W, H, 3, dst, 224, 224, err);
-        if (st) return st;
-        if (x->p->rgb_faces)
-            for (size_t k = 0; k < (size_t)224 * 224; k++) {
-                uint8_t t = dst[3 * k];
-                dst[3 * k] = dst[3 * k + 2];
-                dst[3 * k + 2] = t;
-            }
-    }
-    return MER_OK;
+    return mer__agpt_images(x->a, x->prep, faces, idx, H, W, x->p->rgb_faces, MER_AGPT_N_FRAMES, s->imgs, s->pixels, err);
 }
 
 /* 8 face crops from the OpenFace npy: uint8 [n, H, W, 3] BGR. */
@@ -144,7 +134,7 @@ static mer_status load_faces(const infer_ctx *x, sample *s, const char *name, me
                        a.descr, a.n_dims);
         goto done;
     }
-    st = faces_to_imgs(x, s, a.data, a.shape[0], (int)a.shape[1], (int)a.shape[2], err);
+    st = faces_to_pixels(x, s, a.data, a.shape[0], (int)a.shape[1], (int)a.shape[2], err);
 done:
     mer__map_close(&m);
     return st;
@@ -157,12 +147,12 @@ static mer_status detect_faces(const infer_ctx *x, sample *s, const char *video,
     size_t n = 0;
     mer_status st = mer_face_video_crops(x->face, video, MER_AGPT_N_FRAMES, 112, &crops, &n, err);
     if (!st && n == 0) st = mer__errf(err, MER_E_NOTFOUND, "%s: no face found in the sampled frames", video);
-    if (!st) st = faces_to_imgs(x, s, crops, (int64_t)n, 112, 112, err);
+    if (!st) st = faces_to_pixels(x, s, crops, (int64_t)n, 112, 112, err);
     free(crops);
     return st;
 }
 
-static mer_status load_frames(sample *s, const char *video, mer_err *err) {
+static mer_status load_frames(const infer_ctx *x, sample *s, const char *video, mer_err *err) {
     mer_video *v = NULL;
     mer_status st = mer_video_open(video, &v, err);
     if (st) return st;
@@ -175,6 +165,8 @@ static mer_status load_frames(sample *s, const char *video, mer_err *err) {
         st = mer_video_read(v, idx, MER_AGPT_N_FRAMES, 224, 224, s->imgs, err);
     }
     mer_video_close(v);
+    if (!st)
+        st = mer__agpt_images(x->a, x->prep, NULL, NULL, 0, 0, 0, MER_AGPT_N_FRAMES, s->imgs, s->pixels, err);
     return st;
 }
 
@@ -214,7 +206,7 @@ static mer_status load_audio(const infer_ctx *x, sample *s, const char *name, co
 // --- the stages of a sample -------------------------------------------------------------------------
 
 /* Subtitle and media of sample i, up to CLIP's pixels and HuBERT's normalised clips (CPU only: runs on
- * the loading thread). */
+ * the loading thread, the images over x->prep). */
 static mer_status load(const infer_ctx *x, sample *s, size_t i, mer_err *err) {
     const char *name = x->names[i];
     s->subtitle = "";
@@ -235,7 +227,7 @@ static mer_status load(const infer_ctx *x, sample *s, size_t i, mer_err *err) {
     if (x->p->input_frame) {
         if (!exists(video)) return mer__errf(err, MER_E_NOTFOUND, "%s: missing", video);
 #if MER_MEDIA
-        st = load_frames(s, video, err);
+        st = load_frames(x, s, video, err);
 #else
         st = mer__errf(err, MER_E_UNSUPPORTED, "%s: decoding video needs FFmpeg (this mer was built with MEDIA=0)", video);
 #endif
@@ -250,9 +242,6 @@ static mer_status load(const infer_ctx *x, sample *s, size_t i, mer_err *err) {
         st = load_faces(x, s, name, err);
     }
     if (st || (st = load_audio(x, s, name, video, err))) return st;
-    const uint8_t *imgs[MER_AGPT_N_FRAMES];
-    for (int k = 0; k < MER_AGPT_N_FRAMES; k++) imgs[k] = s->imgs + (size_t)k * 224 * 224 * 3;
-    if ((st = mer__agpt_pixels(x->a, imgs, 224, 224, MER_AGPT_N_FRAMES, s->pixels, err))) return st;
     mer_hubert_normalize(s->clips, MER_AGPT_N_CLIPS, (size_t)CLIP_LEN, !x->p->per_clip_norm);
     return MER_OK;
 }
@@ -302,7 +291,7 @@ static mer_status one(void *ud, size_t i, const char *name, mer_buf *out, mer_er
 
 // --- batched: a loading thread ahead, continuous batching behind ------------------------------------
 
-typedef struct pipe {
+typedef struct ahead {
     infer_ctx *x;
     const size_t *todo;
     size_t n_todo;
@@ -320,10 +309,10 @@ typedef struct pipe {
     double *t_start; /* per list index */
     mer_status fatal;
     mer_err fatal_err;
-} pipe;
+} ahead;
 
 static void *loader(void *ud) {
-    pipe *q = ud;
+    ahead *q = ud;
     for (size_t k = 0; k < q->n_todo; k++) {
         pthread_mutex_lock(&q->mu);
         while (!q->stop && q->produced - q->consumed >= q->cap) pthread_cond_wait(&q->cv, &q->mu);
@@ -350,7 +339,7 @@ static void *loader(void *ud) {
 }
 
 /* Gives the oldest prepared sample back to the loader. */
-static void release(pipe *q) {
+static void release(ahead *q) {
     sample *s = &q->ring[q->consumed % q->cap];
     free(s->embd);
     s->embd = NULL;
@@ -365,7 +354,7 @@ static void release(pipe *q) {
 /* The generator asks for the next prompt: the next prepared sample in list order, encoded (unless the
  * loader did it) and turned into its prompt embeddings. Samples that failed are committed here. */
 static int next_prompt(void *ud, mer_batch_request *req) {
-    pipe *q = ud;
+    ahead *q = ud;
     if (q->lent) release(q); /* the generator has prefilled the last one */
     while (!q->fatal) {
         pthread_mutex_lock(&q->mu);
@@ -399,7 +388,7 @@ static int next_prompt(void *ud, mer_batch_request *req) {
 
 static mer_status sample_done(void *ud, size_t i, mer_status st, const mer_generate_result *res, const char *msg,
                               mer_err *err) {
-    pipe *q = ud;
+    ahead *q = ud;
     mer_buf out = {0};
     mer_err e = {0};
     if (st) snprintf(e.msg, sizeof e.msg, "%s", msg && msg[0] ? msg : mer_status_str(st));
@@ -419,7 +408,7 @@ static mer_status run_batched(void *ud, const size_t *todo, size_t n_todo, mer_j
                               mer_err *err) {
     batched *bt = ud;
     infer_ctx *x = bt->x;
-    pipe q;
+    ahead q;
     memset(&q, 0, sizeof q);
     q.x = x;
     q.a = x->a;
@@ -430,7 +419,7 @@ static mer_status run_batched(void *ud, const size_t *todo, size_t n_todo, mer_j
     /* ahead: a slot's worth of samples for every sequence, plus the one being prefilled and one loading */
     q.cap = (size_t)mer_qwen2_batch_n_slots(bt->llm) + 2;
     mer_status st = MER_OK;
-    int started = 0, sync_ok = 0;
+    int sync_ok = 0;
     size_t n_names = 0;
     while (x->names[n_names]) n_names++;
     q.ring = calloc(q.cap, sizeof *q.ring);
@@ -456,7 +445,6 @@ static mer_status run_batched(void *ud, const size_t *todo, size_t n_todo, mer_j
         st = mer__errf(err, MER_E_INTERNAL, "infer: cannot start the loading thread");
         goto done;
     }
-    started = 1;
     st = mer_qwen2_generate_batch(bt->llm, next_prompt, sample_done, &q, err);
     if (!st && q.fatal) {
         st = q.fatal;
@@ -468,7 +456,6 @@ static mer_status run_batched(void *ud, const size_t *todo, size_t n_todo, mer_j
     pthread_mutex_unlock(&q.mu);
     pthread_join(th, NULL);
 done:
-    (void)started;
     if (sync_ok) {
         pthread_cond_destroy(&q.cv);
         pthread_mutex_destroy(&q.mu);
@@ -539,6 +526,11 @@ mer_status mer__infer_run_agpt(const mer_infer_params *p0, mer__agpt *a, const c
     snprintf(db, dl, "%s.db", out_npz);
     for (size_t i = 0; i < names.n; i++) list[i] = names.rows[i].name;
     x.names = list;
+    /* up to one thread per image for the preprocessing */
+    long n_prep = p.n_threads > 0 ? p.n_threads : sysconf(_SC_NPROCESSORS_ONLN);
+    if (n_prep < 1) n_prep = 1;
+    if (n_prep > MER_AGPT_N_FRAMES) n_prep = MER_AGPT_N_FRAMES;
+    if ((st = mer_threadpool_init((int)n_prep, &x.prep, err))) goto done;
     if (p.detect_faces && !p.input_frame) {
         if (!p.face_models) { st = mer__errf(err, MER_E_ARG, "mer infer: --detect-faces needs the face models folder"); goto done; }
         mer_face_params fp = mer_face_default_params();
@@ -595,6 +587,7 @@ done:
     mer_qwen2_batch_free(llm);
     sample_free(&o.s);
     mer_face_free(x.face);
+    mer_threadpool_free(x.prep);
     if (x.has_subs || x.subs.cells) mer__csv_free(&x.subs);
     mer__strmap_free(&x.sub_idx);
     free(list);
