@@ -90,6 +90,13 @@ static void check_batches(void) {
     same("sampled, --batch 3", r1, r3);
     same("sampled, --batch 4", r1, r4);
     same("sampled with a repetition penalty (history: the output alone), --batch 4", rp1, rp4);
+    /* the device's thread layout on the CPU: the loading thread runs encoders, fusion and prompt while the
+     * LLM decodes */
+    setenv("MER_INFER_ENCODE_AHEAD", "1", 1);
+    char *ra = run_infer("ra", "--seed 11 --max-new-tokens 24 --batch 3 --threads 2");
+    unsetenv("MER_INFER_ENCODE_AHEAD");
+    same("sampled, --batch 3, encoders on the loading thread", r1, ra);
+    free(ra);
     CHECK_MSG(r1 && g1 && strcmp(r1, g1), "sampling gave the greedy answers");
     /* on a GPU: the device pipeline (encoders and LLM on CUDA) in the exact f32 path gives the CPU's greedy
      * answers, batched; in bf16 its batched answers equal its own one-at-a-time ones */

@@ -3,10 +3,11 @@
  * (video/<name>.mp4, decoded at 224x224), 8 audio clips of 2 s (audio/<name>.wav, else the video's
  * audio), then features, fusion and the answer (pipeline/agpt.c). Missing or corrupt media is a
  * per-sample error recorded in the store; the run goes on. With batch > 1 a worker thread loads the
- * media (and, when the encoders run on the GPU, computes the features) of the samples ahead, in list
- * order, into a ring of prepared samples; the calling thread turns each into its prompt embeddings and
- * the LLM answers them by continuous batching (mer_qwen2_generate_batch), each with its own seeded
- * sampler; each answer is committed as soon as it is done. */
+ * media (and, when the encoders run on the GPU, computes the features, the fusion and the prompt
+ * embeddings) of the samples ahead, in list order, into a ring of prepared samples; the calling thread
+ * finishes each (on the CPU: encoders, fusion, prompt) and the LLM answers them by continuous batching
+ * (mer_qwen2_generate_batch), each with its own seeded sampler; each answer is committed as soon as it
+ * is done. */
 #include "core/strmap.h"
 #include "io/csv.h"
 #include "io/npy.h"
@@ -20,6 +21,7 @@
 #endif
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -50,7 +52,7 @@ typedef struct infer_ctx {
     mer_strmap sub_idx;
     const char *question;
     const char *const *names;
-    int encode_ahead;     /* the loading thread also runs the encoders (they are on the device) */
+    int encode_ahead;     /* the loading thread also runs the encoders (on the device), fusion and prompt */
     mer_threadpool *prep; /* the 8 images of a sample preprocessed in parallel (used by the loading thread) */
 } infer_ctx;
 
@@ -254,6 +256,14 @@ static mer_status encode(const infer_ctx *x, sample *s, mer_err *err) {
     return st;
 }
 
+/* The fusion and the prompt embeddings (s->embd; mer_qwen2_embed reads the host copy of the table: safe
+ * beside a running LLM). */
+static mer_status prompt(const infer_ctx *x, sample *s, mer_err *err) {
+    return mer__agpt_prompt(x->a, x->p->input_frame ? MER_INPUT_FRAME : MER_INPUT_FACE, s->subtitle, x->question,
+                            s->visual, MER_AGPT_N_FRAMES, s->audio, MER_AGPT_N_CLIPS, x->p->max_new_tokens, &s->embd,
+                            &s->n_tok, err);
+}
+
 /* The reference's sampling for sample i (seed + i) and its length limits. */
 static mer_generate_params gen_params(const infer_ctx *x, size_t i) {
     mer_generate_params g = mer_generate_default_params();
@@ -325,7 +335,7 @@ static void *loader(void *ud) {
         memset(&s->err, 0, sizeof s->err);
         s->t_start = now_s();
         s->st = load(q->x, s, s->index, &s->err);
-        if (!s->st && q->x->encode_ahead) s->st = encode(q->x, s, &s->err);
+        if (!s->st && q->x->encode_ahead && !(s->st = encode(q->x, s, &s->err))) s->st = prompt(q->x, s, &s->err);
         pthread_mutex_lock(&q->mu);
         q->produced++;
         pthread_cond_broadcast(&q->cv);
@@ -351,8 +361,9 @@ static void release(ahead *q) {
     pthread_mutex_unlock(&q->mu);
 }
 
-/* The generator asks for the next prompt: the next prepared sample in list order, encoded (unless the
- * loader did it) and turned into its prompt embeddings. Samples that failed are committed here. */
+/* The generator asks for the next prompt: the next prepared sample in list order, encoded and turned into
+ * its prompt embeddings (unless the loader did it: encoders on the device). Samples that failed are
+ * committed here. */
 static int next_prompt(void *ud, mer_batch_request *req) {
     ahead *q = ud;
     if (q->lent) release(q); /* the generator has prefilled the last one */
@@ -365,9 +376,7 @@ static int next_prompt(void *ud, mer_batch_request *req) {
         sample *s = &q->ring[q->consumed % q->cap];
         q->t_start[s->index] = s->t_start;
         if (!s->st && !s->encoded) s->st = encode(q->x, s, &s->err);
-        if (!s->st)
-            s->st = mer__agpt_prompt(q->a, input_of(q->x), s->subtitle, q->x->question, s->visual, MER_AGPT_N_FRAMES,
-                                     s->audio, MER_AGPT_N_CLIPS, q->x->p->max_new_tokens, &s->embd, &s->n_tok, &s->err);
+        if (!s->st && !s->embd) s->st = prompt(q->x, s, &s->err);
         if (!s->st) {
             req->index = s->index;
             req->ids = NULL;
@@ -490,7 +499,10 @@ mer_status mer__infer_run_agpt(const mer_infer_params *p0, mer__agpt *a, const c
     x.p = &p;
     x.a = a;
     x.question = p.question ? p.question : p.task == MER_TASK_DESCRIPTION ? MER_QUESTION_DESCRIPTION : MER_QUESTION_OV;
-    x.encode_ahead = mer__agpt_on_device(a);
+    /* on the device the loading thread runs the encoders too; MER_INFER_ENCODE_AHEAD=1 does the same on the
+     * CPU (the tests run that thread layout without a GPU) */
+    const char *ahead_env = getenv("MER_INFER_ENCODE_AHEAD");
+    x.encode_ahead = mer__agpt_on_device(a) || (ahead_env && !strcmp(ahead_env, "1"));
     mer_label_table names = {0};
     const char **list = NULL;
     char *db = NULL, *config = NULL, *models = NULL;
