@@ -159,6 +159,10 @@ mer_status mer__qwen2_dev_check(const mer_qwen2_params *params, mer_device *dev,
 mer_status mer__qwen2_dev_attach(mer_qwen2 *m, const mer_qwen2_params *params, mer_err *err);
 void mer__qwen2_dev_free(mer__qwen2_dev *d);
 void mer__qwen2_dev_info(const mer_qwen2 *m, mer_qwen2_info *info);
+/* Host memory for n floats of logits downloaded from the device: pinned (faster transfers) in a CUDA
+ * build, plain otherwise. NULL when out of memory. Free with mer__qwen2_dev_host_free (NULL: no-op). */
+float *mer__qwen2_dev_host_alloc(size_t n);
+void mer__qwen2_dev_host_free(float *p);
 /* The device model behind m (NULL on the CPU): for benchmarks that time the device step alone. */
 struct mer_qwen2_cuda *mer__qwen2_dev_cuda(const mer_qwen2 *m);
 /* mer_qwen2_ctx_init on a device model: claims a free sequence (MER_E_RANGE when all n_seq are taken). */

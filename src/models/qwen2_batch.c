@@ -24,6 +24,7 @@ struct mer_qwen2_batch {
     mer_arena arena; /* step buffers for n_slots rows */
     float *x, *xn, *q, *k, *v, *att, *ff_a, *ff_b, *lo_t, *lo_y, *logits;
     int32_t *pos;
+    float *dev_logits; /* device model: [n_slots][V] pinned, the logits of a device step */
 };
 
 static size_t up64(size_t n) { return (n + MER_ALIGN - 1) / MER_ALIGN * MER_ALIGN; }
@@ -34,6 +35,7 @@ void mer_qwen2_batch_free(mer_qwen2_batch *b) {
         for (int i = 0; i < b->n_slots; i++) mer_qwen2_ctx_free(b->slot[i]);
     free(b->slot);
     mer_arena_free(&b->arena);
+    mer__qwen2_dev_host_free(b->dev_logits);
     mer_cpu_ctx_free(b->cpu);
     mer_threadpool_free(b->pool);
     free(b);
@@ -71,6 +73,14 @@ mer_status mer_qwen2_batch_init(const mer_qwen2 *m, int n_slots, const mer_qwen2
     size_t B = (size_t)n_slots, E = (size_t)hp->n_embd, Q = (size_t)hp->n_head * (size_t)hp->head_dim;
     size_t KV = (size_t)hp->n_kv_head * (size_t)hp->head_dim, F = (size_t)hp->n_ff, V = (size_t)hp->n_vocab;
     size_t r = m->lora ? (size_t)m->lora->r_max : 0, EQ = E > Q ? E : Q, lo_out = m->lora ? (EQ > F ? EQ : F) : 0;
+    if (m->dev) { /* the step runs on the device: only its logits come back (pinned, for the transfer) */
+        if (!(b->dev_logits = mer__qwen2_dev_host_alloc(B * V))) {
+            st = mer__errf(err, MER_E_NOMEM, "out of host memory for %zu rows of logits", B);
+            goto fail;
+        }
+        *out = b;
+        return MER_OK;
+    }
     size_t sizes[] = {B * E, B * EQ, B * Q, B * KV, B * KV, B * Q, B * F, B * F, B * r, B * lo_out, B * V, B};
     float **bufs[] = {&b->x, &b->xn, &b->q, &b->k, &b->v, &b->att, &b->ff_a, &b->ff_b, &b->lo_t, &b->lo_y, &b->logits,
                       (float **)&b->pos};
@@ -118,7 +128,7 @@ mer_status mer_qwen2_batch_decode(mer_qwen2_batch *b, const int *slots, const in
     if (m->dev) { /* one device step over every row */
         mer_qwen2_ctx *rc[MAX_SLOTS];
         for (int r = 0; r < n; r++) rc[r] = b->slot[slots[r]];
-        return mer__qwen2_dev_decode(rc, ids, n, b->logits, err);
+        return mer__qwen2_dev_decode(rc, ids, n, b->dev_logits, err);
     }
     const int E = hp->n_embd, d = hp->head_dim, H = hp->n_head, KVH = hp->n_kv_head;
     const size_t kvd = (size_t)KVH * (size_t)d, Qd = (size_t)H * (size_t)d;

@@ -115,9 +115,27 @@ void mer__qwen2_dev_info(const mer_qwen2 *m, mer_qwen2_info *info) {
 
 struct mer_qwen2_cuda *mer__qwen2_dev_cuda(const mer_qwen2 *m) { return m->dev ? m->dev->cm : NULL; }
 
-// --- contexts: one device sequence each ----------------------------------------------------------------
+float *mer__qwen2_dev_host_alloc(size_t n) {
+    if (n > SIZE_MAX / sizeof(float)) return NULL;
+#if MER_CUDA
+    void *p = NULL;
+    if (mer_cuda_host_alloc(n * sizeof(float), &p, NULL) == MER_OK) return p;
+    return NULL;
+#else
+    return malloc(n * sizeof(float));
+#endif
+}
 
-static size_t up64(size_t n) { return (n + MER_ALIGN - 1) / MER_ALIGN * MER_ALIGN; }
+void mer__qwen2_dev_host_free(float *p) {
+    if (!p) return;
+#if MER_CUDA
+    mer_cuda_host_free(p);
+#else
+    free(p);
+#endif
+}
+
+// --- contexts: one device sequence each ----------------------------------------------------------------
 
 mer_status mer__qwen2_dev_ctx_init(const mer_qwen2 *m, const mer_qwen2_ctx_params *params, mer_qwen2_ctx **out,
                                    mer_err *err) {
@@ -138,10 +156,8 @@ mer_status mer__qwen2_dev_ctx_init(const mer_qwen2 *m, const mer_qwen2_ctx_param
     if (c->n_batch > c->n_ctx) c->n_batch = c->n_ctx;
     c->logits_all = params->logits_all != 0;
     size_t rows = c->logits_all ? (size_t)c->n_batch : 1;
-    size_t bytes = rows * (size_t)m->hp.n_vocab * sizeof(float);
-    if ((st = mer_arena_init(&c->arena, up64(bytes), err))) goto fail;
-    if (!(c->logits = mer_arena_alloc(&c->arena, bytes, err))) {
-        st = MER_E_NOMEM;
+    if (!(c->logits = mer__qwen2_dev_host_alloc(rows * (size_t)m->hp.n_vocab))) { /* pinned: downloads */
+        st = mer__errf(err, MER_E_NOMEM, "out of host memory for %zu rows of logits", rows);
         goto fail;
     }
     pthread_mutex_lock(&d->mu);
@@ -171,6 +187,8 @@ fail:
 
 void mer__qwen2_dev_ctx_release(mer_qwen2_ctx *c) {
     mer__qwen2_dev *d = c->m->dev;
+    mer__qwen2_dev_host_free(c->logits);
+    c->logits = NULL;
     if (c->dev_slot < 0) return;
     pthread_mutex_lock(&d->mu);
     d->used[c->dev_slot] = 0;
