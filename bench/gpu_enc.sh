@@ -46,21 +46,21 @@ fi
 
 if has test; then
     say "test_cuda_enc"
-    timeout ${MER_GPU_ENC_TEST_TIMEOUT:-150} "$BIN/tests/test_cuda_enc" >"$OUTDIR/test_cuda_enc.log" 2>&1
+    timeout ${MER_GPU_ENC_TEST_TIMEOUT:-100} "$BIN/tests/test_cuda_enc" >"$OUTDIR/test_cuda_enc.log" 2>&1
     echo "exit $?" >>"$OUTDIR/test_cuda_enc.log"
     grep -E "FAIL|SKIP|passed|rel err|device|exit" "$OUTDIR/test_cuda_enc.log" | head -60 | tee -a "$LOG"
 fi
 
 if has ours; then
     say "mer: bench_gpu_enc speed"
-    timeout 120 "$BIN/bench/bench_gpu_enc" speed >"$OUTDIR/enc_ours.txt" 2>>"$LOG"
+    timeout 60 "$BIN/bench/bench_gpu_enc" speed >"$OUTDIR/enc_ours.txt" 2>>"$LOG"
     echo "exit $?" >>"$OUTDIR/enc_ours.txt"
     tee -a "$LOG" <"$OUTDIR/enc_ours.txt"
 fi
 
 if has hf; then
     say "HF transformers: gpu_enc_ref.py bench"
-    timeout 150 python3 bench/gpu_enc_ref.py bench "$OUTDIR/enc_hf.json" >>"$LOG" 2>&1
+    timeout 70 python3 bench/gpu_enc_ref.py bench "$OUTDIR/enc_hf.json" >>"$LOG" 2>&1
     echo "exit $?" | tee -a "$LOG"
     cat "$OUTDIR/enc_hf.json" 2>/dev/null | tee -a "$LOG"
 fi
@@ -68,8 +68,8 @@ fi
 if has parity; then
     say "real-shape parity with HF (export, then mer)"
     MID=${TMPDIR:-/tmp}/mer_enc_parity
-    timeout 150 python3 bench/gpu_enc_ref.py export "$MID" >>"$LOG" 2>&1 &&
-        timeout 120 "$BIN/bench/bench_gpu_enc" parity "$MID" >"$OUTDIR/enc_parity.txt" 2>>"$LOG"
+    timeout 70 python3 bench/gpu_enc_ref.py export "$MID" >>"$LOG" 2>&1 &&
+        timeout 45 "$BIN/bench/bench_gpu_enc" parity "$MID" >"$OUTDIR/enc_parity.txt" 2>>"$LOG"
     echo "exit $?" >>"$OUTDIR/enc_parity.txt"
     tee -a "$LOG" <"$OUTDIR/enc_parity.txt"
     rm -rf "$MID"

@@ -81,8 +81,8 @@ static float *host_vec(mer_cuda *c, const void *d, size_t n, mer_dtype t) {
 
 // --- kernels -----------------------------------------------------------------------------------------
 
-static void test_layernorm(mer_cuda *c, mer_dtype yt) {
-    const int rows = 6, n = 1000, per = 3, stride = 5, src_rows = 10;
+static void test_layernorm(mer_cuda *c, mer_dtype yt, int n) { /* n % 128 == 0: the registers kernel */
+    const int rows = 6, per = 3, stride = 5, src_rows = 10;
     float *x = rand_vec((size_t)src_rows * n, 2.f), *w = rand_vec(n, 1.f), *b = rand_vec(n, 0.5f);
     for (int i = 0; i < src_rows * n; i++) x[i] += 3.f; /* a mean far from 0 */
     float *dx = dev_vec(c, x, (size_t)src_rows * n, MER_DTYPE_F32), *dw = dev_vec(c, w, n, MER_DTYPE_F32),
@@ -109,7 +109,7 @@ static void test_layernorm(mer_cuda *c, mer_dtype yt) {
             }
         }
         double tol = yt == MER_DTYPE_F32 ? 1e-5 : 8e-3;
-        CHECK_MSG(worst <= tol, "layernorm (%s, act %d) err %.3g", mer_dtype_name(yt), act, worst);
+        CHECK_MSG(worst <= tol, "layernorm (%s, n %d, act %d) err %.3g", mer_dtype_name(yt), n, act, worst);
         free(y);
     }
     mer_cuda_release(c, dx), mer_cuda_release(c, dw), mer_cuda_release(c, db), mer_cuda_release(c, dy);
@@ -157,6 +157,30 @@ static void test_gemm(mer_cuda *c, mer_dtype wt, int n_tok, int n_in, int n_out)
     }
     mer_cuda_release(c, dx), mer_cuda_release(c, dw), mer_cuda_release(c, db), mer_cuda_release(c, dy);
     free(x), free(w), free(b), free(y0);
+}
+
+static void test_gemm_tf32(mer_cuda *c, int n_tok, int n_in, int n_out) {
+    float *x = rand_vec((size_t)n_tok * n_in, 1.f), *w = rand_vec((size_t)n_out * n_in, 0.1f), *b = rand_vec(n_out, 1.f);
+    float *dx = dev_vec(c, x, (size_t)n_tok * n_in, MER_DTYPE_F32), *dw = dev_vec(c, w, (size_t)n_out * n_in, MER_DTYPE_F32);
+    float *db = dev_vec(c, b, n_out, MER_DTYPE_F32), *dy = NULL;
+    DO(mer_cuda_alloc(c, (size_t)n_tok * n_out * 4, (void **)&dy, &e));
+    DO(mer_cuda_gemm_bias_tf32(c, dy, n_out, dx, n_in, dw, db, n_tok, n_in, n_out, 0, &e));
+    float *y = host_vec(c, dy, (size_t)n_tok * n_out, MER_DTYPE_F32);
+    double worst = 0, worst_bf = 0;
+    for (int t = 0; t < n_tok; t++)
+        for (int o = 0; o < n_out; o++) {
+            double s = b[o], sa = fabs(b[o]);
+            for (int i = 0; i < n_in; i++) {
+                s += (double)x[(size_t)t * n_in + i] * w[(size_t)o * n_in + i];
+                sa += fabs((double)x[(size_t)t * n_in + i] * w[(size_t)o * n_in + i]);
+            }
+            double d = fabs(s - y[(size_t)t * n_out + o]) / sa; /* relative to the sum of |terms| */
+            if (d > worst) worst = d;
+        }
+    (void)worst_bf;
+    CHECK_MSG(worst <= 1e-3, "gemm_bias_tf32 %dx%dx%d: err %.3g (of the sum of |terms|)", n_tok, n_in, n_out, worst);
+    free(y), free(x), free(w), free(b);
+    mer_cuda_release(c, dx), mer_cuda_release(c, dw), mer_cuda_release(c, db), mer_cuda_release(c, dy);
 }
 
 static void test_attention(mer_cuda *c, mer_dtype t, int n_seq, int T, int H, int d) {
@@ -548,12 +572,15 @@ static void run(void) {
     printf("  device: %s\n", mer_cuda_name(c));
     for (int k = 0; k < 2; k++) {
         const mer_dtype t = k ? MER_DTYPE_F32 : MER_DTYPE_BF16;
-        test_layernorm(c, t);
+        test_layernorm(c, t, 1000);
+        test_layernorm(c, t, 1024);
+        test_layernorm(c, t, 512);
         test_gemm(c, t, 37, 64, 48);
         test_gemm(c, t, 300, 1024, 520);
         test_attention(c, t, 2, 100, 3, 64);
         test_attention(c, t, 3, 17, 4, 8);
     }
+    test_gemm_tf32(c, 100, 1024, 520);
     test_attention(c, MER_DTYPE_BF16, 2, 257, 2, 64);
     test_attention(c, MER_DTYPE_BF16, 1, 5, 2, 128);
     test_conv0(c);

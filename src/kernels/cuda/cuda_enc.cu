@@ -65,6 +65,79 @@ __global__ void __launch_bounds__(LN_WARPS * 32) ln_kernel(T *y, int ldy, const 
     }
 }
 
+/* The same for rows of n = 128 * V elements (V float4 per lane) held in registers: one read of the row. */
+template <typename T, int V>
+__global__ void __launch_bounds__(LN_WARPS * 32) ln_reg_kernel(T *y, int ldy, const float *x, int ldx,
+                                                               const float *__restrict__ w,
+                                                               const float *__restrict__ b, int n_rows, int per,
+                                                               int stride, float eps, int act) {
+    mer__pdl_launch();
+    mer__pdl_wait();
+    constexpr int n = 128 * V;
+    const int lane = threadIdx.x & 31;
+    const int r = blockIdx.x * LN_WARPS + (threadIdx.x >> 5);
+    if (r >= n_rows) return;
+    const float *xr = x + ((size_t)(r / per) * stride + r % per) * ldx;
+    float4 v[V];
+    float s = 0.f;
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+        v[j] = *(const float4 *)(xr + (j * 32 + lane) * 4);
+        s += (v[j].x + v[j].y) + (v[j].z + v[j].w);
+    }
+    const float mean = mer__warp_sum(s) / (float)n;
+    float q = 0.f;
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+        v[j].x -= mean, v[j].y -= mean, v[j].z -= mean, v[j].w -= mean;
+        q += (v[j].x * v[j].x + v[j].y * v[j].y) + (v[j].z * v[j].z + v[j].w * v[j].w);
+    }
+    const float rs = 1.f / sqrtf(mer__warp_sum(q) / (float)n + eps);
+    T *yr = y + (size_t)r * ldy;
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+        const int i = (j * 32 + lane) * 4;
+        float4 o = make_float4(v[j].x * rs, v[j].y * rs, v[j].z * rs, v[j].w * rs);
+        if (w) {
+            const float4 ww = *(const float4 *)(w + i);
+            o.x *= ww.x, o.y *= ww.y, o.z *= ww.z, o.w *= ww.w;
+        }
+        if (b) {
+            const float4 bb = *(const float4 *)(b + i);
+            o.x += bb.x, o.y += bb.y, o.z += bb.z, o.w += bb.w;
+        }
+        o.x = act_f(o.x, act), o.y = act_f(o.y, act), o.z = act_f(o.z, act), o.w = act_f(o.w, act);
+        if constexpr (sizeof(T) == 2) {
+            uint2 u;
+            u.x = mer__pack_bf16(o.x, o.y);
+            u.y = mer__pack_bf16(o.z, o.w);
+            *(uint2 *)(yr + i) = u;
+        } else {
+            *(float4 *)(yr + i) = o;
+        }
+    }
+}
+
+template <typename T>
+static cudaError_t launch_ln(mer_cuda *c, dim3 grid, T *y, int ldy, const float *x, int ldx, const float *w,
+                             const float *b, int n_rows, int n, int per, int stride, float eps, int act) {
+    const dim3 block(LN_WARPS * 32);
+    const int aligned = ((uintptr_t)x | (uintptr_t)y | (uintptr_t)w | (uintptr_t)b) % 16 == 0 && ldx % 4 == 0 &&
+                        ldy % 4 == 0;
+    if (aligned && n % 128 == 0) switch (n / 128) {
+        case 1: return mer__launch(c, ln_reg_kernel<T, 1>, grid, block, 0, y, ldy, x, ldx, w, b, n_rows, per, stride, eps, act);
+        case 2: return mer__launch(c, ln_reg_kernel<T, 2>, grid, block, 0, y, ldy, x, ldx, w, b, n_rows, per, stride, eps, act);
+        case 4: return mer__launch(c, ln_reg_kernel<T, 4>, grid, block, 0, y, ldy, x, ldx, w, b, n_rows, per, stride, eps, act);
+        case 6: return mer__launch(c, ln_reg_kernel<T, 6>, grid, block, 0, y, ldy, x, ldx, w, b, n_rows, per, stride, eps, act);
+        case 8: return mer__launch(c, ln_reg_kernel<T, 8>, grid, block, 0, y, ldy, x, ldx, w, b, n_rows, per, stride, eps, act);
+        case 10: return mer__launch(c, ln_reg_kernel<T, 10>, grid, block, 0, y, ldy, x, ldx, w, b, n_rows, per, stride, eps, act);
+        case 12: return mer__launch(c, ln_reg_kernel<T, 12>, grid, block, 0, y, ldy, x, ldx, w, b, n_rows, per, stride, eps, act);
+        case 16: return mer__launch(c, ln_reg_kernel<T, 16>, grid, block, 0, y, ldy, x, ldx, w, b, n_rows, per, stride, eps, act);
+        default: break;
+        }
+    return mer__launch(c, ln_kernel<T>, grid, block, 0, y, ldy, x, ldx, w, b, n_rows, n, per, stride, eps, act);
+}
+
 mer_status mer_cuda_layernorm(mer_cuda *c, void *y, mer_dtype yt, int ldy, const float *x, int ldx, const float *w,
                               const float *b, int n_rows, int n, int per, int stride, float eps, mer_cuda_act act,
                               mer_err *err) {
@@ -73,13 +146,11 @@ mer_status mer_cuda_layernorm(mer_cuda *c, void *y, mer_dtype yt, int ldy, const
                          stride);
     mer_status st = check_t(yt, "layernorm", err);
     if (st) return st;
-    dim3 grid((n_rows + LN_WARPS - 1) / LN_WARPS), block(LN_WARPS * 32);
+    dim3 grid((n_rows + LN_WARPS - 1) / LN_WARPS);
     if (yt == MER_DTYPE_BF16)
-        MER_CU(mer__launch(c, ln_kernel<uint16_t>, grid, block, 0, (uint16_t *)y, ldy, x, ldx, w, b, n_rows, n, per, stride,
-                           eps, (int)act));
+        MER_CU(launch_ln<uint16_t>(c, grid, (uint16_t *)y, ldy, x, ldx, w, b, n_rows, n, per, stride, eps, (int)act));
     else
-        MER_CU(mer__launch(c, ln_kernel<float>, grid, block, 0, (float *)y, ldy, x, ldx, w, b, n_rows, n, per, stride, eps,
-                           (int)act));
+        MER_CU(launch_ln<float>(c, grid, (float *)y, ldy, x, ldx, w, b, n_rows, n, per, stride, eps, (int)act));
     return MER_OK;
 }
 
@@ -154,9 +225,11 @@ mer_status mer_cuda_bias_act(mer_cuda *c, void *x, mer_dtype t, const float *bia
 // --- GEMM with a bias / residual epilogue ------------------------------------------------------------
 
 #define ENC_PLANS 256
+#define TUNE_ALGOS 8
+#define TUNE_MIN_MACS (1LL << 26) /* smaller products take cuBLASLt's first choice untimed */
 
 struct enc_plan {
-    int dev, m, n, k, ldb, ldc, y_bf16, f32in, bias, align; /* align: bytes the operand pointers are aligned to */
+    int dev, m, n, k, ldb, ldc, y_bf16, f32in, bias, align, tf32; /* align: bytes the pointers are aligned to */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
@@ -176,23 +249,66 @@ static void plan_destroy(enc_plan *p) {
     p->la = p->lb = p->lc = NULL;
 }
 
-/* Builds the descriptors and picks an algorithm; with want_epi, the bias epilogue (f32 bias). Returns
- * 1 when an algorithm was found, 0 when cuBLASLt has none for the epilogue form, -1 on a failure (*st and
- * err set). */
-static int plan_try(mer_cuda *c, enc_plan *p, int want_epi, mer_status *st, mer_err *err) {
+/* Times candidate algorithms (1 warm-up, 3 timed runs each, on the stream, into a scratch output) and
+ * returns the index of the fastest that ran, or -1 when none could be timed. */
+static int tune(mer_cuda *c, enc_plan *p, const cublasLtMatmulHeuristicResult_t *res, int n_res, const void *x,
+                const void *w, const float *bias) {
+    void *scratch = NULL;
+    const size_t es = p->y_bf16 ? 2 : 4;
+    mer_err e2;
+    memset(&e2, 0, sizeof e2);
+    if (mer_cuda_alloc(c, (size_t)p->ldc * p->n * es, &scratch, &e2) != MER_OK) return -1;
+    if (bias && cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias) !=
+                    CUBLAS_STATUS_SUCCESS) {
+        mer_cuda_release(c, scratch);
+        return -1;
+    }
+    const float alpha = 1.f, beta = 0.f;
+    int best = -1;
+    float best_ms = 1e30f;
+    for (int i = 0; i < n_res; i++) {
+        if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
+        int ok = 1;
+        for (int r = 0; r < 4 && ok; r++) {
+            if (r == 1 && cudaEventRecord(c->ev0, c->stream) != cudaSuccess) ok = 0;
+            if (ok && cublasLtMatmul(c->lt, p->op, &alpha, w, p->la, x, p->lb, &beta, scratch, p->lc, scratch, p->lc,
+                                     &res[i].algo, c->lt_ws, c->lt_ws_size, c->stream) != CUBLAS_STATUS_SUCCESS)
+                ok = 0;
+        }
+        float ms = 0.f;
+        if (!ok || cudaEventRecord(c->ev1, c->stream) != cudaSuccess || cudaEventSynchronize(c->ev1) != cudaSuccess ||
+            cudaEventElapsedTime(&ms, c->ev0, c->ev1) != cudaSuccess) {
+            (void)cudaGetLastError();
+            continue;
+        }
+        if (ms < best_ms) best_ms = ms, best = i;
+    }
+    (void)cudaStreamSynchronize(c->stream);
+    mer_cuda_release(c, scratch);
+    return best;
+}
+
+/* Builds the descriptors and picks an algorithm (the fastest of cuBLASLt's first candidates, timed on
+ * these operands, for products big enough to matter); with want_epi, the bias epilogue (f32 bias).
+ * Returns 1 when an algorithm was found, 0 when cuBLASLt has none for the epilogue form, -1 on a
+ * failure (*st and err set). */
+static int plan_try(mer_cuda *c, enc_plan *p, int want_epi, const void *x, const void *w, const float *bias,
+                    mer_status *st, mer_err *err) {
     const cudaDataType_t at = p->f32in ? CUDA_R_32F : CUDA_R_16BF;
     const cudaDataType_t dt = p->y_bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    const cublasComputeType_t ct = p->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     cublasLtMatmulPreference_t pref = NULL;
-    cublasLtMatmulHeuristicResult_t res;
-    int n_res = 0;
+    cublasLtMatmulHeuristicResult_t res[TUNE_ALGOS];
+    int n_res = 0, pick = 0;
     cublasStatus_t s;
+    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
 #define LT(call)                                                                                   \
     do {                                                                                           \
         s = (call);                                                                                \
         if (s != CUBLAS_STATUS_SUCCESS) goto fail;                                                 \
     } while (0)
-    LT(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    LT(cublasLtMatmulDescCreate(&p->op, ct, CUDA_R_32F));
     LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     if (want_epi) {
@@ -214,7 +330,7 @@ static int plan_try(mer_cuda *c, enc_plan *p, int want_epi, mer_status *st, mer_
         LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof al));
         LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof al));
     }
-    s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &res, &n_res);
+    s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->la, p->lb, p->lc, p->lc, pref, TUNE_ALGOS, res, &n_res);
     cublasLtMatmulPreferenceDestroy(pref);
     pref = NULL;
     if (s != CUBLAS_STATUS_SUCCESS || n_res < 1) {
@@ -227,7 +343,12 @@ static int plan_try(mer_cuda *c, enc_plan *p, int want_epi, mer_status *st, mer_
             *st = mer__cublas_fail(err, s, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
         return -1;
     }
-    p->algo = res.algo;
+    if (n_res > 1 && (long long)p->m * p->n * p->k >= TUNE_MIN_MACS &&
+        cudaStreamIsCapturing(c->stream, &cap) == cudaSuccess && cap == cudaStreamCaptureStatusNone) {
+        const int t = tune(c, p, res, n_res, x, w, want_epi ? bias : NULL);
+        if (t >= 0) pick = t;
+    }
+    p->algo = res[pick].algo;
     p->epi = want_epi;
     return 1;
 #undef LT
@@ -239,9 +360,9 @@ fail:
     return -1;
 }
 
-mer_status mer_cuda_gemm_bias(mer_cuda *c, void *y, mer_dtype yt, int ldy, const void *x, int ldx, const void *w,
-                              mer_dtype wt, const float *bias, int n_tok, int n_in, int n_out, int accumulate,
-                              mer_err *err) {
+static mer_status gemm_impl(mer_cuda *c, void *y, mer_dtype yt, int ldy, const void *x, int ldx, const void *w,
+                            mer_dtype wt, const float *bias, int n_tok, int n_in, int n_out, int accumulate, int tf32,
+                            mer_err *err) {
     const int f32in = wt == MER_DTYPE_F32;
     const int vec = f32in ? 4 : 8;
     if (wt != MER_DTYPE_BF16 && wt != MER_DTYPE_F32)
@@ -260,7 +381,7 @@ mer_status mer_cuda_gemm_bias(mer_cuda *c, void *y, mer_dtype yt, int ldy, const
     memset(&key, 0, sizeof key);
     key.dev = c->device;
     key.m = n_out, key.n = n_tok, key.k = n_in, key.ldb = ldx, key.ldc = ldy;
-    key.y_bf16 = yt == MER_DTYPE_BF16, key.f32in = f32in, key.bias = bias != NULL;
+    key.y_bf16 = yt == MER_DTYPE_BF16, key.f32in = f32in, key.bias = bias != NULL, key.tf32 = f32in && tf32;
     {
         const uintptr_t a = (uintptr_t)x | (uintptr_t)w | (uintptr_t)y | 256;
         key.align = (int)(a & (~a + 1)); /* the lowest set bit: 16 .. 256 */
@@ -274,7 +395,7 @@ mer_status mer_cuda_gemm_bias(mer_cuda *c, void *y, mer_dtype yt, int ldy, const
             enc_plan *q = &g_plans[i];
             if (q->dev == key.dev && q->m == key.m && q->n == key.n && q->k == key.k && q->ldb == key.ldb &&
                 q->ldc == key.ldc && q->y_bf16 == key.y_bf16 && q->f32in == key.f32in && q->bias == key.bias &&
-                q->align == key.align) {
+                q->align == key.align && q->tf32 == key.tf32) {
                 p = q;
                 break;
             }
@@ -283,8 +404,8 @@ mer_status mer_cuda_gemm_bias(mer_cuda *c, void *y, mer_dtype yt, int ldy, const
             p = g_n_plans < ENC_PLANS ? &g_plans[g_n_plans] : &tmp;
             *p = key;
             mer_status st = MER_OK;
-            int r = key.bias ? plan_try(c, p, 1, &st, err) : 0;
-            if (r == 0) r = plan_try(c, p, 0, &st, err);
+            int r = key.bias ? plan_try(c, p, 1, x, w, bias, &st, err) : 0;
+            if (r == 0) r = plan_try(c, p, 0, x, w, NULL, &st, err);
             if (r < 0) return st;
             if (p != &tmp) g_n_plans++;
         }
@@ -302,7 +423,7 @@ mer_status mer_cuda_gemm_bias(mer_cuda *c, void *y, mer_dtype yt, int ldy, const
             plan_destroy(p);
             *p = key;
             mer_status st = MER_OK;
-            if (plan_try(c, p, 0, &st, err) < 0) {
+            if (plan_try(c, p, 0, x, w, NULL, &st, err) < 0) {
                 if (p != &tmp) *p = g_plans[--g_n_plans]; /* drop the entry (the last one takes its place) */
                 return st;
             }
@@ -315,6 +436,17 @@ mer_status mer_cuda_gemm_bias(mer_cuda *c, void *y, mer_dtype yt, int ldy, const
     }
     if (run_bias) return bias_act_ld(c, y, yt, ldy, bias, n_tok, n_out, MER_CUDA_ACT_NONE, err);
     return MER_OK;
+}
+
+mer_status mer_cuda_gemm_bias(mer_cuda *c, void *y, mer_dtype yt, int ldy, const void *x, int ldx, const void *w,
+                              mer_dtype wt, const float *bias, int n_tok, int n_in, int n_out, int accumulate,
+                              mer_err *err) {
+    return gemm_impl(c, y, yt, ldy, x, ldx, w, wt, bias, n_tok, n_in, n_out, accumulate, 0, err);
+}
+
+mer_status mer_cuda_gemm_bias_tf32(mer_cuda *c, void *y, int ldy, const float *x, int ldx, const float *w,
+                                   const float *bias, int n_tok, int n_in, int n_out, int accumulate, mer_err *err) {
+    return gemm_impl(c, y, MER_DTYPE_F32, ldy, x, ldx, w, MER_DTYPE_F32, bias, n_tok, n_in, n_out, accumulate, 1, err);
 }
 
 // --- attention ---------------------------------------------------------------------------------------
@@ -366,25 +498,48 @@ __global__ void __launch_bounds__(128) attn_full_mma_kernel(const uint16_t *__re
     for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
     float m0 = -1e30f, m1 = -1e30f, l0 = 0.f, l1 = 0.f;
 
+    /* The next K/V tile is loaded into registers while the current one is used (the loads are in flight
+     * during the mma work); each thread moves NLD 16-byte chunks of K and of V per tile. */
+    constexpr int VEC = D / 8, NLD = FA_KEYS * VEC / 128;
+    uint4 kreg[NLD], vreg[NLD];
+#pragma unroll
+    for (int u = 0; u < NLD; u++) {
+        const int idx = u * 128 + threadIdx.x, row = idx / VEC, c8 = idx % VEC;
+        kreg[u] = vreg[u] = make_uint4(0, 0, 0, 0);
+        if (row < T) {
+            kreg[u] = *(const uint4 *)(kb + (size_t)row * ld_in + c8 * 8);
+            vreg[u] = *(const uint4 *)(vb + (size_t)row * ld_in + c8 * 8);
+        }
+    }
+    const bool active = (int)blockIdx.x * FA_ROWS + warp * 16 < T; /* a warp whose 16 rows are all past T idles */
     for (int kt = 0; kt < T; kt += FA_KEYS) {
         __syncthreads();
-        constexpr int VEC = D / 8;
-        for (int idx = threadIdx.x; idx < FA_KEYS * VEC; idx += 128) {
-            const int row = idx / VEC, c8 = idx % VEC;
-            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-            if (kt + row < T) {
-                kv = *(const uint4 *)(kb + (size_t)(kt + row) * ld_in + c8 * 8);
-                vv = *(const uint4 *)(vb + (size_t)(kt + row) * ld_in + c8 * 8);
-            }
-            *(uint4 *)(Ks + row * LD + c8 * 8) = kv;
-            *(uint4 *)(Vs + row * LD + c8 * 8) = vv;
+#pragma unroll
+        for (int u = 0; u < NLD; u++) {
+            const int idx = u * 128 + threadIdx.x, row = idx / VEC, c8 = idx % VEC;
+            *(uint4 *)(Ks + row * LD + c8 * 8) = kreg[u];
+            *(uint4 *)(Vs + row * LD + c8 * 8) = vreg[u];
         }
         __syncthreads();
+        if (kt + FA_KEYS < T) {
+#pragma unroll
+            for (int u = 0; u < NLD; u++) {
+                const int idx = u * 128 + threadIdx.x, row = kt + FA_KEYS + idx / VEC, c8 = idx % VEC;
+                kreg[u] = vreg[u] = make_uint4(0, 0, 0, 0);
+                if (row < T) {
+                    kreg[u] = *(const uint4 *)(kb + (size_t)row * ld_in + c8 * 8);
+                    vreg[u] = *(const uint4 *)(vb + (size_t)row * ld_in + c8 * 8);
+                }
+            }
+        }
+        if (!active) continue;
+        const int nk = T - kt; /* keys in this tile (may exceed 64) */
 
         float s[FA_KEYS / 8][4];
 #pragma unroll
         for (int nb = 0; nb < FA_KEYS / 8; nb++) {
             s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
+            if (nb * 8 >= nk) continue; /* past the last key: masked below */
             const uint16_t *kr = Ks + (nb * 8 + gi) * LD + qd * 2;
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++) {
@@ -432,6 +587,7 @@ __global__ void __launch_bounds__(128) attn_full_mma_kernel(const uint16_t *__re
         }
 #pragma unroll
         for (int kk2 = 0; kk2 < FA_KEYS / 16; kk2++) {
+            if (kk2 * 16 >= nk) continue; /* every p there is 0 */
             const uint32_t a0 = mer__pack_bf16(s[2 * kk2][0], s[2 * kk2][1]);
             const uint32_t a1 = mer__pack_bf16(s[2 * kk2][2], s[2 * kk2][3]);
             const uint32_t a2 = mer__pack_bf16(s[2 * kk2 + 1][0], s[2 * kk2 + 1][1]);

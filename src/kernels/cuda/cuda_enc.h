@@ -45,10 +45,20 @@ mer_status mer_cuda_bias_act(mer_cuda *c, void *x_dev, mer_dtype t, const float 
  * stride ldx, both of dtype wt (bf16, or f32 for a full-f32 product); y of dtype yt (f32, or bf16 with bf16
  * weights; accumulate needs f32 y) with row stride ldy; bias f32 [n_out] or NULL. The bias (and the
  * residual, as beta = 1) run in the GEMM's epilogue where cuBLASLt offers one, else in a second pass.
- * n_in a multiple of 8 (bf16) or 4 (f32), pointers and strides 16-byte aligned. */
+ * n_in a multiple of 8 (bf16) or 4 (f32), pointers and strides 16-byte aligned. Plans are cached per
+ * shape process-wide; the first call of a shape big enough to matter times cuBLASLt's first 8
+ * candidate algorithms on its operands (into a scratch output) and keeps the fastest, so it must not
+ * be the first call of that shape inside a graph capture if tuning is wanted (it then takes the first
+ * candidate untimed). */
 mer_status mer_cuda_gemm_bias(mer_cuda *c, void *y_dev, mer_dtype yt, int ldy, const void *x_dev, int ldx,
                               const void *w_dev, mer_dtype wt, const float *bias_dev, int n_tok, int n_in, int n_out,
                               int accumulate, mer_err *err);
+
+/* The same with f32 operands multiplied on the tensor cores in TF32 (inputs rounded to 10-bit mantissas,
+ * f32 accumulation): y f32. For the parts of the fast path where bf16 inputs lose too much (HuBERT's conv
+ * front end). */
+mer_status mer_cuda_gemm_bias_tf32(mer_cuda *c, void *y_dev, int ldy, const float *x_dev, int ldx, const float *w_dev,
+                                   const float *bias_dev, int n_tok, int n_in, int n_out, int accumulate, mer_err *err);
 
 /* Non-causal multi-head attention over n_seq sequences of T tokens each (rows b*T .. b*T+T-1): in
  * [n_seq*T] rows of stride ld_in holding q (head h at column h*d), k (at k_off + h*d) and v (at v_off +
