@@ -6,7 +6,8 @@
  * checks against Hugging Face), greedy and seeded sampling with a repetition penalty (whose history is
  * then the output alone), mixed with token-id requests in the same batch, for 1, 3 and 8 slots, on the
  * tiny model and its q8_0 conversion; and the request errors (ids and embeddings both given, a prompt
- * longer than the context). */
+ * longer than the context); `mer generate --device`: cpu gives the library's greedy ids, a bad name and
+ * cuda where there is none are one-line errors with exit status 2. */
 #include "test.h"
 
 #include "mer.h"
@@ -14,6 +15,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define QDIR FIXTURES "/models/qwen2_tiny"
 
@@ -293,8 +296,66 @@ static void check_embd_history(mer_qwen2 *m) {
     mer_qwen2_ctx_free(c);
 }
 
+/* Runs cmd, captures up to cap-1 bytes of its output; returns the exit status (-1: could not run). */
+static int sh(const char *cmd, char *out, size_t cap) {
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = 0;
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void check_cli(void) {
+    /* this build's mer: MER_BUILD, else the directory MER_TEST_TMP is in (BUILD/test-tmp) */
+    const char *b = getenv("MER_BUILD");
+    char mer[512], cmd[1024], out[4096];
+    if (b) snprintf(mer, sizeof mer, "%s/mer", b);
+    else snprintf(mer, sizeof mer, "%.*s/mer", (int)(strlen(MER_TEST_TMP) - strlen("/test-tmp")), MER_TEST_TMP);
+    if (access(mer, X_OK) != 0) {
+        printf("  (no %s: the CLI part is not run; MER_BUILD names the build)\n", mer);
+        return;
+    }
+    /* --device cpu: the library's greedy ids */
+    mer_qwen2_params qp = mer_qwen2_default_params();
+    qp.device = MER_DEVICE_CPU;
+    mer_qwen2 *m = NULL;
+    mer_qwen2_ctx *c = NULL;
+    mer_err err = {0};
+    mer_generate_result res = {0};
+    int32_t prompt[5] = {5, 17, 99, 3, 250};
+    mer_generate_params gp = mer_generate_default_params();
+    gp.max_new_tokens = 12;
+    CHECK(mer_qwen2_load(QDIR, &qp, &m, &err) == MER_OK && mer_qwen2_ctx_init(m, NULL, &c, &err) == MER_OK &&
+          mer_qwen2_generate(c, NULL, prompt, 5, &gp, NULL, NULL, &res, &err) == MER_OK);
+    char want[512] = "";
+    for (size_t i = 0, o = 0; i < res.n_ids && o < sizeof want - 16; i++)
+        o += (size_t)snprintf(want + o, sizeof want - o, "%s%d", i ? " " : "", res.ids[i]);
+    free(res.ids);
+    mer_qwen2_ctx_free(c);
+    mer_qwen2_free(m);
+    snprintf(cmd, sizeof cmd, "%s generate --model " QDIR " --ids \"5 17 99 3 250\" -n 12 --device cpu 2>&1", mer);
+    CHECK_EQ_INT(sh(cmd, out, sizeof out), 0);
+    out[strcspn(out, "\n")] = 0;
+    CHECK_STR(out, want);
+    snprintf(cmd, sizeof cmd, "%s generate --model " QDIR " --ids \"1 2\" -n 2 --device gpu 2>&1", mer);
+    CHECK_EQ_INT(sh(cmd, out, sizeof out), 2);
+    CHECK_MSG(strstr(out, "'gpu' is not one of auto, cpu, cuda") != NULL, "%s", out);
+    if (mer_device_resolve(MER_DEVICE_AUTO) == MER_DEVICE_CPU) { /* no GPU here: cuda is a clear error */
+        snprintf(cmd, sizeof cmd, "%s generate --model " QDIR " --ids \"1 2\" -n 2 --device cuda 2>&1", mer);
+        CHECK_EQ_INT(sh(cmd, out, sizeof out), 2);
+        CHECK_MSG(strstr(out, mer_device_cuda_built() ? "no CUDA device is usable" : "built without CUDA") != NULL &&
+                      strchr(out, '\n') == out + strlen(out) - 1,
+                  "%s", out);
+        snprintf(cmd, sizeof cmd, "%s extract --model " QDIR " --in x.csv -o %s/x-openset.npz --device cuda 2>&1", mer,
+                 MER_TEST_TMP);
+        CHECK_EQ_INT(sh(cmd, out, sizeof out), 2);
+    }
+}
+
 static void run(void) {
     check_devices();
+    check_cli();
     mer_err err = {0};
     mer_qwen2 *m = NULL, *mq = NULL;
     mer_qwen2_params qp = mer_qwen2_default_params();
