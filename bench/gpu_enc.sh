@@ -56,6 +56,8 @@ if has ours; then
     timeout 60 "$BIN/bench/bench_gpu_enc" speed >"$OUTDIR/enc_ours.txt" 2>>"$LOG"
     echo "exit $?" >>"$OUTDIR/enc_ours.txt"
     tee -a "$LOG" <"$OUTDIR/enc_ours.txt"
+    say "mer: the same with cuBLASLt's first algorithm (MER_CUDA_ENC_TUNE=0)"
+    MER_CUDA_ENC_TUNE=0 timeout 60 "$BIN/bench/bench_gpu_enc" speed 2>>"$LOG" | grep -E "RESULT|part" | tee -a "$LOG"
 fi
 
 if has hf; then

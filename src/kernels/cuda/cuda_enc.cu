@@ -343,7 +343,8 @@ static int plan_try(mer_cuda *c, enc_plan *p, int want_epi, const void *x, const
             *st = mer__cublas_fail(err, s, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
         return -1;
     }
-    if (n_res > 1 && (long long)p->m * p->n * p->k >= TUNE_MIN_MACS &&
+    static const int no_tune = getenv("MER_CUDA_ENC_TUNE") && !strcmp(getenv("MER_CUDA_ENC_TUNE"), "0");
+    if (n_res > 1 && !no_tune && (long long)p->m * p->n * p->k >= TUNE_MIN_MACS &&
         cudaStreamIsCapturing(c->stream, &cap) == cudaSuccess && cap == cudaStreamCaptureStatusNone) {
         const int t = tune(c, p, res, n_res, x, w, want_epi ? bias : NULL);
         if (t >= 0) pick = t;
