@@ -2,12 +2,12 @@
  * sample: the subtitle, 8 face crops (openface_face/<name>/<name>.npy) or 8 video frames
  * (video/<name>.mp4, decoded at 224x224), 8 audio clips of 2 s (audio/<name>.wav, else the video's
  * audio), then features, fusion and the answer (pipeline/agpt.c). Missing or corrupt media is a
- * per-sample error recorded in the store; the run goes on. With batch > 1 a worker thread loads the
- * media (and, when the encoders run on the GPU, computes the features, the fusion and the prompt
- * embeddings) of the samples ahead, in list order, into a ring of prepared samples; the calling thread
- * finishes each (on the CPU: encoders, fusion, prompt) and the LLM answers them by continuous batching
- * (mer_qwen2_generate_batch), each with its own seeded sampler; each answer is committed as soon as it
- * is done. */
+ * per-sample error recorded in the store; the run goes on. With batch > 1 a loading thread reads the
+ * media of the samples ahead, in list order, into a ring of prepared samples (when the encoders run on
+ * the GPU, a second thread behind it computes the features, the fusion and the prompt embeddings); the
+ * calling thread finishes each (on the CPU: encoders, fusion, prompt) and the LLM answers them by
+ * continuous batching (mer_qwen2_generate_batch), each with its own seeded sampler; each answer is
+ * committed as soon as it is done. */
 #include "core/strmap.h"
 #include "io/csv.h"
 #include "io/npy.h"
@@ -307,8 +307,10 @@ typedef struct ahead {
     size_t n_todo;
     sample *ring;
     size_t cap;
-    size_t produced, consumed; /* samples the loader finished / the generator side released */
-    int stop, loader_done;
+    /* samples whose media the loader finished / that the encoding thread finished (encode_ahead) / that
+     * the generator side released: consumed <= encoded <= produced <= consumed + cap */
+    size_t produced, encoded, consumed;
+    int stop, loader_done, encoder_done;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     /* the generator side (the calling thread) */
@@ -335,7 +337,6 @@ static void *loader(void *ud) {
         memset(&s->err, 0, sizeof s->err);
         s->t_start = now_s();
         s->st = load(q->x, s, s->index, &s->err);
-        if (!s->st && q->x->encode_ahead && !(s->st = encode(q->x, s, &s->err))) s->st = prompt(q->x, s, &s->err);
         pthread_mutex_lock(&q->mu);
         q->produced++;
         pthread_cond_broadcast(&q->cv);
@@ -343,6 +344,31 @@ static void *loader(void *ud) {
     }
     pthread_mutex_lock(&q->mu);
     q->loader_done = 1;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+/* With the encoders on the device, the second stage on a thread of its own (the encoders' device context
+ * is used by this thread only): encoders, fusion and prompt embeddings of each loaded sample, in order,
+ * while the loader reads the next samples' media. */
+static void *encoder(void *ud) {
+    ahead *q = ud;
+    for (;;) {
+        pthread_mutex_lock(&q->mu);
+        while (!q->stop && q->encoded == q->produced && !q->loader_done) pthread_cond_wait(&q->cv, &q->mu);
+        int quit = q->stop || q->encoded == q->produced; /* stopped, or the loader is done and so are we */
+        sample *s = &q->ring[q->encoded % q->cap];
+        pthread_mutex_unlock(&q->mu);
+        if (quit) break;
+        if (!s->st && !(s->st = encode(q->x, s, &s->err))) s->st = prompt(q->x, s, &s->err);
+        pthread_mutex_lock(&q->mu);
+        q->encoded++;
+        pthread_cond_broadcast(&q->cv);
+        pthread_mutex_unlock(&q->mu);
+    }
+    pthread_mutex_lock(&q->mu);
+    q->encoder_done = 1;
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
     return NULL;
@@ -369,8 +395,10 @@ static int next_prompt(void *ud, mer_batch_request *req) {
     if (q->lent) release(q); /* the generator has prefilled the last one */
     while (!q->fatal) {
         pthread_mutex_lock(&q->mu);
-        while (q->consumed == q->produced && !q->loader_done) pthread_cond_wait(&q->cv, &q->mu);
-        int empty = q->consumed == q->produced;
+        const int two = q->x->encode_ahead;
+        while (q->consumed == (two ? q->encoded : q->produced) && !(two ? q->encoder_done : q->loader_done))
+            pthread_cond_wait(&q->cv, &q->mu);
+        int empty = q->consumed == (two ? q->encoded : q->produced);
         pthread_mutex_unlock(&q->mu);
         if (empty) return 0;
         sample *s = &q->ring[q->consumed % q->cap];
@@ -449,21 +477,27 @@ static mer_status run_batched(void *ud, const size_t *todo, size_t n_todo, mer_j
         goto done;
     }
     sync_ok = 1;
-    pthread_t th;
+    pthread_t th, th2;
     if (pthread_create(&th, NULL, loader, &q)) {
         st = mer__errf(err, MER_E_INTERNAL, "infer: cannot start the loading thread");
         goto done;
     }
-    st = mer_qwen2_generate_batch(bt->llm, next_prompt, sample_done, &q, err);
-    if (!st && q.fatal) {
-        st = q.fatal;
-        if (err) *err = q.fatal_err;
+    int two = x->encode_ahead && !pthread_create(&th2, NULL, encoder, &q);
+    if (x->encode_ahead && !two) {
+        st = mer__errf(err, MER_E_INTERNAL, "infer: cannot start the encoding thread");
+    } else {
+        st = mer_qwen2_generate_batch(bt->llm, next_prompt, sample_done, &q, err);
+        if (!st && q.fatal) {
+            st = q.fatal;
+            if (err) *err = q.fatal_err;
+        }
     }
     pthread_mutex_lock(&q.mu);
     q.stop = 1;
     pthread_cond_broadcast(&q.cv);
     pthread_mutex_unlock(&q.mu);
     pthread_join(th, NULL);
+    if (two) pthread_join(th2, NULL);
 done:
     if (sync_ok) {
         pthread_cond_destroy(&q.cv);
