@@ -362,7 +362,9 @@ typedef struct mer_qwen2_params {
      * when wtype is "f32": the exact path; q8_0/q4_0 matrices stay quantised), an unmerged LoRA merged
      * into them. Contexts and batch slots of a device model are sequences of the device's KV cache; the
      * mer_qwen2_ctx, generate and batch functions work unchanged on them. An explicit MER_DEVICE_CUDA on
-     * a build without CUDA is MER_E_UNSUPPORTED, on a machine without a usable GPU MER_E_DEVICE. */
+     * a build without CUDA is MER_E_UNSUPPORTED, on a machine without a usable GPU MER_E_DEVICE, for a
+     * model the device does not take (a shape or dtype) MER_E_UNSUPPORTED; AUTO keeps such a model on the
+     * CPU (mer_qwen2_get_info says where it runs). */
     mer_device device;
     int device_ordinal; /* CUDA device ordinal (default 0) */
     /* Device only: sequences held at once = the most contexts and batch slots alive together, each with

@@ -12,11 +12,15 @@
  * between the two best logits exceeds the tolerance); mer_qwen2_generate_batch on the device (token and
  * embedding requests, 1, 3 and 8 slots, more requests than slots) gives each request what
  * mer_qwen2_generate gives it alone on the device, greedy and seeded; seeded sampling as extract runs it
- * reproduces; context slots run out with a clear error and come back when freed; and mer_extract_run
- * on the device (f32, greedy) gives the Hugging Face reference's answers (the test_extract fixture). */
+ * reproduces; context slots run out with a clear error and come back when freed; a model the device does
+ * not take (hidden size 12) is MER_E_UNSUPPORTED on cuda and stays on the CPU on auto; and
+ * mer_extract_run on the device (f32, greedy) gives the Hugging Face reference's answers (the
+ * test_extract fixture). */
 #include "test.h"
 
 #include "mer.h"
+
+#include "io/safetensors.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -397,6 +401,72 @@ static void slots(void) {
     mer_qwen2_free(m);
 }
 
+// --- a model the device does not take ----------------------------------------------------------------
+
+/* A random Qwen2 with hidden size 12 (the device wants multiples of 8) written as an HF folder. */
+static int odd_model(const char *dir) {
+    enum { V = 16, E = 12, KV = 6, F = 20 };
+    static float w[V * E * 2 + E * 4 + E * E * 2 + KV * E * 2 + E + 2 * KV + 3 * F * E];
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) w[i] = rndf(0.3f);
+    static const struct { const char *name; int64_t r, c; } T[] = {
+        {"model.embed_tokens.weight", V, E}, {"lm_head.weight", V, E}, {"model.norm.weight", E, 0},
+        {"model.layers.0.input_layernorm.weight", E, 0}, {"model.layers.0.post_attention_layernorm.weight", E, 0},
+        {"model.layers.0.self_attn.q_proj.weight", E, E}, {"model.layers.0.self_attn.q_proj.bias", E, 0},
+        {"model.layers.0.self_attn.k_proj.weight", KV, E}, {"model.layers.0.self_attn.k_proj.bias", KV, 0},
+        {"model.layers.0.self_attn.v_proj.weight", KV, E}, {"model.layers.0.self_attn.v_proj.bias", KV, 0},
+        {"model.layers.0.self_attn.o_proj.weight", E, E}, {"model.layers.0.mlp.gate_proj.weight", F, E},
+        {"model.layers.0.mlp.up_proj.weight", F, E}, {"model.layers.0.mlp.down_proj.weight", E, F},
+    };
+    enum { N = sizeof T / sizeof T[0] };
+    mer_st_tensor t[N];
+    int64_t shape[N][2];
+    size_t off = 0;
+    for (int i = 0; i < N; i++) {
+        shape[i][0] = T[i].r, shape[i][1] = T[i].c;
+        size_t n = (size_t)T[i].r * (size_t)(T[i].c ? T[i].c : 1);
+        t[i] = (mer_st_tensor){T[i].name, MER_DTYPE_F32, T[i].c ? 2 : 1, shape[i], w + off, n * sizeof(float)};
+        off += n;
+    }
+    if (off > sizeof w / sizeof w[0]) return -1;
+    char path[256];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    mer_err err = {0};
+    if (mer__safetensors_write(path, t, N, NULL, 0, &err)) return -1;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fprintf(f, "{\"architectures\": [\"Qwen2ForCausalLM\"], \"model_type\": \"qwen2\", \"hidden_act\": \"silu\", "
+               "\"hidden_size\": %d, \"intermediate_size\": %d, \"num_hidden_layers\": 1, \"num_attention_heads\": 2, "
+               "\"num_key_value_heads\": 1, \"vocab_size\": %d, \"max_position_embeddings\": 64, "
+               "\"rms_norm_eps\": 1e-06, \"rope_theta\": 10000.0, \"tie_word_embeddings\": false, "
+               "\"use_sliding_window\": false}\n", E, F, V);
+    return fclose(f);
+}
+
+static void unsupported_shape(void) {
+    CHECK(system("mkdir -p " TMP "/odd") == 0);
+    if (odd_model(TMP "/odd")) {
+        CHECK_MSG(0, "could not write the odd model");
+        return;
+    }
+    mer_qwen2 *m = load(TMP "/odd", MER_DEVICE_CPU, NULL, NULL, 1, 0);
+    mer_qwen2_free(m);
+    mer_qwen2_params qp = mer_qwen2_default_params();
+    qp.device = MER_DEVICE_CUDA;
+    mer_err err = {0};
+    m = NULL;
+    mer_status st = mer_qwen2_load(TMP "/odd", &qp, &m, &err);
+    CHECK_MSG(st == MER_E_UNSUPPORTED && m == NULL, "cuda, hidden 12: %d %s", st, err.msg);
+    qp.device = MER_DEVICE_AUTO;
+    CHECK_MSG(mer_qwen2_load(TMP "/odd", &qp, &m, &err) == MER_OK, "auto, hidden 12: %s", err.msg);
+    if (m) {
+        mer_qwen2_info info;
+        mer_qwen2_get_info(m, &info);
+        CHECK(info.device == MER_DEVICE_CPU);
+        mer_qwen2_free(m);
+    }
+}
+
 // --- mer extract on the device -------------------------------------------------------------------------
 
 static void extract(void) {
@@ -514,5 +584,6 @@ static void run(void) {
         mer_qwen2_free(gq);
     }
     slots();
+    unsupported_shape();
     extract();
 }

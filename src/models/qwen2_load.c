@@ -593,7 +593,11 @@ mer_status mer_qwen2_load(const char *path, const mer_qwen2_params *params, mer_
         return st;
     }
     if ((st = mer__qwen2_from_weights(w, &hp, cfg_name, params, out, err)) || dev != MER_DEVICE_CUDA) return st;
-    if ((st = mer__qwen2_dev_attach(*out, params, err))) { /* the CPU model went up to the device */
+    mer_err e2 = {0};
+    if ((st = mer__qwen2_dev_attach(*out, params, &e2))) { /* the CPU model went up to the device */
+        /* auto: a model the device does not take (its shape or dtype) stays on the CPU */
+        if (st == MER_E_UNSUPPORTED && params->device == MER_DEVICE_AUTO) return MER_OK;
+        if (err) *err = e2;
         mer_qwen2_free(*out);
         *out = NULL;
     }
