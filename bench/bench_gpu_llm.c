@@ -177,7 +177,8 @@ int main(int argc, char **argv) {
         mer_qwen2_batch_free(b);
     }
 
-    printf("\n| batch | device step (argmax on device) | + logits download | API greedy | API T1/top-k 20/top-p 0.9 |\n");
+    printf("\n| batch | device step (argmax on device) | + logits download | API greedy "
+           "| API T1/top-k 20/top-p 0.9 |\n");
     printf("|---|---|---|---|---|\n");
     printf("| 1 | %.1f tok/s | %.1f | %.1f (%.2f) | %.1f (%.2f) |\n", raw[0], raw_dl[0], api1[0], api1[0] / raw[0],
            api1[1], api1[1] / raw[0]);

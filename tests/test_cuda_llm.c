@@ -313,7 +313,8 @@ static void batch_vs_single(const char *what, mer_qwen2 *m, int B, int mode) {
         } else {
             st = mer_qwen2_generate(c, NULL, r->ids[i], r->n[i], &r->gp[i], NULL, NULL, &res, &err);
         }
-        CHECK_MSG(st == MER_OK && r->st[i] == MER_OK, "%s B=%d request %d: %d/%d %s", what, B, i, st, r->st[i], err.msg);
+        CHECK_MSG(st == MER_OK && r->st[i] == MER_OK, "%s B=%d request %d: %d/%d %s", what, B, i, st, r->st[i],
+                  err.msg);
         int same = res.n_ids == r->n_out[i] && !memcmp(res.ids, r->out[i], res.n_ids * sizeof(int32_t)) &&
                    (int)res.stop == r->reason[i];
         CHECK_MSG(same, "%s B=%d mode %d request %d (%s): batched %zu ids differ from the single run's %zu", what, B,
@@ -524,7 +525,8 @@ static void run(void) {
         mer_qwen2 *m = NULL;
         mer_status st = mer_qwen2_load(QDIR, &qp, &m, &err);
         CHECK(m == NULL && (st == MER_E_UNSUPPORTED || st == MER_E_DEVICE));
-        printf("SKIP test_cuda_llm: %s\n", mer_device_cuda_built() ? "no CUDA device" : "built without CUDA (make CUDA=1)");
+        printf("SKIP test_cuda_llm: %s\n",
+               mer_device_cuda_built() ? "no CUDA device" : "built without CUDA (make CUDA=1)");
         return;
     }
     CHECK(system("rm -rf " TMP " && mkdir -p " TMP) == 0);

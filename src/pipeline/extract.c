@@ -219,13 +219,14 @@ mer_status mer_extract_run(const mer_extract_params *p, const char *in_path, con
     }
     /* everything that changes the output is part of the run's identity */
     size_t cl = strlen(p->llm) + strlen(tok_path) + 576;
+    const int gpu = info.device == MER_DEVICE_CUDA; /* the device and its dtype change the output */
     if (!(config = malloc(cl))) { st = mer__errf(err, MER_E_NOMEM, "out of memory"); goto done; }
     snprintf(config, cl,
              "{\"job\":\"extract\",\"llm\":\"%s\",\"tokenizer\":\"%s\",\"wtype\":\"%s\",\"temperature\":%.17g,"
              "\"top_p\":%.17g,\"top_k\":%d,\"repeat_penalty\":%.17g,\"max_new_tokens\":%d,\"seed\":%llu%s%s%s}",
              p->llm, tok_path, p->wtype ? p->wtype : "", p->temperature, p->top_p, p->top_k, p->repeat_penalty,
-             p->max_new_tokens, (unsigned long long)p->seed, info.device == MER_DEVICE_CUDA ? ",\"device\":\"cuda/" : "",
-             info.device == MER_DEVICE_CUDA ? info.device_wtype : "", info.device == MER_DEVICE_CUDA ? "\"" : "");
+             p->max_new_tokens, (unsigned long long)p->seed, gpu ? ",\"device\":\"cuda/" : "",
+             gpu ? info.device_wtype : "", gpu ? "\"" : "");
     mer_job_params jp = {db, config, "extract", p->progress, p->retry_failed};
     mer_job_stats js;
     st = batch ? mer__job_run_batched(&jp, names, in.n, run_batched, &x, &js, err)
