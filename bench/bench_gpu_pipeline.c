@@ -181,7 +181,7 @@ static mer__agpt *build(const mer_infer_params *p, int real, const char **tok_de
         if (p->device == MER_DEVICE_CUDA) {
             mer_qwen2_params qp = mer_qwen2_default_params();
             qp.device = MER_DEVICE_CUDA;
-            qp.n_seq = (p->batch > 1 ? p->batch : 1) + 1;
+            qp.n_seq = p->batch > 1 ? p->batch : 1;
             qp.n_ctx = 2048;
             if (mer__qwen2_dev_attach(llm, &qp, &e)) die("qwen2 upload", &e);
         }
@@ -192,7 +192,7 @@ static mer__agpt *build(const mer_infer_params *p, int real, const char **tok_de
             die("tiny encoders", &e);
         mer_qwen2_params qp = mer_qwen2_default_params();
         qp.device = p->device;
-        qp.n_seq = (p->batch > 1 ? p->batch : 1) + 1;
+        qp.n_seq = p->batch > 1 ? p->batch : 1;
         qp.n_ctx = 2048;
         if (mer_qwen2_load(AG "/llm", &qp, &llm, &e)) die("tiny llm", &e);
         if (mer_weights_open(AG "/checkpoint_000035_loss_0.000.pth", &fw, &e)) die("tiny fusion", &e);
@@ -258,8 +258,10 @@ static void one_clip(mer__agpt *a, const char *dir, int n_gen, int reps) {
         if (mer__agpt_prompt(a, MER_INPUT_FACE, SUBTITLE, MER_QUESTION_OV, vis, 8, aud, 8, n_gen, &embd, &n_tok, &e))
             die("prompt", &e);
         double t5 = now_s();
-        mer_qwen2_ctx_reset(a->llm_ctx);
-        if (mer_qwen2_prefill_embd(a->llm_ctx, embd, n_tok, &e)) die("prefill", &e);
+        mer_qwen2_ctx *c = NULL;
+        if (mer__agpt_llm_ctx(a, &c, &e)) die("llm ctx", &e);
+        mer_qwen2_ctx_reset(c);
+        if (mer_qwen2_prefill_embd(c, embd, n_tok, &e)) die("prefill", &e);
         double t6 = now_s();
         mer_generate_params g = mer_generate_default_params();
         g.sampling.temperature = 1.0;
@@ -271,7 +273,7 @@ static void one_clip(mer__agpt *a, const char *dir, int n_gen, int reps) {
         g.n_stop_strings = 0; /* exactly n_gen tokens; "###" is cut from the ids below as the batched run does */
         g.stop_strings = NULL;
         mer_generate_result res = {0};
-        if (mer_qwen2_generate(a->llm_ctx, a->tok, NULL, 0, &g, NULL, NULL, &res, &e)) die("generate", &e);
+        if (mer_qwen2_generate(c, a->tok, NULL, 0, &g, NULL, NULL, &res, &e)) die("generate", &e);
         mer_buf ans = {0};
         if (mer__agpt_answer_ids(a, res.ids, res.n_ids, &ans, &e)) die("answer", &e);
         double t7 = now_s();

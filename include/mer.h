@@ -748,7 +748,7 @@ typedef struct mer_infer_params {
                                the reference's generate(min_length=1)); for benchmarks of a fixed length */
     /* where the models run (default MER_DEVICE_AUTO: the GPU when there is one). On CUDA: CLIP (the 8
      * images as one batch) and HuBERT (the 8 clips as one batch) on one device context, the LLM on the
-     * device (mer_qwen2_params.device) with batch + 1 sequences; bf16 weights (f32 with wtype "f32");
+     * device (mer_qwen2_params.device) with batch sequences; bf16 weights (f32 with wtype "f32");
      * the fusion layers stay on the CPU */
     mer_device device;
 } mer_infer_params;

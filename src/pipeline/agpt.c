@@ -9,6 +9,8 @@
 
 #include <string.h>
 
+#define AGPT_N_CTX 2048 /* positions per sequence: the reference's 2000 */
+
 void mer__agpt_free(mer__agpt *a) {
     if (!a) return;
     mer_clip_cuda_free(a->clip_g);
@@ -34,6 +36,23 @@ void mer__agpt_free(mer__agpt *a) {
 
 int mer__agpt_on_device(const mer__agpt *a) { return a->gpu != NULL; }
 
+mer_status mer__agpt_llm_ctx(mer__agpt *a, mer_qwen2_ctx **out, mer_err *err) {
+    if (!a->llm_ctx) {
+        mer_qwen2_ctx_params cp = mer_qwen2_ctx_default_params();
+        cp.n_threads = a->n_threads;
+        cp.n_ctx = AGPT_N_CTX;
+        mer_status st = mer_qwen2_ctx_init(a->llm, &cp, &a->llm_ctx, err);
+        if (st) return st;
+    }
+    *out = a->llm_ctx;
+    return MER_OK;
+}
+
+void mer__agpt_drop_llm_ctx(mer__agpt *a) {
+    mer_qwen2_ctx_free(a->llm_ctx);
+    a->llm_ctx = NULL;
+}
+
 char *mer__llm_tokenizer_path(const char *llm) {
     if (mer__is_dir(llm)) return mer__path_join(llm, "tokenizer.json");
     size_t n = strlen(llm);
@@ -47,16 +66,15 @@ char *mer__llm_tokenizer_path(const char *llm) {
 static mer_status finish_load(mer__agpt *a, const mer_infer_params *p, const char *clip, const char *hubert,
                               const char *llm, const char *affectgpt, mer_err *err);
 
-#define AGPT_N_CTX 2048 /* positions per sequence: the reference's 2000 */
 
 /* The LLM's load parameters beyond its files: threads, and the device with room for the batch's
- * sequences plus the single-sample context. */
+ * sequences (the single-sample context is dropped before a batch is made: mer__agpt_drop_llm_ctx). */
 static mer_qwen2_params llm_params(const mer_infer_params *p) {
     mer_qwen2_params qp = mer_qwen2_default_params();
     qp.wtype = p->wtype;
     qp.n_threads = p->n_threads;
     qp.device = p->device;
-    qp.n_seq = (p->batch > 1 ? p->batch : 1) + 1;
+    qp.n_seq = p->batch > 1 ? p->batch : 1;
     qp.n_ctx = AGPT_N_CTX;
     return qp;
 }
@@ -181,6 +199,7 @@ static mer_status finish_load(mer__agpt *a, const mer_infer_params *p, const cha
     mer_qwen2_ctx_params cp = mer_qwen2_ctx_default_params();
     cp.n_threads = p->n_threads;
     cp.n_ctx = AGPT_N_CTX;
+    a->n_threads = p->n_threads;
     if ((st = mer_qwen2_ctx_init(a->llm, &cp, &a->llm_ctx, err))) return st;
     mer_qwen2_info info;
     mer_qwen2_get_info(a->llm, &info);
@@ -478,11 +497,13 @@ mer_status mer__agpt_answer(mer__agpt *a, mer_visual_input input, const char *su
     if ((st = mer__agpt_prompt(a, input, subtitle, question, visual, n_frames, audio, n_clips, gp->max_new_tokens,
                                &embd, &n, err)))
         goto done;
-    mer_qwen2_ctx_reset(a->llm_ctx);
-    if ((st = mer_qwen2_prefill_embd(a->llm_ctx, embd, n, err))) goto done;
+    mer_qwen2_ctx *c;
+    if ((st = mer__agpt_llm_ctx(a, &c, err))) goto done;
+    mer_qwen2_ctx_reset(c);
+    if ((st = mer_qwen2_prefill_embd(c, embd, n, err))) goto done;
     mer_generate_params g = *gp;
     mer__agpt_gen_params(a, &g);
-    if ((st = mer_qwen2_generate(a->llm_ctx, a->tok, NULL, 0, &g, NULL, NULL, &res, err))) goto done;
+    if ((st = mer_qwen2_generate(c, a->tok, NULL, 0, &g, NULL, NULL, &res, err))) goto done;
     st = mer__agpt_answer_ids(a, res.ids, res.n_ids, out, err);
 done:
     free(embd);

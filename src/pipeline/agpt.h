@@ -22,7 +22,8 @@ typedef struct mer__agpt {
     mer_hubert *hub;
     mer_hubert_ctx *hub_ctx;
     mer_qwen2 *llm;
-    mer_qwen2_ctx *llm_ctx;
+    mer_qwen2_ctx *llm_ctx; /* the single-sample context (made at load; see mer__agpt_llm_ctx) */
+    int n_threads;
     mer_tokenizer *tok;
     mer_weights *ckpt;
     struct mer__bundle *bundle; /* the bundle the parts were loaded from (mer infer --model), or NULL */
@@ -39,6 +40,12 @@ typedef struct mer__agpt {
     struct mer_hubert_cuda *hub_g;
 } mer__agpt;
 
+/* The single-sample LLM context (2048 positions), made again when it was dropped. */
+mer_status mer__agpt_llm_ctx(mer__agpt *a, mer_qwen2_ctx **out, mer_err *err);
+/* Frees the single-sample context: its KV cache (and, on the device, its sequence, so that a batch of
+ * p->batch slots fits the n_seq the model was loaded with). */
+void mer__agpt_drop_llm_ctx(mer__agpt *a);
+
 /* 1 when the encoders run on a CUDA device (mer_infer_params.device), 0 on the CPU. */
 int mer__agpt_on_device(const mer__agpt *a);
 
@@ -54,7 +61,7 @@ char *mer__llm_tokenizer_path(const char *llm);
 /* Loads every part named in p (clip, hubert, llm, tokenizer, affectgpt; or all of them from p->bundle)
  * and checks that they fit together (the fusion's widths against the encoders and the LLM). On a CUDA
  * device (p->device) the encoders and the LLM are uploaded (bf16; f32 when p->wtype is "f32"), the LLM
- * with room for p->batch + 1 sequences of 2048 positions. Caller frees with mer__agpt_free. */
+ * with room for p->batch sequences of 2048 positions. Caller frees with mer__agpt_free. */
 mer_status mer__agpt_load(const mer_infer_params *p, mer__agpt **out, mer_err *err);
 
 /* An AffectGPT from parts already in memory (benchmarks: models/random_models.h). Takes ownership of

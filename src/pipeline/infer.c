@@ -616,6 +616,7 @@ mer_status mer__infer_run_agpt(const mer_infer_params *p0, mer__agpt *a, const c
         mer_qwen2_ctx_params cp = mer_qwen2_ctx_default_params();
         cp.n_threads = p.n_threads;
         cp.n_ctx = 2048;
+        mer__agpt_drop_llm_ctx(a); /* its KV cache (its device sequence) goes to the batch */
         if ((st = mer_qwen2_batch_init(a->llm, n_slots, &cp, &llm, err))) goto done;
         batched bt = {&x, llm};
         st = mer__job_run_batched(&jp, list, names.n, run_batched, &bt, &js, err);
