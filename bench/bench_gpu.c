@@ -395,13 +395,13 @@ static void bench_qgemv(mer_cuda *c) {
             TRY(mer_cuda_alloc(c, (size_t)8 * 152064 * 4, &y, &e));
             TRY(mer_cuda_fill_uniform_bf16(c, x, (size_t)8 * 18944, 9, 1.0f, &e));
             TRY(mer_cuda_memset(c, y, 0, (size_t)8 * 152064 * 4, &e));
-            static const char *vn[] = {"auto", "nw4", "nw8", "nw16", "tile1", "tile2", "u1", "u2", "u2nw8", "u2nw16"};
+            static const char *vn[] = {"auto", "nw4", "nw8", "nw16", "tile1", "tile2", "u1", "u2"};
             for (int bt = 1; bt <= 8; bt *= 8) {
-                for (int var = 0; var < 10; var++) {
+                for (int var = 0; var < 8; var++) {
                     if (sh[s].epi == MER_CUDA_EPI_SILU && (var == 4 || var == 5)) continue;
                     mer_cuda_set_gemv_tile(c, var == 4 ? 1 : var == 5 ? 2 : 0);
-                    mer_cuda_set_gemv_warps(c, var == 1 ? 4 : var == 2 || var == 8 ? 8 : var == 3 || var == 9 ? 16 : 0);
-                    mer_cuda_set_qgemv_unroll(var == 6 ? 1 : var >= 7 ? 2 : 0);
+                    mer_cuda_set_gemv_warps(c, var == 1 ? 4 : var == 2 ? 8 : var == 3 ? 16 : 0);
+                    mer_cuda_set_qgemv_unroll(var == 6 ? 1 : var == 7 ? 2 : 0);
                     qmm_arg a = {c, y, x, w, bt, sh[s].epi, 4 * n_w, n_w};
                     double t[7], ms;
                     TRY(mer_cuda_time(c, do_qmm, &a, &ms, &e));

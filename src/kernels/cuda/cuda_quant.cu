@@ -492,12 +492,16 @@ mer_status mer_cuda_qgemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int 
     const int n_tiles = w->n_phys / 16;
     const int mt2 = silu || c->gemv_tile == 2 || (c->gemv_tile == 0 && n_tiles >= 16 * c->n_sm);
     const int blocks = silu ? w->up_off / 16 : (n_tiles + (mt2 ? 1 : 0)) / (mt2 ? 2 : 1);
+    /* Defaults measured on the H100 at the Qwen2.5-7B shapes (bench_gpu qgemv): 16 warps when there are
+     * fewer than 2 blocks per SM, else 8; 4 for q4_0 with two tiles (lm_head +9%); two chunks per step
+     * with one tile when a warp gets >= 7 chunks or runs 8 warps (qkv, down +2-4%), else one. */
+    const int q4 = w->dt == MER_DTYPE_Q4_0;
     int nw = c->gemv_nw;
-    if (nw == 0) nw = blocks < 2 * c->n_sm ? 16 : 8;
+    if (nw == 0) nw = q4 && mt2 ? 4 : blocks < 2 * c->n_sm ? 16 : 8;
     int u = g_qgemv_u;
-    if (u == 0) u = w->n_ch >= 8 * nw ? 2 : 1;
-    const cudaError_t e = w->dt == MER_DTYPE_Q4_0 ? launch_q_all<1>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi)
-                                                   : launch_q_all<0>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi);
+    if (u == 0) u = !mt2 && (nw <= 8 || w->n_ch >= 7 * nw) ? 2 : 1;
+    const cudaError_t e = q4 ? launch_q_all<1>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi)
+                             : launch_q_all<0>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi);
     if (e != cudaSuccess) return mer__cu_fail(err, e, "qgemv_kernel launch", __FILE__, __LINE__);
     return MER_OK;
 }
