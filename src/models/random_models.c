@@ -1,6 +1,7 @@
 /* random_models.c - real-shape networks with random weights, built in memory (random_models.h). */
 #include "models/random_models.h"
 
+#include <pthread.h>
 #include <string.h>
 
 const char *const mer__clip_l14_config =
@@ -49,6 +50,74 @@ static uint64_t xs(uint64_t *s) {
 
 static float uni(uint64_t *s) { return (float)((double)(xs(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
 
+/* Random contents of elements (or q8_0/q4_0 blocks) [i0, i1) of a tensor of dtype t, from the PRNG state
+ * *s (scale 0: ones). */
+static void fill(void *p, mer_dtype t, size_t i0, size_t i1, float scale, uint64_t *s) {
+    if (t == MER_DTYPE_F32) {
+        float *f = p;
+        for (size_t i = i0; i < i1; i++) f[i] = scale == 0 ? 1.0f : scale * uni(s);
+    } else if (t == MER_DTYPE_F16 || t == MER_DTYPE_BF16) {
+        uint16_t *h = p;
+        for (size_t i = i0; i < i1; i++) {
+            float v = scale == 0 ? 1.0f : scale * uni(s);
+            h[i] = t == MER_DTYPE_F16 ? mer_fp32_to_fp16(v) : mer_fp32_to_bf16(v);
+        }
+    } else { /* q8_0 / q4_0: random quants, scales giving values of about `scale` */
+        uint8_t *b = p;
+        size_t bb = mer_dtype_block_bytes(t);
+        uint16_t d = mer_fp32_to_fp16(scale / (t == MER_DTYPE_Q8_0 ? 127.0f : 8.0f));
+        for (size_t i = i0; i < i1; i++) {
+            memcpy(b + i * bb, &d, 2);
+            for (size_t k = 2; k < bb; k += 8) {
+                uint64_t r = xs(s);
+                memcpy(b + i * bb + k, &r, bb - k < 8 ? bb - k : 8);
+            }
+        }
+    }
+}
+
+typedef struct fill_part {
+    void *p;
+    mer_dtype t;
+    size_t i0, i1;
+    float scale;
+    uint64_t state;
+} fill_part;
+
+static void *fill_thread(void *ud) {
+    fill_part *f = ud;
+    fill(f->p, f->t, f->i0, f->i1, f->scale, &f->state);
+    return NULL;
+}
+
+#define FILL_PARALLEL_MIN ((size_t)1 << 24) /* units from which a tensor is filled by threads (CLIP-L and HuBERT-L
+                                              * have none: their values are those of the serial fill) */
+#define FILL_THREADS 16
+
+/* Fills n units: small tensors from *seed in order; large ones in FILL_THREADS parts at once, part c from its
+ * own state (splitmix64 of one draw of *seed and c), so the contents depend only on the seed. */
+static void fill_all(void *p, mer_dtype t, size_t n, float scale, uint64_t *seed) {
+    if (n < FILL_PARALLEL_MIN) {
+        fill(p, t, 0, n, scale, seed);
+        return;
+    }
+    fill_part part[FILL_THREADS];
+    pthread_t th[FILL_THREADS];
+    int started[FILL_THREADS] = {0};
+    uint64_t base = xs(seed);
+    for (int c = 0; c < FILL_THREADS; c++) {
+        uint64_t z = base + 0x9e3779b97f4a7c15ULL * (uint64_t)(c + 1);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        part[c] = (fill_part){p, t, n * (size_t)c / FILL_THREADS, n * (size_t)(c + 1) / FILL_THREADS, scale,
+                              (z ^ (z >> 31)) | 1};
+        started[c] = pthread_create(&th[c], NULL, fill_thread, &part[c]) == 0;
+        if (!started[c]) fill_thread(&part[c]); /* no thread: in this one */
+    }
+    for (int c = 0; c < FILL_THREADS; c++)
+        if (started[c]) pthread_join(th[c], NULL);
+}
+
 /* Adds tensor `name` [shape] of dtype t with random contents (scale 0: ones). */
 static mer_status add(mer_weights *w, uint64_t *seed, const char *name, mer_dtype t, int nd, const int64_t *shape,
                       float scale, mer_err *err) {
@@ -58,27 +127,8 @@ static mer_status add(mer_weights *w, uint64_t *seed, const char *name, mer_dtyp
     size_t row = (size_t)shape[nd - 1], nbytes = mer_dtype_row_bytes(t, row) * (n / row);
     void *p = aligned_alloc(64, (nbytes + 63) / 64 * 64);
     if (!p) return mer__errf(err, MER_E_NOMEM, "%s: out of memory for %s", w->path, name);
-    if (t == MER_DTYPE_F32) {
-        float *f = p;
-        for (size_t i = 0; i < n; i++) f[i] = scale == 0 ? 1.0f : scale * uni(seed);
-    } else if (t == MER_DTYPE_F16 || t == MER_DTYPE_BF16) {
-        uint16_t *h = p;
-        for (size_t i = 0; i < n; i++) {
-            float v = scale == 0 ? 1.0f : scale * uni(seed);
-            h[i] = t == MER_DTYPE_F16 ? mer_fp32_to_fp16(v) : mer_fp32_to_bf16(v);
-        }
-    } else { /* q8_0 / q4_0: random quants, scales giving values of about `scale` */
-        uint8_t *b = p;
-        size_t bb = mer_dtype_block_bytes(t), nb = nbytes / bb;
-        uint16_t d = mer_fp32_to_fp16(scale / (t == MER_DTYPE_Q8_0 ? 127.0f : 8.0f));
-        for (size_t i = 0; i < nb; i++) {
-            memcpy(b + i * bb, &d, 2);
-            for (size_t k = 2; k < bb; k += 8) {
-                uint64_t r = xs(seed);
-                memcpy(b + i * bb + k, &r, bb - k < 8 ? bb - k : 8);
-            }
-        }
-    }
+    int blocks = t != MER_DTYPE_F32 && t != MER_DTYPE_F16 && t != MER_DTYPE_BF16;
+    fill_all(p, t, blocks ? nbytes / mer_dtype_block_bytes(t) : n, scale, seed);
     if (o->n == o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 256;
         void **q = realloc(o->p, cap * sizeof *q);
