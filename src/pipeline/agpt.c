@@ -11,13 +11,11 @@
 
 #define AGPT_N_CTX 2048 /* positions per sequence: the reference's 2000 */
 
+static void drop_device_encoders(mer__agpt *a);
+
 void mer__agpt_free(mer__agpt *a) {
     if (!a) return;
-    mer_clip_cuda_free(a->clip_g);
-    mer_hubert_cuda_free(a->hub_g);
-#if MER_CUDA
-    mer_cuda_free(a->gpu); /* after the encoders, whose buffers come from its allocator */
-#endif
+    drop_device_encoders(a); /* the encoders first: their buffers come from the context's allocator */
     mer_qwen2_ctx_free(a->llm_ctx);
     mer_qwen2_free(a->llm);
     mer_tokenizer_free(a->tok);
@@ -175,6 +173,17 @@ mer_status mer__agpt_from_parts(const mer_infer_params *p, mer_clip *clip, mer_h
     return MER_OK;
 }
 
+static void drop_device_encoders(mer__agpt *a) {
+    mer_clip_cuda_free(a->clip_g);
+    mer_hubert_cuda_free(a->hub_g);
+#if MER_CUDA
+    mer_cuda_free(a->gpu);
+#endif
+    a->clip_g = NULL;
+    a->hub_g = NULL;
+    a->gpu = NULL;
+}
+
 /* CLIP and HuBERT uploaded to a device context of their own (the LLM has its own). */
 static mer_status encoders_to_device(mer__agpt *a, const mer_infer_params *p, mer_err *err) {
 #if !MER_CUDA
@@ -204,8 +213,13 @@ static mer_status finish_load(mer__agpt *a, const mer_infer_params *p, const cha
     mer_qwen2_info info;
     mer_qwen2_get_info(a->llm, &info);
     /* the encoders go where the LLM went (mer_qwen2_load resolved the device and refused an explicit
-     * CUDA it could not have) */
-    if (info.device == MER_DEVICE_CUDA && (st = encoders_to_device(a, p, err))) return st;
+     * CUDA it could not have); under auto, encoders the device does not take (MER_E_UNSUPPORTED: a shape
+     * its kernels lack) stay on the CPU, as the LLM does */
+    if (info.device == MER_DEVICE_CUDA && (st = encoders_to_device(a, p, err))) {
+        if (st != MER_E_UNSUPPORTED || p->device != MER_DEVICE_AUTO) return st;
+        drop_device_encoders(a);
+        if (err) memset(err, 0, sizeof *err);
+    }
     a->n_embd = info.n_embd;
     a->n_visual = a->clip->hp.n_proj;
     a->n_audio = a->hub->hp.n_embd;

@@ -61,7 +61,8 @@ char *mer__llm_tokenizer_path(const char *llm);
 /* Loads every part named in p (clip, hubert, llm, tokenizer, affectgpt; or all of them from p->bundle)
  * and checks that they fit together (the fusion's widths against the encoders and the LLM). On a CUDA
  * device (p->device) the encoders and the LLM are uploaded (bf16; f32 when p->wtype is "f32"), the LLM
- * with room for p->batch sequences of 2048 positions. Caller frees with mer__agpt_free. */
+ * with room for p->batch sequences of 2048 positions; the encoders follow the LLM, and under
+ * MER_DEVICE_AUTO a model the device does not take stays on the CPU. Caller frees with mer__agpt_free. */
 mer_status mer__agpt_load(const mer_infer_params *p, mer__agpt **out, mer_err *err);
 
 /* An AffectGPT from parts already in memory (benchmarks: models/random_models.h). Takes ownership of
