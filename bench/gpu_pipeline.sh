@@ -4,22 +4,25 @@
 # test_infer_batch (mer infer on the GPU: f32 device answers equal the CPU's, batched equal one at a time),
 # a smoke pass of the bench on the tiny fixtures on the GPU, then the real shapes (CLIP-L/14, HuBERT-L,
 # Qwen2.5-7B bf16, random weights): (a) one clip stage by stage, (b) dataset runs of many clips with
-# batching.
+# batching; then the same two measurements of HF transformers on the same data in the same run
+# (bench/gpu_pipeline_ref.py) and a side-by-side table.
 #
 #   bench/gpu_pipeline.sh [OUTDIR] [bench options...]   (OUTDIR defaults to $OUT, else bench-gpu-out)
 #
 # Carry .gpu-deps and models/qwen2-tokenizer (Qwen2.5's tokenizer.json, for the real ~150-token prompt;
 # without it the tiny fixture's tokenizer makes a longer prompt, as the output says). Environment:
-# MER_GPU_BIN=DIR uses a bench built elsewhere (DIR/bench/bench_gpu_pipeline); MER_PIPE_STEPS picks among
-# "test smoke real" (default all). Files written to OUTDIR: pipeline.log (everything), test_infer_batch.log,
-# pipeline_smoke.txt, pipeline.txt (the real-shape figures, RESULT lines included).
+# MER_GPU_BIN=DIR uses binaries built elsewhere (DIR/mer, DIR/tests/test_infer_batch,
+# DIR/bench/bench_gpu_pipeline); MER_PIPE_STEPS picks among "test smoke real hf" (default all; hf needs
+# real's data, and compares against its default sizes). Files written to OUTDIR: pipeline.log (everything),
+# test_infer_batch.log, pipeline_smoke.txt, pipeline.txt (the real-shape figures, RESULT lines included),
+# hf_pipeline.json, results_pipeline.md.
 set -u
 cd "$(dirname "$0")/.."
 OUTDIR=${1:-${OUT:-bench-gpu-out}}
 [ $# -gt 0 ] && shift
 mkdir -p "$OUTDIR"
 LOG=$OUTDIR/pipeline.log
-STEPS=${MER_PIPE_STEPS:-test smoke real}
+STEPS=${MER_PIPE_STEPS:-test smoke real hf}
 DEPS=$PWD/.gpu-deps/root/usr
 LIBDIR=$DEPS/lib/x86_64-linux-gnu
 export LD_LIBRARY_PATH="$LIBDIR:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -70,6 +73,15 @@ if has real; then
         >"$OUTDIR/pipeline.txt" 2>&1
     r=$?; echo "exit $r" >>"$OUTDIR/pipeline.txt"; [ $r -eq 0 ] || rc=$r
     grep -v '^RESULT' "$OUTDIR/pipeline.txt" | tee -a "$LOG"
+fi
+if has hf; then
+    say "HF transformers on the same clips (bench/gpu_pipeline_ref.py)"
+    NP=$(awk '$1 == "RESULT" && $2 == "e2e_prompt_tokens" {print int($3)}' "$OUTDIR/pipeline.txt" 2>/dev/null)
+    timeout 400 python3 bench/gpu_pipeline_ref.py bench "$TMPD/real" 64 8,16 "${NP:-150}" 30 5 "$OUTDIR/hf_pipeline.json" \
+        >>"$LOG" 2>&1
+    r=$?; echo "exit $r" >>"$LOG"; [ $r -eq 0 ] || say "HF reference failed (exit $r): see pipeline.log"
+    python3 bench/gpu_pipeline_ref.py table "$OUTDIR/pipeline.txt" "$OUTDIR/hf_pipeline.json" \
+        | tee "$OUTDIR/results_pipeline.md" | tee -a "$LOG"
 fi
 rm -rf "$TMPD"
 exit $rc
