@@ -12,10 +12,13 @@
  *   bench_gpu parity DIR       the model in DIR (HF checkpoint + expected.safetensors written by
  *                              gpu_ref.py export) against HF's logits and greedy tokens
  *   bench_gpu qgemv            q8_0 / q4_0 decode matmuls of Qwen2.5-7B at 1 and 8 rows (tile, warp and
- *                              unroll variants of the dequantising GEMV), GB/s of quants + scales
+ *                              unroll variants of the dequantising GEMV, q4_0's folded offset), GB/s of
+ *                              quants + scales
  *   bench_gpu quant            Qwen2.5-7B shape with random q8_0 and q4_0 weights made on the device:
  *                              bytes per token, batch-1/4/8 decode, prefill of 512 tokens, the fraction
- *                              of the copy bandwidth (measured here) that batch-1 decode reaches
+ *                              of the copy bandwidth (measured here) that batch-1 decode reaches; q4_0
+ *                              decode with the folded-offset GEMV too (*_fold), both with programmatic
+ *                              dependent launch on (*_pdl)
  *
  * Every figure is printed as "RESULT <key> <value> <unit>" for gpu.sh to collect. With no GPU (or a
  * build without CUDA) it prints a SKIP line and exits 0. */
@@ -395,10 +398,12 @@ static void bench_qgemv(mer_cuda *c) {
             TRY(mer_cuda_alloc(c, (size_t)8 * 152064 * 4, &y, &e));
             TRY(mer_cuda_fill_uniform_bf16(c, x, (size_t)8 * 18944, 9, 1.0f, &e));
             TRY(mer_cuda_memset(c, y, 0, (size_t)8 * 152064 * 4, &e));
-            static const char *vn[] = {"auto", "nw4", "nw8", "nw16", "tile1", "tile2", "u1", "u2"};
+            static const char *vn[] = {"auto", "nw4", "nw8", "nw16", "tile1", "tile2", "u1", "u2", "fold"};
             for (int bt = 1; bt <= 8; bt *= 8) {
-                for (int var = 0; var < 8; var++) {
+                for (int var = 0; var < 9; var++) {
                     if (sh[s].epi == MER_CUDA_EPI_SILU && (var == 4 || var == 5)) continue;
+                    if (var == 8 && dt != MER_DTYPE_Q4_0) continue;
+                    mer_cuda_set_qgemv_fold(var == 8);
                     mer_cuda_set_gemv_tile(c, var == 4 ? 1 : var == 5 ? 2 : 0);
                     mer_cuda_set_gemv_warps(c, var == 1 ? 4 : var == 2 ? 8 : var == 3 ? 16 : 0);
                     mer_cuda_set_qgemv_unroll(var == 6 ? 1 : var == 7 ? 2 : 0);
@@ -415,6 +420,7 @@ static void bench_qgemv(mer_cuda *c) {
             mer_cuda_set_gemv_tile(c, 0);
             mer_cuda_set_gemv_warps(c, 0);
             mer_cuda_set_qgemv_unroll(0);
+            mer_cuda_set_qgemv_fold(0);
             for (int i = 0; i < n_w; i++) mer_cuda_qmat_release(c, &w[i]);
             mer_cuda_release(c, x);
             mer_cuda_release(c, y);
@@ -481,6 +487,37 @@ static void bench_quant(mer_cuda *c) {
             if (v > b8) b8 = v;
         }
         R("%s_decode_b8", b8, "tok/s");
+        { /* programmatic dependent launch (off by default): the GEMV's first weight loads overlap the
+           * previous kernel's tail */
+            mer_cuda *mc = mer_qwen2_cuda_backend(m);
+            const int pdl0 = mer_cuda_get_pdl(mc);
+            mer_cuda_set_pdl(mc, 1);
+            mer_qwen2_cuda_set_graph(m, 1);
+            double p1 = 0;
+            for (int r = 0; r < 3; r++) {
+                double v = run_decode(m, 1, 32, 128);
+                if (v > p1) p1 = v;
+            }
+            R("%s_decode_b1_pdl", p1, "tok/s");
+            R("%s_decode_b8_pdl", run_decode(m, 8, 32, 64), "tok/s");
+            mer_cuda_set_pdl(mc, pdl0);
+            mer_qwen2_cuda_set_graph(m, 1);
+        }
+        if (dt == MER_DTYPE_Q4_0) { /* the folded-offset GEMV variant (opt-in) */
+            mer_cuda_set_qgemv_fold(1);
+            mer_qwen2_cuda_set_graph(m, 1); /* recapture */
+            double f1 = 0, f8 = 0;
+            for (int r = 0; r < 3; r++) {
+                double v = run_decode(m, 1, 32, 128);
+                if (v > f1) f1 = v;
+                v = run_decode(m, 8, 32, 64);
+                if (v > f8) f8 = v;
+            }
+            R("%s_decode_b1_fold", f1, "tok/s");
+            R("%s_decode_b8_fold", f8, "tok/s");
+            mer_cuda_set_qgemv_fold(0);
+            mer_qwen2_cuda_set_graph(m, 1);
+        }
         R("%s_decode_b4", run_decode(m, 4, 32, 128), "tok/s");
         R("%s_decode_b1_ctx512", run_decode(m, 1, 512, 128), "tok/s");
         {

@@ -6,7 +6,8 @@
  * blocks and repacked on the device; the reference is float64 arithmetic on the matrix decoded here from
  * the GGUF block definition (q8_0: d * q; q4_0: d * (nibble - 8), low nibbles elements 0..15) and on the
  * same bf16 activations. The GEMV (1..8 rows, every epilogue, row counts off the 16-row tiles, K off the
- * 64/128-element chunks, a split gate/up matrix; every tile/warp/unroll variant) must
+ * 64/128-element chunks, a split gate/up matrix; every tile/warp/unroll variant, and q4_0's folded-offset
+ * variant) must
  * match to 1e-5 (f32 accumulation only); the > 8 row
  * path (bf16 dequantisation + cuBLASLt, in pieces of rows) to 6e-3 (weights rounded to bf16: 2^-9);
  * the dequantisation bit for bit against bf16(d * q) (exact in f32, then rounded to nearest even).
@@ -242,6 +243,21 @@ static void test_kernels(void) {
         mer_cuda_set_gemv_warps(c, 0);
         mer_cuda_set_gemv_tile(c, 0);
         mer_cuda_set_qgemv_unroll(0);
+        if (dt == MER_DTYPE_Q4_0) { /* the folded-offset variant (opt-in) */
+            mer_cuda_set_qgemv_fold(1);
+            for (int u = 1; u <= 2; u++) {
+                mer_cuda_set_qgemv_unroll(u);
+                mer_cuda_set_gemv_tile(c, 2);
+                test_qmat(c, dt, 70, 4096, 35);
+                mer_cuda_set_gemv_tile(c, 1);
+                test_qmat(c, dt, 50, 1280, 0);
+            }
+            mer_cuda_set_gemv_tile(c, 0);
+            mer_cuda_set_qgemv_unroll(0);
+            test_qmat(c, dt, 37, 96, 0);
+            test_qmat(c, dt, 96, 3584, 48);
+            mer_cuda_set_qgemv_fold(0);
+        }
         test_random_fill(c, dt);
     }
     { /* bad arguments */

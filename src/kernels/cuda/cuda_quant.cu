@@ -256,8 +256,12 @@ __global__ void __launch_bounds__(NW * 32)
     qgemv_kernel(const uint8_t *__restrict__ qs, const uint16_t *__restrict__ sc, const uint16_t *__restrict__ x,
                  void *__restrict__ yv, int K, int n_ch, int n_out, int n_tiles, int split, int up_off, int n_tok,
                  int ldx, int ldy) {
-    constexpr int NB = Q4 ? 4 : 2;
-    constexpr int CH = Q4 ? 128 : 64;
+    /* Q4: 0 q8_0, 1 q4_0, 2 q4_0 with the nibble offset folded into the tensor cores: the weights enter as
+     * 128 + n and two extra mma of -136 times the activations per block (shared by the tiles) correct
+     * the sum, which saves the bf16x2 subtraction of every weight pair. */
+    constexpr bool IS4 = Q4 != 0, FOLD = Q4 == 2;
+    constexpr int NB = IS4 ? 4 : 2;
+    constexpr int CH = IS4 ? 128 : 64;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, q = lane & 3;
     mer__pdl_launch();
@@ -335,13 +339,26 @@ __global__ void __launch_bounds__(NW * 32)
             for (int b = 0; b < NB; b++) {
                 const int k0 = ch * CH + 32 * b;
                 const uint4 xb = (xon && k0 < K) ? __ldg((const uint4 *)(xr + k0)) : make_uint4(0, 0, 0, 0);
+                float tc[4] = {0.f, 0.f, 0.f, 0.f}; /* FOLD: -136 * (sum of the block's activations) */
+                if (FOLD) {
+                    const uint32_t cm = 0xC308C308u; /* bf16x2 of -136 */
+                    mer__mma_bf16(tc, cm, cm, cm, cm, xb.x, xb.y);
+                    mer__mma_bf16(tc, cm, cm, cm, cm, xb.z, xb.w);
+                }
 #pragma unroll
                 for (int m = 0; m < MT; m++) {
                     uint32_t a[2][2][2]; /* [h][row half][pair] */
 #pragma unroll
                     for (int hf = 0; hf < 2; hf++) {
                         const uint4 wv = wa[u][m].w[hf];
-                        if (Q4) {
+                        if (FOLD) { /* 128 + n: the nibble in the mantissa of bf16 128.0 */
+                            const uint32_t word = b == 0 ? wv.x : b == 1 ? wv.y : b == 2 ? wv.z : wv.w;
+                            const uint32_t lo = word & 0x0F0F0F0Fu, hi = (word >> 4) & 0x0F0F0F0Fu;
+                            a[0][hf][0] = __byte_perm(lo, 0x43434343u, 0x4140);
+                            a[0][hf][1] = __byte_perm(lo, 0x43434343u, 0x4342);
+                            a[1][hf][0] = __byte_perm(hi, 0x43434343u, 0x4140);
+                            a[1][hf][1] = __byte_perm(hi, 0x43434343u, 0x4342);
+                        } else if (IS4) {
                             const uint32_t word = b == 0 ? wv.x : b == 1 ? wv.y : b == 2 ? wv.z : wv.w;
                             q4_bf16(word & 0x0F0F0F0Fu, a[0][hf][0], a[0][hf][1]);
                             q4_bf16((word >> 4) & 0x0F0F0F0Fu, a[1][hf][0], a[1][hf][1]);
@@ -351,7 +368,7 @@ __global__ void __launch_bounds__(NW * 32)
                             q8_bf16(w1, a[1][hf][0], a[1][hf][1]);
                         }
                     }
-                    float t[4] = {0.f, 0.f, 0.f, 0.f};
+                    float t[4] = {tc[0], tc[1], tc[2], tc[3]};
                     mer__mma_bf16(t, a[0][0][0], a[0][1][0], a[0][0][1], a[0][1][1], xb.x, xb.y);
                     mer__mma_bf16(t, a[1][0][0], a[1][1][0], a[1][0][1], a[1][1][1], xb.z, xb.w);
                     const uint2 s0 = wa[u][m].s[0], s1 = wa[u][m].s[1];
@@ -418,9 +435,10 @@ __global__ void __launch_bounds__(NW * 32)
     }
 }
 
-static int g_qgemv_u = -1;
+static int g_qgemv_u = -1, g_qgemv_fold = -1;
 
 void mer_cuda_set_qgemv_unroll(int u) { g_qgemv_u = u == 1 || u == 2 ? u : 0; }
+void mer_cuda_set_qgemv_fold(int on) { g_qgemv_fold = on != 0; }
 
 template <int Q4, int MT, int U, int NW, int EPI>
 static cudaError_t launch_q(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w,
@@ -500,8 +518,13 @@ mer_status mer_cuda_qgemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int 
     if (nw == 0) nw = q4 && mt2 ? 4 : blocks < 2 * c->n_sm ? 16 : 8;
     int u = g_qgemv_u;
     if (u == 0) u = !mt2 && (nw <= 8 || w->n_ch >= 7 * nw) ? 2 : 1;
-    const cudaError_t e = q4 ? launch_q_all<1>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi)
-                             : launch_q_all<0>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi);
+    if (g_qgemv_fold < 0) {
+        const char *s = getenv("MER_CUDA_QGEMV_FOLD");
+        mer_cuda_set_qgemv_fold(s ? atoi(s) : 0);
+    }
+    const cudaError_t e = !q4              ? launch_q_all<0>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi)
+                          : g_qgemv_fold ? launch_q_all<2>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi)
+                                         : launch_q_all<1>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi);
     if (e != cudaSuccess) return mer__cu_fail(err, e, "qgemv_kernel launch", __FILE__, __LINE__);
     return MER_OK;
 }

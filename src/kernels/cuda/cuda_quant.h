@@ -76,6 +76,11 @@ mer_status mer_cuda_qmatmul(mer_cuda *c, void *y_dev, int ldy, const uint16_t *x
 /* GEMV tuning knob (process-wide; MER_CUDA_QGEMV_U at first use): 0 chooses, else 1 or 2 chunks per warp
  * step. The tile and warp counts follow mer_cuda_set_gemv_tile / mer_cuda_set_gemv_warps. */
 void mer_cuda_set_qgemv_unroll(int u);
+/* q4_0 GEMV variant (process-wide; MER_CUDA_QGEMV_FOLD=1 at first use; off by default, not yet measured):
+ * the nibbles enter the tensor cores as 128 + n and the -8 offset is folded into two extra mma per block
+ * (-136 times the activations), instead of one bf16x2 subtraction per weight pair. Same values up to f32
+ * rounding of the cancellation (about 17 x 2^-24 of the block's activation sum). */
+void mer_cuda_set_qgemv_fold(int on);
 
 #ifdef __cplusplus
 }
