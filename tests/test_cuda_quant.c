@@ -161,7 +161,8 @@ static void test_qmat(mer_cuda *c, mer_dtype dt, int N, int K, int split) {
                     rr[(size_t)t * ny + r] = v;
                 }
             for (int t = 0; t < TMAX; t++)
-                for (int r = 0; r < ldy; r++) yh[(size_t)t * ldy + r] = epi == MER_CUDA_EPI_F32_ADD ? (float)(0.5 + 0.001 * r) : NAN;
+                for (int r = 0; r < ldy; r++)
+                    yh[(size_t)t * ldy + r] = epi == MER_CUDA_EPI_F32_ADD ? (float)(0.5 + 0.001 * r) : NAN;
             DO(mer_cuda_upload(c, yd, yh, (size_t)TMAX * ldy * sizeof(float), &e));
             const int bf = epi == MER_CUDA_EPI_BF16 || epi == MER_CUDA_EPI_SILU;
             DO(mer_cuda_qmatmul(c, yd, ldy, xd, ldx, &q, T, (mer_cuda_epi)epi, scratch, scr, &e));
@@ -355,7 +356,8 @@ static void test_from_model(const char *label, const char *path, const char *wty
     DO(mer_qwen2_prefill(ctx, ids, (size_t)n, &e));
     if (nctx) DO(mer_qwen2_prefill(nctx, ids, (size_t)n, &e));
     DO(mer_qwen2_cuda_prefill(m, 0, ids, n, dl, 0, NULL, &e));
-    float *cl_steps = malloc((size_t)(STEPS + 1) * V * sizeof(float)), *dl_steps = malloc((size_t)(STEPS + 1) * V * sizeof(float));
+    float *cl_steps = malloc((size_t)(STEPS + 1) * V * sizeof(float)),
+          *dl_steps = malloc((size_t)(STEPS + 1) * V * sizeof(float));
     for (int s = 0; s <= STEPS; s++) {
         int nr = 0;
         const float *cl = mer_qwen2_logits(ctx, &nr);

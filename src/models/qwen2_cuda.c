@@ -155,7 +155,7 @@ static mer_status check_hp(const mer_qwen2_cuda_hp *hp, const mer_qwen2_cuda_par
                          mer_dtype_name(p->wtype));
     if (quant && (hp->n_embd % 32 || hp->n_ff % 32 || (hp->n_head * hp->head_dim) % 32))
         return mer__errf(err, MER_E_UNSUPPORTED,
-                         "qwen2 cuda: %s needs rows of multiples of 32 elements (hidden %d, ff %d, heads x head_dim %d)",
+                         "qwen2 cuda: %s needs rows of multiples of 32 (hidden %d, ff %d, heads x head_dim %d)",
                          mer_dtype_name(p->wtype), hp->n_embd, hp->n_ff, hp->n_head * hp->head_dim);
     if (p->n_ctx < 1 || p->n_seq < 1 || p->n_seq > MAX_GRAPHS || p->n_batch < 1 || p->n_split < 1 || p->n_split > 32)
         return mer__errf(err, MER_E_ARG, "qwen2 cuda: bad params (n_ctx %d, n_seq %d, n_batch %d, n_split %d)", p->n_ctx,
@@ -520,7 +520,8 @@ mer_status mer_qwen2_cuda_load(const mer_weights *w, const mer_qwen2_cuda_params
 #define NM(fmt) (snprintf(nm, sizeof nm, "model.layers.%d." fmt, l), nm)
         if ((st = upload_vec(m, &sg, w, NM("input_layernorm.weight"), E, L->attn_norm, err))) goto fail;
         if ((st = upload_vec(m, &sg, w, NM("post_attention_layernorm.weight"), E, L->ffn_norm, err))) goto fail;
-        if ((st = upload_named(m, &sg, w, NM("self_attn.q_proj.weight"), Hd, E, L->wqkv, q ? &L->qqkv : NULL, 0, err)) ||
+        if ((st = upload_named(m, &sg, w, NM("self_attn.q_proj.weight"), Hd, E, L->wqkv, q ? &L->qqkv : NULL, 0,
+                               err)) ||
             (st = upload_named(m, &sg, w, NM("self_attn.k_proj.weight"), KVd, E, L->wqkv, q ? &L->qqkv : NULL, (int)Hd,
                                err)) ||
             (st = upload_named(m, &sg, w, NM("self_attn.v_proj.weight"), KVd, E, L->wqkv, q ? &L->qqkv : NULL,
@@ -668,8 +669,8 @@ mer_status mer_qwen2_cuda_reset(mer_qwen2_cuda *m, int slot, mer_err *err) {
  * pos0..pos0+T-1), else decode tokens of distinct slots. Logits for rows [lrow0, lrow0 + n_l) go to
  * logits_dev; argmax of those rows to m->out_ids when do_argmax. */
 /* y = x W^T for the dense matrix w or the quantised qw (as the model is). */
-static mer_status mm(mer_qwen2_cuda *m, void *y, int ldy, const void *x, int ldx, const void *w, const mer_cuda_qmat *qw,
-                     int T, int n_in, int n_out, mer_cuda_epi epi, mer_err *err) {
+static mer_status mm(mer_qwen2_cuda *m, void *y, int ldy, const void *x, int ldx, const void *w,
+                     const mer_cuda_qmat *qw, int T, int n_in, int n_out, mer_cuda_epi epi, mer_err *err) {
     if (m->quant) return mer_cuda_qmatmul(m->c, y, ldy, x, ldx, qw, T, epi, m->deq, m->deq_elems, err);
     return mer_cuda_matmul(m->c, y, ldy, x, ldx, w, m->at, T, n_in, n_out, epi, err);
 }

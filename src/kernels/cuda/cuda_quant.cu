@@ -108,11 +108,11 @@ mer_status mer_cuda_qmat_set_rows(mer_cuda *c, mer_cuda_qmat *q, int r0, int n_r
     const size_t n = (size_t)n_rows * (q->n_in / 32) * 4;
     const unsigned grid = (unsigned)((n + 255) / 256);
     if (q->dt == MER_DTYPE_Q4_0)
-        q_set_rows_kernel<1><<<grid, 256, 0, c->stream>>>(q->qs, q->sc, (const uint8_t *)blocks_dev, r0, n_rows, q->n_in,
-                                                          q->n_ch, q->split, q->up_off);
+        q_set_rows_kernel<1><<<grid, 256, 0, c->stream>>>(q->qs, q->sc, (const uint8_t *)blocks_dev, r0, n_rows,
+                                                          q->n_in, q->n_ch, q->split, q->up_off);
     else
-        q_set_rows_kernel<0><<<grid, 256, 0, c->stream>>>(q->qs, q->sc, (const uint8_t *)blocks_dev, r0, n_rows, q->n_in,
-                                                          q->n_ch, q->split, q->up_off);
+        q_set_rows_kernel<0><<<grid, 256, 0, c->stream>>>(q->qs, q->sc, (const uint8_t *)blocks_dev, r0, n_rows,
+                                                          q->n_in, q->n_ch, q->split, q->up_off);
     MER_CU_LAUNCHED("q_set_rows_kernel");
     return MER_OK;
 }
@@ -161,17 +161,20 @@ mer_status mer_cuda_qmat_fill_random(mer_cuda *c, mer_cuda_qmat *q, uint64_t see
     const size_t n = (size_t)q->n_out * (q->n_in / 32) * 4;
     const unsigned grid = (unsigned)((n + 255) / 256);
     if (q->dt == MER_DTYPE_Q4_0)
-        q_fill_kernel<1><<<grid, 256, 0, c->stream>>>(q->qs, q->sc, q->n_out, q->n_in, q->n_ch, q->split, q->up_off, seed, a);
+        q_fill_kernel<1><<<grid, 256, 0, c->stream>>>(q->qs, q->sc, q->n_out, q->n_in, q->n_ch, q->split, q->up_off,
+                                                      seed, a);
     else
-        q_fill_kernel<0><<<grid, 256, 0, c->stream>>>(q->qs, q->sc, q->n_out, q->n_in, q->n_ch, q->split, q->up_off, seed, a);
+        q_fill_kernel<0><<<grid, 256, 0, c->stream>>>(q->qs, q->sc, q->n_out, q->n_in, q->n_ch, q->split, q->up_off,
+                                                      seed, a);
     MER_CU_LAUNCHED("q_fill_kernel");
     return MER_OK;
 }
 
 /* One thread per (row, block, eighth): 8 bf16 outputs. */
 template <int Q4>
-__global__ void q_dequant_kernel(uint16_t *__restrict__ y, const uint8_t *__restrict__ qs, const uint16_t *__restrict__ sc,
-                                 int r0, int n_rows, int n_in, int n_ch, int split, int up_off) {
+__global__ void q_dequant_kernel(uint16_t *__restrict__ y, const uint8_t *__restrict__ qs,
+                                 const uint16_t *__restrict__ sc, int r0, int n_rows, int n_in, int n_ch, int split,
+                                 int up_off) {
     const int NB = Q4 ? 4 : 2;
     const int kb = n_in / 32;
     mer__pdl_wait();
@@ -327,7 +330,8 @@ __global__ void __launch_bounds__(NW * 32)
                 for (int hf = 0; hf < 2; hf++) {
                     wb[u][m].w[hf] = on ? mer__ld_stream(rp[m][hf] + (size_t)ch * 64) : make_uint4(0, 0, 0, 0);
                     if (NB == 4)
-                        wb[u][m].s[hf] = on ? __ldg((const uint2 *)(sp[m][hf] + (size_t)ch * 16 * NB)) : make_uint2(0, 0);
+                        wb[u][m].s[hf] =
+                            on ? __ldg((const uint2 *)(sp[m][hf] + (size_t)ch * 16 * NB)) : make_uint2(0, 0);
                     else
                         wb[u][m].s[hf].x = on ? __ldg((const uint32_t *)(sp[m][hf] + (size_t)ch * 16 * NB)) : 0u;
                 }
@@ -489,8 +493,9 @@ static mer_status check_q(const void *y, int ldy, const uint16_t *x, int ldx, co
     const int n_y = epi == MER_CUDA_EPI_SILU ? w->n_out / 2 : w->n_out;
     if (n_tok < 1 || ldx < w->n_in || ldx % 8 || ldy < n_y || (int)epi < 0 || (int)epi > 3 ||
         (epi == MER_CUDA_EPI_SILU && (w->n_out % 2 || w->split != w->n_out / 2)))
-        return mer__errf(err, MER_E_ARG, "cuda qmatmul: bad sizes (n_tok %d, n_in %d, n_out %d, ldx %d, ldy %d, epi %d)",
-                         n_tok, w->n_in, w->n_out, ldx, ldy, (int)epi);
+        return mer__errf(err, MER_E_ARG,
+                         "cuda qmatmul: bad sizes (n_tok %d, n_in %d, n_out %d, ldx %d, ldy %d, epi %d)", n_tok,
+                         w->n_in, w->n_out, ldx, ldy, (int)epi);
     if (((uintptr_t)x | (uintptr_t)y) & 15)
         return mer__errf(err, MER_E_ARG, "cuda qmatmul: operands must be 16-byte aligned");
     return MER_OK;
