@@ -648,8 +648,15 @@ done:
 mer_status mer_infer_run(const mer_infer_params *p, const char *out_npz, mer_job_summary *summary, mer_err *err) {
     memset(summary, 0, sizeof *summary);
     if (!p->data_dir) return mer__errf(err, MER_E_ARG, "mer infer: --data DIR is required");
+    /* the names list is checked before the models load (a wrong path fails at once) */
+    char names_path[4096];
+    if (!p->names) snprintf(names_path, sizeof names_path, "%s/track_all_candidates.csv", p->data_dir);
+    mer_label_table names = {0};
+    mer_status st = mer_label_table_read(p->names ? p->names : names_path, "name", &names, err);
+    mer_label_table_free(&names);
+    if (st) return st;
     mer__agpt *a = NULL;
-    mer_status st = mer__agpt_load(p, &a, err);
+    st = mer__agpt_load(p, &a, err);
     if (!st) st = mer__infer_run_agpt(p, a, out_npz, summary, err);
     mer__agpt_free(a);
     return st;
