@@ -58,8 +58,11 @@ mer_status mer_qwen2_cuda_load(const mer_weights *w, const mer_qwen2_cuda_params
  * quants; other pairs convert: float -> f32/bf16, float -> q8_0/q4_0 by the reference quantiser
  * (mer_quantize_row), q8_0/q4_0 -> f32/bf16 dequantised, q8_0 <-> q4_0 through f32. An unmerged LoRA
  * adapter of the CPU model (lora_mode 2) is merged into the uploaded matrices: W + scale * B A computed
- * in f32, then converted to p->wtype (so the device model equals the CPU model with the adapter merged).
- * m is only read during the call. Caller frees with mer_qwen2_cuda_free. */
+ * in f32 from the CPU matrix W, then converted to p->wtype (for a float W this is what the CPU's merge at
+ * load does; for a q8_0/q4_0 W it quantises W_q + scale * B A again, one rounding more than a merge done
+ * before the first quantisation). The embedding goes up as bf16 (f32 when p->wtype is f32); a tied
+ * lm_head of a quantised upload is a quantised copy of the embedding. m is only read during the call.
+ * Caller frees with mer_qwen2_cuda_free. */
 mer_status mer_qwen2_cuda_from_model(const struct mer_qwen2 *m, const mer_qwen2_cuda_params *p, mer_qwen2_cuda **out,
                                      mer_err *err);
 /* A model of shape hp with random weights generated on the device (uniform, std 1/sqrt(fan_in); norm
