@@ -1,9 +1,11 @@
 /* qwen2_cuda.h - the Qwen2 decoder on a CUDA device: weights uploaded as bf16 (from any checkpoint
- * mer_weights reads: f32, f16, bf16, q8_0 and q4_0 tensors are converted) or, for exact parity work, as
- * f32 (then activations and the KV cache are f32 too and every matmul is full-f32 cuBLASLt), a KV cache
- * for n_seq
- * sequences ("slots") on the device, prefill in chunks of n_batch tokens, and a decode step for 1..n_seq
- * sequences at once that is captured in a CUDA graph (one graph per batch size, replayed every step).
+ * mer_weights reads, or from a CPU model: f32, f16, bf16, q8_0 and q4_0 tensors are converted), as
+ * q8_0/q4_0 kept quantised on the device (kernels/cuda/cuda_quant.h: a dequantising GEMV for decode,
+ * dequantise + cuBLASLt for prefill), or, for exact parity work, as f32 (then activations and the KV
+ * cache are f32 too and every matmul is full-f32 cuBLASLt); a KV cache for n_seq sequences ("slots") on
+ * the device, prefill in chunks of n_batch tokens (from token ids or embedding rows), and a decode step
+ * for 1..n_seq sequences at once that is captured in a CUDA graph (one graph per batch size, replayed
+ * every step).
  *
  * The forward is the HF Qwen2ForCausalLM one: embedding, then per layer RMSNorm -> fused q/k/v
  * projection (+ bias) -> RoPE NeoX -> causal attention with grouped KV heads -> o_proj + residual ->
