@@ -333,7 +333,16 @@ static double dataset_run(mer__agpt *a, const mer_infer_params *p0, const char *
     if (mer__infer_run_agpt(&p, a, out, s, &e)) die("infer run", &e);
     double secs = now_s() - t0;
     if (s->n_ok != (size_t)n) {
-        fprintf(stderr, "bench_gpu_pipeline: %zu of %d clips answered (see %s.csv)\n", s->n_ok, n, out);
+        fprintf(stderr, "bench_gpu_pipeline: %zu of %d clips answered; the first failures:\n", s->n_ok, n);
+        char csv[4200], line[2048];
+        snprintf(csv, sizeof csv, "%s", out);
+        char *dot = strrchr(csv, '.');
+        if (dot && !strcmp(dot, ".npz")) strcpy(dot, ".csv");
+        FILE *f = fopen(csv, "r");
+        for (int k = 0; f && k < 5 && fgets(line, sizeof line, f);)
+            if (strstr(line, ",0,")) fprintf(stderr, "  %s", line), k++;
+        if (f) fclose(f);
+        else fprintf(stderr, "  (no %s to show them)\n", csv);
         exit(1);
     }
     return secs;

@@ -11,6 +11,7 @@
 #include "test.h"
 
 #include "io/gguf.h"
+#include "models/tokenizer.h"
 #include "mer.h"
 
 #include <cjson/cJSON.h>
@@ -467,6 +468,11 @@ static void check_errors(const mer_tokenizer *tok) {
     CHECK_EQ_INT(mer_tokenizer_decode(tok, mixed, 5, 0, &text, NULL, &err), MER_OK);
     CHECK_STR(text, "<|im_start|>user<|im_end|><tool_call><|endoftext|>");
     free(text);
+    /* generated ids: Qwen2.5-7B's 152,064 logits past the table's 151,665 ids have no token; Hugging Face's
+     * decode drops them (tokenizers' id_to_token gives None), so do the generation paths */
+    int32_t gen[6] = {872, 151700, 152063, 151645, 151664, 151665}, kept[6];
+    CHECK_EQ_INT(mer__tok_ids_with_text(tok, gen, 6, kept), 3);
+    CHECK(kept[0] == 872 && kept[1] == 151645 && kept[2] == 151664);
 }
 
 // --- chat template -----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
  * decoder (never half a UTF-8 character) and holds back any tail of the text that could be the start of
  * a stop string, so a stop string is never printed. The only allocations are made once per call. */
 #include "models/qwen2.h"
+#include "models/tokenizer.h"
 
 #include <math.h>
 #include <string.h>
@@ -151,7 +152,8 @@ mer_status mer_qwen2_generate(mer_qwen2_ctx *c, const mer_tokenizer *tok, const 
             res->stop = MER_STOP_TOKEN;
             break;
         }
-        if (stream) {
+        int32_t known;
+        if (stream && mer__tok_ids_with_text(tok, &id, 1, &known)) { /* an id without a token adds no text */
             const char *txt;
             size_t len;
             if ((st = mer_tokenizer_stream_push(stream, id, &txt, &len, err))) goto done;

@@ -142,9 +142,12 @@ void mer_qwen2_cuda_free(mer_qwen2_cuda *m) {
 }
 
 static mer_status check_hp(const mer_qwen2_cuda_hp *hp, const mer_qwen2_cuda_params *p, mer_err *err) {
-    if (hp->n_vocab < 1 || hp->n_embd < 8 || hp->n_layer < 1 || hp->n_head < 1 || hp->n_kv_head < 1 ||
-        hp->n_head % hp->n_kv_head || hp->head_dim < 8 || hp->n_ff < 1)
-        return mer__errf(err, MER_E_ARG, "qwen2 cuda: bad shape");
+    if (hp->n_vocab < 1 || hp->n_embd < 1 || hp->n_layer < 1 || hp->n_head < 1 || hp->n_kv_head < 1 ||
+        hp->n_head % hp->n_kv_head || hp->head_dim < 1 || hp->n_ff < 1)
+        return mer__errf(err, MER_E_ARG,
+                         "qwen2 cuda: bad shape (vocab %d, hidden %d, %d layers, %d/%d heads, head_dim %d, ff %d)",
+                         hp->n_vocab, hp->n_embd, hp->n_layer, hp->n_head, hp->n_kv_head, hp->head_dim, hp->n_ff);
+    /* a well-formed model the kernels do not take: MER_E_UNSUPPORTED (on --device auto it stays on the CPU) */
     if (hp->n_embd % 8 || hp->n_ff % 8 || (hp->n_head * hp->head_dim) % 8 || hp->head_dim % 8 || hp->head_dim > 256)
         return mer__errf(err, MER_E_UNSUPPORTED,
                          "qwen2 cuda: sizes must be multiples of 8 and head_dim <= 256 (hidden %d, ff %d, head_dim %d)",

@@ -269,6 +269,13 @@ void mer_tokenizer_free(mer_tokenizer *t) {
 
 size_t mer_tokenizer_n_vocab(const mer_tokenizer *t) { return t ? t->n_vocab : 0; }
 
+size_t mer__tok_ids_with_text(const mer_tokenizer *t, const int32_t *ids, size_t n, int32_t *out) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] >= 0 && (size_t)ids[i] < t->n_vocab) out[k++] = ids[i];
+    return k;
+}
+
 int32_t mer_tokenizer_token_id(const mer_tokenizer *t, const char *text, size_t len) {
     if (!t || !text) return -1;
     for (size_t i = 0; i < t->n_added; i++)

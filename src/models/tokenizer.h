@@ -110,3 +110,11 @@ mer_status mer__tokenizer_load_gguf(const char *path, const mer_tokenizer_params
                                     mer_err *err);
 
 #endif /* MER_MODELS_TOKENIZER_H */
+
+// --- generated ids ---------------------------------------------------------------------------------
+
+/* A model's output vocabulary can be larger than its tokenizer's (Qwen2.5-7B: 152,064 logits, 151,665
+ * ids with a token). Hugging Face decodes an id without a token to nothing; the generation paths do the
+ * same through this: copies the ids of ids[n] that lie inside [0, n_vocab of t) to out (may be ids) and
+ * returns how many. */
+size_t mer__tok_ids_with_text(const mer_tokenizer *t, const int32_t *ids, size_t n, int32_t *out);

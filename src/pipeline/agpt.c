@@ -464,10 +464,13 @@ void mer__agpt_gen_params(const mer__agpt *a, mer_generate_params *g) {
     if (g->min_new_tokens < 1) g->min_new_tokens = 1; /* generate(min_length=1) with inputs_embeds */
 }
 
-mer_status mer__agpt_answer_ids(mer__agpt *a, const int32_t *ids, size_t n_ids, mer_buf *out, mer_err *err) {
+mer_status mer__agpt_answer_ids(mer__agpt *a, const int32_t *ids_in, size_t n_ids, mer_buf *out, mer_err *err) {
     mer_tokenizer_stream *ts = NULL;
     mer_buf seen = {0}, clean = {0};
     char *text = NULL;
+    int32_t *ids = malloc((n_ids ? n_ids : 1) * sizeof *ids);
+    if (!ids) return mer__errf(err, MER_E_NOMEM, "out of memory");
+    n_ids = mer__tok_ids_with_text(a->tok, ids_in, n_ids, ids); /* ids without a token decode to nothing */
     size_t tlen = 0, n = n_ids;
     mer_status st;
     /* the stop string as mer_qwen2_generate applies it: the decoded output so far contains "###" */
@@ -498,6 +501,7 @@ done:
     mer__buf_free(&seen);
     mer__buf_free(&clean);
     free(text);
+    free(ids);
     return st;
 }
 

@@ -27,9 +27,12 @@
 
 // --- decode: split-K -------------------------------------------------------------------------------
 
-/* Layout of the decode workspace: partial outputs [n_tok][H][S][d] f32, (max, sum) pairs [n_tok][H][S][2],
- * then arrival counters [n_tok][H] (int; zero between calls: the last block of a (token, group) resets
- * its counter). At most 32 splits (a lane per split in the merge). */
+/* Layout of the decode workspace: a region per token row t at a fixed offset t * ws_tok(H, S, d) floats,
+ * whatever the number of rows of the call (calls of different row counts share one workspace, and a
+ * counter must never sit where another call writes partials): partial outputs [H][S][d] f32, (max, sum)
+ * pairs [H][S][2], then arrival counters [KV <= H] (int; zero between calls: the last block of a (token,
+ * group) resets its counter). At most 32 splits (a lane per split in the merge). */
+__host__ __device__ static inline size_t ws_tok(int H, int S, int d) { return (size_t)H * S * (d + 2) + H; }
 #define DT 32     /* keys per shared-memory tile */
 #define MAXC 8    /* 16-byte chunks a thread loads per round of a tile */
 
@@ -45,8 +48,7 @@ template <int DPL, typename T, bool ROPE>
 __global__ void attn_split_kernel(const T *__restrict__ q, const float *__restrict__ qkv, const float *__restrict__ bias,
                                   const float *__restrict__ inv_freq, T *kc, T *vc, const int32_t *__restrict__ pos,
                                   const int32_t *__restrict__ slot, int H, int KV, int d, int n_ctx, int S, float sl2,
-                                  float *__restrict__ po, float *__restrict__ pml, int *__restrict__ cnt,
-                                  T *__restrict__ out) {
+                                  float *__restrict__ ws, T *__restrict__ out) {
     extern __shared__ __align__(16) float sm[];
     __shared__ int is_last;
     mer__pdl_launch();
@@ -67,6 +69,9 @@ __global__ void attn_split_kernel(const T *__restrict__ q, const float *__restri
     T *kb = kc + ((size_t)sl * KV + g) * n_ctx * d;
     T *vb = vc + ((size_t)sl * KV + g) * n_ctx * d;
     const float *row = ROPE ? qkv + (size_t)t * (H + 2 * KV) * d : NULL;
+    float *po = ws ? ws + (size_t)t * ws_tok(H, S, d) : NULL; /* this row's partials */
+    float *pml = po ? po + (size_t)H * S * d : NULL;
+    int *cnt = pml ? (int *)(pml + (size_t)H * S * 2) : NULL;
 
     if (ROPE) {
         for (int i = threadIdx.x; i < half; i += nt) {
@@ -179,28 +184,28 @@ __global__ void attn_split_kernel(const T *__restrict__ q, const float *__restri
 #pragma unroll
                 for (int i = 0; i < DPL; i++) mer__stf(orow + i, o[i] * inv);
             } else {
-                float *prow = po + (((size_t)t * H + h) * S + s) * d + lane * DPL;
+                float *prow = po + ((size_t)h * S + s) * d + lane * DPL;
 #pragma unroll
                 for (int i = 0; i < DPL; i++) prow[i] = o[i];
             }
         }
         if (S > 1 && lane == 0) {
-            pml[(((size_t)t * H + h) * S + s) * 2] = m;
-            pml[(((size_t)t * H + h) * S + s) * 2 + 1] = l;
+            pml[((size_t)h * S + s) * 2] = m;
+            pml[((size_t)h * S + s) * 2 + 1] = l;
         }
     }
     if (S == 1) return;
     // The last of the S blocks of this (token, group) to finish merges the partials.
     __threadfence();
     __syncthreads();
-    if (threadIdx.x == 0) is_last = atomicAdd(&cnt[(size_t)t * H + g], 1) == S - 1;
+    if (threadIdx.x == 0) is_last = atomicAdd(&cnt[g], 1) == S - 1;
     __syncthreads();
     if (!is_last) return;
     __threadfence();
     // A warp per head, a lane per split (S <= 32): weights by warp reductions, then every lane adds
     // its d/32 elements over the splits that hold keys (loads of successive splits in flight together).
     for (int jj = warp; jj < rep; jj += nw) {
-        const size_t hb = (size_t)t * H + g * rep + jj;
+        const size_t hb = (size_t)g * rep + jj; /* head within the row */
         const float ms = lane < S ? __ldcg(pml + (hb * S + lane) * 2) : -1e30f;
         const float ls = lane < S ? __ldcg(pml + (hb * S + lane) * 2 + 1) : 0.f;
         const float M = mer__warp_max(ms);
@@ -221,47 +226,47 @@ __global__ void attn_split_kernel(const T *__restrict__ q, const float *__restri
         }
         if (von) {
 #pragma unroll
-            for (int i = 0; i < DPL; i++) mer__stf(out + hb * d + lane * DPL + i, a[i] * inv);
+            for (int i = 0; i < DPL; i++) mer__stf(out + ((size_t)t * H + hb) * d + lane * DPL + i, a[i] * inv);
         }
     }
-    if (threadIdx.x == 0) cnt[(size_t)t * H + g] = 0;
+    if (threadIdx.x == 0) cnt[g] = 0;
 }
 
 size_t mer_cuda_attn_decode_ws(int n_tok, int n_head, int d, int n_split) {
     if (n_split <= 1) return 0;
-    return (size_t)n_tok * n_head * n_split * ((size_t)d + 2) * sizeof(float) + (size_t)n_tok * n_head * sizeof(int);
+    return (size_t)n_tok * ws_tok(n_head, n_split, d) * sizeof(float);
 }
 
 template <bool ROPE, int DPL, typename T>
 static cudaError_t launch_split3(mer_cuda *c, dim3 grid, dim3 block, size_t smem, const T *q, const float *qkv,
                                  const float *bias, const float *inv, T *kc, T *vc, const int32_t *pos,
-                                 const int32_t *slot, int H, int KV, int d, int n_ctx, int S, float sl2, float *po,
-                                 float *pml, int *cnt, T *out) {
+                                 const int32_t *slot, int H, int KV, int d, int n_ctx, int S, float sl2, float *ws,
+                                 T *out) {
     if (smem > 48 * 1024) {
         cudaError_t e = cudaFuncSetAttribute(attn_split_kernel<DPL, T, ROPE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              (int)smem);
         if (e != cudaSuccess) return e;
     }
     return mer__launch(c, attn_split_kernel<DPL, T, ROPE>, grid, block, smem, q, qkv, bias, inv, kc, vc, pos, slot, H, KV,
-                       d, n_ctx, S, sl2, po, pml, cnt, out);
+                       d, n_ctx, S, sl2, ws, out);
 }
 
 template <bool ROPE, typename T>
 static cudaError_t launch_split(mer_cuda *c, dim3 grid, dim3 block, size_t smem, const T *q, const float *qkv,
                                 const float *bias, const float *inv, T *kc, T *vc, const int32_t *pos,
-                                const int32_t *slot, int H, int KV, int d, int n_ctx, int S, float sl2, float *po,
-                                float *pml, int *cnt, T *out) {
+                                const int32_t *slot, int H, int KV, int d, int n_ctx, int S, float sl2, float *ws,
+                                T *out) {
     if (d <= 32)
         return launch_split3<ROPE, 1, T>(c, grid, block, smem, q, qkv, bias, inv, kc, vc, pos, slot, H, KV, d, n_ctx, S,
-                                         sl2, po, pml, cnt, out);
+                                         sl2, ws, out);
     if (d <= 64)
         return launch_split3<ROPE, 2, T>(c, grid, block, smem, q, qkv, bias, inv, kc, vc, pos, slot, H, KV, d, n_ctx, S,
-                                         sl2, po, pml, cnt, out);
+                                         sl2, ws, out);
     if (d <= 128)
         return launch_split3<ROPE, 4, T>(c, grid, block, smem, q, qkv, bias, inv, kc, vc, pos, slot, H, KV, d, n_ctx, S,
-                                         sl2, po, pml, cnt, out);
+                                         sl2, ws, out);
     return launch_split3<ROPE, 8, T>(c, grid, block, smem, q, qkv, bias, inv, kc, vc, pos, slot, H, KV, d, n_ctx, S, sl2,
-                                     po, pml, cnt, out);
+                                     ws, out);
 }
 
 static mer_status decode_common(mer_cuda *c, void *out, const void *q, const float *qkv, const float *bias,
@@ -274,9 +279,7 @@ static mer_status decode_common(mer_cuda *c, void *out, const void *q, const flo
                          d, S, mer_dtype_name(t));
     const int rep = H / KV;
     const int nw = rep < 16 ? rep : 16;
-    float *po = (float *)ws;
-    float *pml = po ? po + (size_t)n_tok * H * S * d : NULL;
-    int *cnt = pml ? (int *)(pml + (size_t)n_tok * H * S * 2) : NULL;
+    float *wsf = S > 1 ? (float *)ws : NULL;
     dim3 grid(S, KV, n_tok), block(nw * 32);
     const size_t smem = split_smem(nw, rep, d, t == MER_DTYPE_F32 ? 4 : 2);
     const float sl2 = scale * LOG2E;
@@ -284,18 +287,18 @@ static mer_status decode_common(mer_cuda *c, void *out, const void *q, const flo
     if (t == MER_DTYPE_BF16) {
         if (qkv)
             e = launch_split<true, uint16_t>(c, grid, block, smem, NULL, qkv, bias, inv, (uint16_t *)kc, (uint16_t *)vc,
-                                             pos, slot, H, KV, d, n_ctx, S, sl2, po, pml, cnt, (uint16_t *)out);
+                                             pos, slot, H, KV, d, n_ctx, S, sl2, wsf, (uint16_t *)out);
         else
             e = launch_split<false, uint16_t>(c, grid, block, smem, (const uint16_t *)q, NULL, NULL, NULL, (uint16_t *)kc,
-                                              (uint16_t *)vc, pos, slot, H, KV, d, n_ctx, S, sl2, po, pml, cnt,
+                                              (uint16_t *)vc, pos, slot, H, KV, d, n_ctx, S, sl2, wsf,
                                               (uint16_t *)out);
     } else {
         if (qkv)
             e = launch_split<true, float>(c, grid, block, smem, NULL, qkv, bias, inv, (float *)kc, (float *)vc, pos, slot,
-                                          H, KV, d, n_ctx, S, sl2, po, pml, cnt, (float *)out);
+                                          H, KV, d, n_ctx, S, sl2, wsf, (float *)out);
         else
             e = launch_split<false, float>(c, grid, block, smem, (const float *)q, NULL, NULL, NULL, (float *)kc,
-                                           (float *)vc, pos, slot, H, KV, d, n_ctx, S, sl2, po, pml, cnt, (float *)out);
+                                           (float *)vc, pos, slot, H, KV, d, n_ctx, S, sl2, wsf, (float *)out);
     }
     if (e != cudaSuccess) return mer__cu_fail(err, e, "attn_split_kernel launch", __FILE__, __LINE__);
     return MER_OK;
