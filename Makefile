@@ -35,6 +35,8 @@ OBJS   := $(SRCS:%.c=$(BUILD)/obj/%.o) $(CUSRCS:%.cu=$(BUILD)/obj/%.o)
 TOOLS  := $(shell find tools -name '*.c' | sort)
 TESTS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
+# the CPU benchmarks compare against OpenBLAS; the GPU machine has none (scripts/gpu/env.sh empties this)
+BENCH_LDLIBS ?= -lopenblas
 FUZZS  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 
 # Parallel by default; the installing step (deps) always runs before anything is compiled, because the
@@ -77,7 +79,7 @@ $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libmer.a
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libmer.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/libmer.a -o $@ $(LDLIBS) -lopenblas
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/libmer.a -o $@ $(LDLIBS) $(BENCH_LDLIBS)
 
 test: deps $(BUILD)/mer $(TESTS)
 	@scripts/run_tests.sh $(BUILD)

@@ -17,11 +17,7 @@ OUTDIR=${1:-${OUT:-bench-gpu-out}}
 mkdir -p "$OUTDIR"
 LOG=$OUTDIR/gpu_enc.log
 STEPS=${MER_GPU_ENC_STEPS:-test ours hf parity}
-DEPS=$PWD/.gpu-deps/root/usr
-LIBDIR=$DEPS/lib/x86_64-linux-gnu
-export LD_LIBRARY_PATH="$LIBDIR:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export PATH="/usr/local/cuda/bin:$PATH"
-export PYTHONUNBUFFERED=1
+. scripts/gpu/env.sh
 say() { echo "== $*" | tee -a "$LOG"; }
 has() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }
 
@@ -33,14 +29,8 @@ if [ -z "$BIN" ]; then
     BIN=${MER_GPU_BUILD:-build-gpu}
     say "build ($BIN)"
     t0=$(date +%s)
-    make -j"$(nproc)" CUDA=1 MEDIA=0 DEPS=0 BUILD="$BIN" EXTRA_CFLAGS="-I$DEPS/include -Wno-error" \
-        EXTRA_LDLIBS="-L$LIBDIR" "$BIN/libmer.a" "$BIN/tests/test_cuda_enc" >>"$LOG" 2>&1 ||
+    mer_gpu_make "$BIN" "$BIN/libmer.a" "$BIN/tests/test_cuda_enc" "$BIN/bench/bench_gpu_enc" >>"$LOG" 2>&1 ||
         { say "build failed"; grep -E "error|Error" "$LOG" | tail -20; exit 1; }
-    mkdir -p "$BIN/bench"
-    cc -std=c11 -O2 -g -pthread -Iinclude -Isrc -D_GNU_SOURCE -DMER_MEDIA=0 -DMER_CUDA=1 -I"$DEPS/include" \
-        bench/bench_gpu_enc.c "$BIN/libmer.a" -o "$BIN/bench/bench_gpu_enc" -L"$LIBDIR" -lz -lcjson -lutf8proc \
-        -lsqlite3 -lm -lpthread -L/usr/local/cuda/lib64 -lcudart -lcublas -lcublasLt -lstdc++ >>"$LOG" 2>&1 ||
-        { say "bench build failed"; tail -20 "$LOG"; exit 1; }
     say "build took $(( $(date +%s) - t0 )) s"
 fi
 

@@ -10,7 +10,10 @@ mer's CUDA benchmark.
                                    logits of HF in bf16 and of the same weights upcast to f32, and 16 greedy
                                    tokens of each (the reference for bench_gpu parity)
     gpu_ref.py table OURS.txt HF.json [PARITY.txt] [TEST.log]
-                                   prints the side-by-side table (markdown)
+                                   prints the side-by-side table of the bf16 LLM (markdown)
+    gpu_ref.py summary OUTDIR      the whole table of bench/gpu.sh from the result files in OUTDIR (the
+                                   LLM in bf16, q8_0 and q4_0, the encoders, AffectGPT end to end, the
+                                   GPU tests); needs no torch, so it also runs on fetched results
 """
 import json
 import os
@@ -192,6 +195,89 @@ def table(ours_path, hf_path, parity_path=None, test_log=None):
     print("\n".join(lines))
 
 
+def summary(d):
+    """One markdown table from the files bench/gpu.sh leaves in d (missing files leave '-')."""
+    def res(name):
+        return read_results(os.path.join(d, name))
+
+    def js(name):
+        p = os.path.join(d, name)
+        return json.load(open(p)) if os.path.exists(p) else {}
+
+    o = res("ours.txt")
+    o.update(res("parity.txt"))
+    q, e, pl = res("quant.txt"), {}, res("pipeline.txt")
+    for n in ("enc_ours.txt", "enc_parity.txt"):
+        e.update(res(n))
+    h, he, hp = js("hf.json"), js("enc_hf.json"), js("hf_pipeline.json")
+    card = h.get("device") or he.get("device") or hp.get("device") or "?"
+
+    def f(v, nd=1):
+        return "-" if v is None else f"{v:.{nd}f}"
+
+    def ratio(a, b, inv=False):
+        if not a or not b:
+            return "-"
+        return f"{(b / a if inv else a / b):.2f}x"
+
+    rows = []
+
+    def row(name, ov, hv, target, inv=False, nd=1):
+        rows.append(f"| {name} | {f(ov, nd)} | {f(hv, nd)} | {ratio(ov, hv, inv)} | {target} |")
+
+    def section(title):
+        rows.append(f"| **{title}** | | | | |")
+
+    section("Qwen2.5-7B shape, bf16 (random weights)")
+    row("decode batch 1 (tok/s)", o.get("decode_b1"), h.get("decode_b1_tok_s"), ">= 170 (llama.cpp f16 122.6)")
+    row("decode batch 8 (tok/s)", o.get("decode_b8"), h.get("decode_b8_tok_s"), ">= 1200")
+    row("prefill 512 tokens (ms)", o.get("prefill512"), h.get("prefill512_ms"), "<= 15", inv=True, nd=2)
+    row("logits rel. err. vs HF f32 (2 layers, 7B widths)", o.get("parity_logits_vs_hf_f32"),
+        o.get("parity_hf_bf16_vs_hf_f32"), "HF's own bf16 error beside it", nd=4)
+    row("device memory change over 10,000 decode steps (B)", o.get("leak_delta"), None, "0", nd=0)
+    section("Qwen2.5-7B shape, quantised (random weights)")
+    row("q8_0 decode batch 1 (tok/s)", q.get("q8_0_decode_b1"), None, ">= 300 (llama.cpp 157.5)")
+    row("q4_0 decode batch 1 (tok/s)", q.get("q4_0_decode_b1"), None, ">= 450 (llama.cpp 228.9)")
+    row("q8_0 decode batch 8 (tok/s)", q.get("q8_0_decode_b8"), None, "")
+    row("q4_0 decode batch 8 (tok/s)", q.get("q4_0_decode_b8"), None, "")
+    row("q8_0 prefill 512 tokens (ms)", q.get("q8_0_prefill512"), None, "", nd=2)
+    row("q4_0 prefill 512 tokens (ms)", q.get("q4_0_prefill512"), None, "", nd=2)
+    section("Encoders, bf16 (random weights)")
+    row("CLIP ViT-L/14, 8 frames (ms)", e.get("clip_l_8frames_ms"), he.get("hf_clip_l_8frames_ms"), "<= 4", inv=True,
+        nd=2)
+    row("chinese-hubert-large, 8 clips of 2 s (ms)", e.get("hubert_l_8x2s_ms"), he.get("hf_hubert_l_8x2s_ms"), "<= 6",
+        inv=True, nd=2)
+    for k in sorted(k for k in e if k.startswith("parity_")):
+        row(k + " (rel. err. vs HF f32)", e[k], None, "", nd=4)
+    section("AffectGPT end to end (CLIP-L + HuBERT-L + fusion + Qwen2.5-7B bf16)")
+    row("one clip: 8 frames, 8 clips, ~150-token prompt, 30 tokens (ms)", pl.get("e2e_total_ms"),
+        hp.get("e2e_total_ms"), "<= 250", inv=True, nd=1)
+    for k in sorted(k for k in pl if k.startswith("dataset_b")):
+        row(f"dataset run, batch {k[len('dataset_b'):-len('_clips_per_s')]} (clips/s)", pl[k], hp.get(k), ">= 20")
+    section("Ceilings measured in the same run")
+    row("copy bandwidth (GB/s)", o.get("copy_bw"), h.get("copy_bw_GBs"), "", nd=0)
+    row("bf16 GEMM 8192^3 (TFLOP/s)", o.get("gemm_bf16_8192"), h.get("gemm_bf16_8192_TFLOPs"), "", nd=0)
+    lines = [f"Card: {card}. mer (CUDA) beside HF transformers {h.get('transformers', he.get('transformers', '?'))} / "
+             f"torch {h.get('torch', he.get('torch', '?'))} measured in the same run; '-' where a step did not run.", "",
+             "| metric | mer | HF transformers | mer vs HF | target (issue #8) |", "| --- | --- | --- | --- | --- |"] + rows
+    if o.get("decode_b1") and o.get("decode_step_bytes") and o.get("copy_bw"):
+        ceil = o["copy_bw"] / o["decode_step_bytes"]
+        lines += ["", f"bf16 batch-1 decode reads {o['decode_step_bytes']:.2f} GB a token: the copy bandwidth caps it "
+                  f"at {ceil:.1f} tok/s; mer reaches {o['decode_b1'] / ceil * 100:.1f}% of that."]
+    for dt in ("q8_0", "q4_0"):
+        if q.get(f"{dt}_decode_b1_ceiling"):
+            lines += [f"{dt} batch-1 decode: ceiling {q[f'{dt}_decode_b1_ceiling']:.1f} tok/s, mer at "
+                      f"{q.get(f'{dt}_decode_b1_of_copy_ceiling', 0) * 100:.1f}% of it."]
+    tests = []
+    for n in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        if n.startswith("test_") and n.endswith(".log"):
+            got = [l.strip() for l in open(os.path.join(d, n), errors="replace") if " passed, " in l]
+            tests.append(f"    {got[-1] if got else n + ': no summary line'}")
+    if tests:
+        lines += ["", "GPU tests:", ""] + tests
+    print("\n".join(lines))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "bench":
@@ -200,6 +286,8 @@ if __name__ == "__main__":
         export(sys.argv[2])
     elif cmd == "table":
         table(*sys.argv[2:6])
+    elif cmd == "summary" and len(sys.argv) == 3:
+        summary(sys.argv[2])
     else:
         print(__doc__)
         sys.exit(2)

@@ -15,22 +15,14 @@ cd "$(dirname "$0")/../.."
 OUTDIR=${1:-${OUT:-llm-device-out}}
 mkdir -p "$OUTDIR"
 LOG=$OUTDIR/llm_device.log
-DEPS=$PWD/.gpu-deps/root/usr
-LIBDIR=$DEPS/lib/x86_64-linux-gnu
-export LD_LIBRARY_PATH="$LIBDIR:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export PATH="/usr/local/cuda/bin:$PATH"
+. scripts/gpu/env.sh
 B=${MER_GPU_BUILD:-build-gpu}
 say() { echo "== $*" | tee -a "$LOG"; }
 rc=0
 
 say "$(date -u +%FT%TZ) llm_device.sh on $(hostname): $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
-make -j"$(nproc)" CUDA=1 MEDIA=0 DEPS=0 BUILD="$B" EXTRA_CFLAGS="-I$DEPS/include -Wno-error" EXTRA_LDLIBS="-L$LIBDIR" \
-    "$B/mer" "$B/tests/test_cuda_llm" "$B/tests/test_qwen2_device" "$B/tests/test_qwen2_batch" >>"$LOG" 2>&1 ||
-    { say "build failed"; grep -E "error" "$LOG" | head -20; exit 1; }
-mkdir -p "$B/bench"
-cc -std=c11 -O2 -g -pthread -Iinclude -Isrc -D_GNU_SOURCE -DMER_MEDIA=0 -DMER_CUDA=1 -I"$DEPS/include" \
-    bench/bench_gpu_llm.c "$B/libmer.a" -o "$B/bench/bench_gpu_llm" -L"$LIBDIR" -lz -lcjson -lutf8proc -lsqlite3 -lm \
-    -lpthread -L/usr/local/cuda/lib64 -lcudart -lcublas -lcublasLt -lstdc++ >>"$LOG" 2>&1 || { say "bench build failed"; rc=1; }
+mer_gpu_make "$B" "$B/mer" "$B/tests/test_cuda_llm" "$B/tests/test_qwen2_device" "$B/tests/test_qwen2_batch" \
+    "$B/bench/bench_gpu_llm" >>"$LOG" 2>&1 || { say "build failed"; grep -E "error" "$LOG" | head -20; exit 1; }
 
 say "test_cuda_llm"
 timeout 300 "$B/tests/test_cuda_llm" >"$OUTDIR/test_cuda_llm.log" 2>&1 || rc=1
