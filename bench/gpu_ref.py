@@ -9,8 +9,6 @@ mer's CUDA benchmark.
                                    saved as an HF bf16 checkpoint, plus expected.safetensors: 64 prompt ids,
                                    logits of HF in bf16 and of the same weights upcast to f32, and 16 greedy
                                    tokens of each (the reference for bench_gpu parity)
-    gpu_ref.py table OURS.txt HF.json [PARITY.txt] [TEST.log]
-                                   prints the side-by-side table of the bf16 LLM (markdown)
     gpu_ref.py summary OUTDIR      the whole table of bench/gpu.sh from the result files in OUTDIR (the
                                    LLM in bf16, q8_0 and q4_0, the encoders, AffectGPT end to end, the
                                    GPU tests); needs no torch, so it also runs on fetched results
@@ -152,49 +150,6 @@ def read_results(path):
     return r
 
 
-def table(ours_path, hf_path, parity_path=None, test_log=None):
-    o = read_results(ours_path)
-    o.update(read_results(parity_path))
-    h = json.load(open(hf_path)) if hf_path and os.path.exists(hf_path) else {}
-    dev = h.get("device", "?")
-
-    def f(v, nd=1):
-        return "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
-
-    def ratio(a, b, inv=False):
-        if a is None or b is None or a == 0 or b == 0:
-            return "-"
-        return f"{(b / a if inv else a / b):.2f}x"
-
-    rows = []
-    def row(name, ov, hv, target, inv=False, nd=1):
-        rows.append(f"| {name} | {f(ov, nd)} | {f(hv, nd)} | {ratio(ov, hv, inv)} | {target} |")
-
-    row("decode batch 1 (tok/s)", o.get("decode_b1"), h.get("decode_b1_tok_s"), ">= 170")
-    row("decode batch 8 (tok/s)", o.get("decode_b8"), h.get("decode_b8_tok_s"), ">= 1200")
-    row("decode batch 4 (tok/s)", o.get("decode_b4"), None, "")
-    row("decode batch 1 after 512 tokens (tok/s)", o.get("decode_b1_ctx512"), None, "")
-    row("prefill 512 tokens (ms)", o.get("prefill512"), h.get("prefill512_ms"), "<= 15", inv=True, nd=2)
-    row("parity: logits rel. err. vs HF f32 (2 layers, 7B widths)", o.get("parity_logits_vs_hf_f32"),
-        o.get("parity_hf_bf16_vs_hf_f32"), "HF bf16 for scale", nd=4)
-    row("copy bandwidth (GB/s)", o.get("copy_bw"), h.get("copy_bw_GBs"), "ceiling", nd=0)
-    row("bf16 GEMM 8192^3 (TFLOP/s)", o.get("gemm_bf16_8192"), h.get("gemm_bf16_8192_TFLOPs"), "ceiling", nd=0)
-    lines = [f"Card: {dev}; HF transformers {h.get('transformers', '?')}, torch {h.get('torch', '?')}, "
-             f"attention {h.get('attn_implementation', '?')}; random bf16 weights at the Qwen2.5-7B shape.", "",
-             "| metric | mer (CUDA) | HF transformers | mer / HF | target |", "| --- | --- | --- | --- | --- |"] + rows
-    if o.get("decode_b1") and o.get("decode_step_bytes") and o.get("copy_bw"):
-        ceil = o["copy_bw"] / o["decode_step_bytes"]
-        lines += ["", f"Batch-1 decode reads {o['decode_step_bytes']:.2f} GB a token: the copy bandwidth caps it at "
-                  f"{ceil:.1f} tok/s; mer reaches {o['decode_b1'] / ceil * 100:.1f}% of that "
-                  f"({o.get('decode_b1_eff_bw', 0):.0f} GB/s)."]
-    extra = [k for k in sorted(o) if k.startswith(("decode_", "gemv_", "parity_", "leak_", "model_", "prefill"))]
-    lines += ["", "All figures (mer):", ""] + [f"    {k} = {o[k]:.6g}" for k in extra]
-    if test_log and os.path.exists(test_log):
-        tail = [l.rstrip() for l in open(test_log) if l.strip()][-12:]
-        lines += ["", "test_cuda:", ""] + ["    " + l for l in tail]
-    print("\n".join(lines))
-
-
 def summary(d):
     """One markdown table from the files bench/gpu.sh leaves in d (missing files leave '-')."""
     def res(name):
@@ -268,6 +223,8 @@ def summary(d):
         if q.get(f"{dt}_decode_b1_ceiling"):
             lines += [f"{dt} batch-1 decode: ceiling {q[f'{dt}_decode_b1_ceiling']:.1f} tok/s, mer at "
                       f"{q.get(f'{dt}_decode_b1_of_copy_ceiling', 0) * 100:.1f}% of it."]
+    extra = [k for k in sorted(o) if k.startswith(("decode_", "gemv_", "parity_", "leak_", "model_", "prefill"))]
+    lines += ["", "All bf16 LLM figures (mer):", ""] + [f"    {k} = {o[k]:.6g}" for k in extra]
     tests = []
     for n in sorted(os.listdir(d)) if os.path.isdir(d) else []:
         if n.startswith("test_") and n.endswith(".log"):
@@ -284,8 +241,6 @@ if __name__ == "__main__":
         bench(sys.argv[2])
     elif cmd == "export":
         export(sys.argv[2])
-    elif cmd == "table":
-        table(*sys.argv[2:6])
     elif cmd == "summary" and len(sys.argv) == 3:
         summary(sys.argv[2])
     else:
