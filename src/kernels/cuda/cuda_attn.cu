@@ -20,6 +20,7 @@
  * registers for the whole pass), the causal mask and online softmax on the accumulator fragments, P
  * reused in registers as the A operand of P V, V fragments read with ldmatrix.trans. */
 #include "kernels/cuda/cuda_internal.cuh"
+#include "kernels/cuda/cuda_flash.cuh"
 
 #include <math.h>
 
@@ -325,14 +326,6 @@ mer_status mer_cuda_attn_decode_rope(mer_cuda *c, void *out, const float *qkv, c
 #define PF_ROWS 64 /* query rows per block (4 warps x 16) */
 #define PF_KEYS 64 /* keys per tile */
 
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3,
-                                                  const void *p) {
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(a));
-}
-
 template <int D>
 __global__ void __launch_bounds__(128) attn_prefill_kernel(const uint16_t *__restrict__ q, const uint16_t *__restrict__ kc,
                                                            const uint16_t *__restrict__ vc, uint16_t *__restrict__ out,
@@ -355,13 +348,7 @@ __global__ void __launch_bounds__(128) attn_prefill_kernel(const uint16_t *__res
     {
         const uint16_t *q0 = q + ((size_t)t0 * H + h0) * D + qd * 2;
         const uint16_t *q1 = q + ((size_t)t1 * H + h1) * D + qd * 2;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            qf[kk][0] = *(const uint32_t *)(q0 + kk * 16);
-            qf[kk][1] = *(const uint32_t *)(q1 + kk * 16);
-            qf[kk][2] = *(const uint32_t *)(q0 + kk * 16 + 8);
-            qf[kk][3] = *(const uint32_t *)(q1 + kk * 16 + 8);
-        }
+        mer__fa_load_q<D>(qf, q0, q1);
     }
     const int last_row = min(nrows - 1, (int)blockIdx.x * PF_ROWS + PF_ROWS - 1);
     const int n_keys = pos0 + last_row / rep + 1;
@@ -389,88 +376,18 @@ __global__ void __launch_bounds__(128) attn_prefill_kernel(const uint16_t *__res
         __syncthreads();
 
         float s[PF_KEYS / 8][4];
-#pragma unroll
-        for (int nb = 0; nb < PF_KEYS / 8; nb++) {
-            s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
-            const uint16_t *kr = Ks + (nb * 8 + gi) * LD + qd * 2;
-#pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                uint32_t b0 = *(const uint32_t *)(kr + kk * 16), b1 = *(const uint32_t *)(kr + kk * 16 + 8);
-                mer__mma_bf16(s[nb], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b0, b1);
-            }
-        }
-        float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-        for (int nb = 0; nb < PF_KEYS / 8; nb++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int key = kt + nb * 8 + qd * 2 + (e & 1);
-                const int lim = e < 2 ? lim0 : lim1;
-                s[nb][e] = key <= lim ? s[nb][e] * sl2 : -INFINITY;
-            }
-            mx0 = fmaxf(mx0, fmaxf(s[nb][0], s[nb][1]));
-            mx1 = fmaxf(mx1, fmaxf(s[nb][2], s[nb][3]));
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-        const float c0 = exp2f(m0 - mn0), c1 = exp2f(m1 - mn1);
-        float ps0 = 0.f, ps1 = 0.f;
-#pragma unroll
-        for (int nb = 0; nb < PF_KEYS / 8; nb++) {
-            s[nb][0] = exp2f(s[nb][0] - mn0);
-            s[nb][1] = exp2f(s[nb][1] - mn0);
-            s[nb][2] = exp2f(s[nb][2] - mn1);
-            s[nb][3] = exp2f(s[nb][3] - mn1);
-            ps0 += s[nb][0] + s[nb][1];
-            ps1 += s[nb][2] + s[nb][3];
-        }
-        l0 = l0 * c0 + ps0;
-        l1 = l1 * c1 + ps1;
-        m0 = mn0;
-        m1 = mn1;
-#pragma unroll
-        for (int i = 0; i < D / 8; i++) {
-            o[i][0] *= c0;
-            o[i][1] *= c0;
-            o[i][2] *= c1;
-            o[i][3] *= c1;
-        }
-#pragma unroll
-        for (int kk2 = 0; kk2 < PF_KEYS / 16; kk2++) {
-            const uint32_t a0 = mer__pack_bf16(s[2 * kk2][0], s[2 * kk2][1]);
-            const uint32_t a1 = mer__pack_bf16(s[2 * kk2][2], s[2 * kk2][3]);
-            const uint32_t a2 = mer__pack_bf16(s[2 * kk2 + 1][0], s[2 * kk2 + 1][1]);
-            const uint32_t a3 = mer__pack_bf16(s[2 * kk2 + 1][2], s[2 * kk2 + 1][3]);
-            const uint16_t *vr = Vs + (kk2 * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + (lane >> 4) * 8;
-#pragma unroll
-            for (int dp = 0; dp < D / 16; dp++) {
-                uint32_t b0, b1, b2, b3;
-                ldmatrix_x4_trans(b0, b1, b2, b3, vr + dp * 16);
-                mer__mma_bf16(o[2 * dp], a0, a1, a2, a3, b0, b1);
-                mer__mma_bf16(o[2 * dp + 1], a0, a1, a2, a3, b2, b3);
-            }
-        }
+        mer__fa_scores<PF_KEYS, D, LD>(s, qf, Ks, gi, qd, PF_KEYS);
+        mer__fa_softmax<PF_KEYS, D>(s, o, m0, m1, l0, l1, [&](int nb, int e, float v) {
+            const int key = kt + nb * 8 + qd * 2 + (e & 1);
+            const int lim = e < 2 ? lim0 : lim1;
+            return key <= lim ? v * sl2 : -INFINITY;
+        });
+        mer__fa_pv<PF_KEYS, D, LD>(o, s, Vs, lane, PF_KEYS);
     }
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
-    if (r0 < nrows) {
-        uint16_t *orow = out + ((size_t)t0 * H + h0) * D + qd * 2;
-#pragma unroll
-        for (int nb = 0; nb < D / 8; nb++)
-            *(uint32_t *)(orow + nb * 8) = mer__pack_bf16(o[nb][0] * inv0, o[nb][1] * inv0);
-    }
-    if (r1 < nrows) {
-        uint16_t *orow = out + ((size_t)t1 * H + h1) * D + qd * 2;
-#pragma unroll
-        for (int nb = 0; nb < D / 8; nb++)
-            *(uint32_t *)(orow + nb * 8) = mer__pack_bf16(o[nb][2] * inv1, o[nb][3] * inv1);
-    }
+    float inv0, inv1;
+    mer__fa_inv(l0, l1, inv0, inv1);
+    if (r0 < nrows) mer__fa_store_row<D>(out + ((size_t)t0 * H + h0) * D + qd * 2, o, 0, inv0);
+    if (r1 < nrows) mer__fa_store_row<D>(out + ((size_t)t1 * H + h1) * D + qd * 2, o, 2, inv1);
 }
 
 mer_status mer_cuda_attn_prefill(mer_cuda *c, void *out, const void *q, const void *kc, const void *vc, mer_dtype t,

@@ -8,6 +8,7 @@
  * assembly, HuBERT's first conv layer fused with LayerNorm and GELU (a warp per frame, the weights in
  * shared memory), the positional conv's diagonal reduction and time sums. */
 #include "kernels/cuda/cuda_internal.cuh"
+#include "kernels/cuda/cuda_flash.cuh"
 #include "kernels/cuda/cuda_enc.h"
 
 #include <math.h>
@@ -456,13 +457,6 @@ mer_status mer_cuda_gemm_bias_tf32(mer_cuda *c, void *y, int ldy, const float *x
 #define FA_KEYS 64
 #define FA_D 64
 
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(a));
-}
-
 /* grid (ceil(T / 64), heads, sequences), 4 warps of 16 query rows. */
 __global__ void __launch_bounds__(128) attn_full_mma_kernel(const uint16_t *__restrict__ in, int ld_in, int k_off,
                                                             int v_off, uint16_t *__restrict__ out, int ld_out, int T,
@@ -483,13 +477,7 @@ __global__ void __launch_bounds__(128) attn_full_mma_kernel(const uint16_t *__re
     {
         const uint16_t *q0 = base + (size_t)t0 * ld_in + h * D + qd * 2;
         const uint16_t *q1 = base + (size_t)t1 * ld_in + h * D + qd * 2;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            qf[kk][0] = *(const uint32_t *)(q0 + kk * 16);
-            qf[kk][1] = *(const uint32_t *)(q1 + kk * 16);
-            qf[kk][2] = *(const uint32_t *)(q0 + kk * 16 + 8);
-            qf[kk][3] = *(const uint32_t *)(q1 + kk * 16 + 8);
-        }
+        mer__fa_load_q<D>(qf, q0, q1);
     }
     const uint16_t *kb = base + k_off + h * D;
     const uint16_t *vb = base + v_off + h * D;
@@ -537,89 +525,17 @@ __global__ void __launch_bounds__(128) attn_full_mma_kernel(const uint16_t *__re
         const int nk = T - kt; /* keys in this tile (may exceed 64) */
 
         float s[FA_KEYS / 8][4];
-#pragma unroll
-        for (int nb = 0; nb < FA_KEYS / 8; nb++) {
-            s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
-            if (nb * 8 >= nk) continue; /* past the last key: masked below */
-            const uint16_t *kr = Ks + (nb * 8 + gi) * LD + qd * 2;
-#pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                uint32_t b0 = *(const uint32_t *)(kr + kk * 16), b1 = *(const uint32_t *)(kr + kk * 16 + 8);
-                mer__mma_bf16(s[nb], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b0, b1);
-            }
-        }
-        float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-        for (int nb = 0; nb < FA_KEYS / 8; nb++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int key = kt + nb * 8 + qd * 2 + (e & 1);
-                s[nb][e] = key < T ? s[nb][e] * sl2 : -INFINITY;
-            }
-            mx0 = fmaxf(mx0, fmaxf(s[nb][0], s[nb][1]));
-            mx1 = fmaxf(mx1, fmaxf(s[nb][2], s[nb][3]));
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-        const float c0 = exp2f(m0 - mn0), c1 = exp2f(m1 - mn1);
-        float ps0 = 0.f, ps1 = 0.f;
-#pragma unroll
-        for (int nb = 0; nb < FA_KEYS / 8; nb++) {
-            s[nb][0] = exp2f(s[nb][0] - mn0);
-            s[nb][1] = exp2f(s[nb][1] - mn0);
-            s[nb][2] = exp2f(s[nb][2] - mn1);
-            s[nb][3] = exp2f(s[nb][3] - mn1);
-            ps0 += s[nb][0] + s[nb][1];
-            ps1 += s[nb][2] + s[nb][3];
-        }
-        l0 = l0 * c0 + ps0;
-        l1 = l1 * c1 + ps1;
-        m0 = mn0;
-        m1 = mn1;
-#pragma unroll
-        for (int i = 0; i < D / 8; i++) {
-            o[i][0] *= c0;
-            o[i][1] *= c0;
-            o[i][2] *= c1;
-            o[i][3] *= c1;
-        }
-#pragma unroll
-        for (int kk2 = 0; kk2 < FA_KEYS / 16; kk2++) {
-            if (kk2 * 16 >= nk) continue; /* every p there is 0 */
-            const uint32_t a0 = mer__pack_bf16(s[2 * kk2][0], s[2 * kk2][1]);
-            const uint32_t a1 = mer__pack_bf16(s[2 * kk2][2], s[2 * kk2][3]);
-            const uint32_t a2 = mer__pack_bf16(s[2 * kk2 + 1][0], s[2 * kk2 + 1][1]);
-            const uint32_t a3 = mer__pack_bf16(s[2 * kk2 + 1][2], s[2 * kk2 + 1][3]);
-            const uint16_t *vr = Vs + (kk2 * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + (lane >> 4) * 8;
-#pragma unroll
-            for (int dp = 0; dp < D / 16; dp++) {
-                uint32_t b0, b1, b2, b3;
-                ldsm_x4_trans(b0, b1, b2, b3, vr + dp * 16);
-                mer__mma_bf16(o[2 * dp], a0, a1, a2, a3, b0, b1);
-                mer__mma_bf16(o[2 * dp + 1], a0, a1, a2, a3, b2, b3);
-            }
-        }
+        mer__fa_scores<FA_KEYS, D, LD>(s, qf, Ks, gi, qd, nk);
+        mer__fa_softmax<FA_KEYS, D>(s, o, m0, m1, l0, l1, [&](int nb, int e, float v) {
+            const int key = kt + nb * 8 + qd * 2 + (e & 1);
+            return key < T ? v * sl2 : -INFINITY;
+        });
+        mer__fa_pv<FA_KEYS, D, LD>(o, s, Vs, lane, nk);
     }
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
-    if (r0 < T) {
-        uint16_t *orow = out + ((size_t)b * T + r0) * ld_out + h * D + qd * 2;
-#pragma unroll
-        for (int nb = 0; nb < D / 8; nb++)
-            *(uint32_t *)(orow + nb * 8) = mer__pack_bf16(o[nb][0] * inv0, o[nb][1] * inv0);
-    }
-    if (r1 < T) {
-        uint16_t *orow = out + ((size_t)b * T + r1) * ld_out + h * D + qd * 2;
-#pragma unroll
-        for (int nb = 0; nb < D / 8; nb++)
-            *(uint32_t *)(orow + nb * 8) = mer__pack_bf16(o[nb][2] * inv1, o[nb][3] * inv1);
-    }
+    float inv0, inv1;
+    mer__fa_inv(l0, l1, inv0, inv1);
+    if (r0 < T) mer__fa_store_row<D>(out + ((size_t)b * T + r0) * ld_out + h * D + qd * 2, o, 0, inv0);
+    if (r1 < T) mer__fa_store_row<D>(out + ((size_t)b * T + r1) * ld_out + h * D + qd * 2, o, 2, inv1);
 }
 
 /* grid (T, heads, sequences), one warp: a lane scores one key of each 32, online softmax in the exp2
