@@ -14,8 +14,6 @@
 #include "kernels/cuda/cuda_enc.h"
 #include "models/enc_cuda.h"
 
-#define MAX_GRAPHS 8
-
 struct mer_clip_cuda {
     mer_clip_hparams hp;
     mer_cuda *c;
@@ -34,29 +32,17 @@ struct mer_clip_cuda {
     float *pooled;  /* [max][D] */
     void *pooled_a; /* [max][D] in the activation dtype (== pooled for f32) */
     float *emb;     /* [max][ld_emb] */
-    int use_graph;
-    struct {
-        int n, emb, warm; /* warm: ran once eagerly (plans made), capture on the next call */
-        mer_cuda_graph *graph;
-    } graphs[MAX_GRAPHS];
-    int n_graphs;
+    mer__graphs graphs; /* key (n, emb) */
 };
 
-static void drop_graphs(mer_clip_cuda *g) {
-    for (int i = 0; i < g->n_graphs; i++) mer_cuda_graph_free(g->graphs[i].graph);
-    g->n_graphs = 0;
-}
-
 void mer_clip_cuda_set_graph(mer_clip_cuda *g, int on) {
-    if (!g) return;
-    if (!on) drop_graphs(g);
-    g->use_graph = on;
+    if (g) mer__graphs_set(&g->graphs, on);
 }
 
 void mer_clip_cuda_free(mer_clip_cuda *g) {
     if (!g) return;
     if (g->c) (void)mer_cuda_sync(g->c, NULL);
-    drop_graphs(g);
+    mer__graphs_free(&g->graphs);
     mer__stash_free(&g->stash);
     mer__enc_free(&g->enc);
     mer__dmem_release(&g->mem);
@@ -79,10 +65,7 @@ mer_status mer_clip_cuda_from_model(const mer_clip *m, struct mer_cuda *c, int m
     g->at = wtype;
     g->max_images = max_images;
     g->mem.c = c;
-    {
-        const char *v = getenv("MER_CUDA_ENC_GRAPH");
-        g->use_graph = !(v && !strcmp(v, "0"));
-    }
+    mer__graphs_init(&g->graphs, c);
     const mer_clip_hparams *hp = &g->hp;
     const int D = hp->n_embd, T = hp->n_tok, C = hp->n_channels, P = hp->patch, S = hp->image_size;
     const int K = C * P * P, side = S / P;
@@ -180,32 +163,20 @@ static mer_status forward_pooled(mer_clip_cuda *g, int n, int emb, mer_err *err)
                               0, err);
 }
 
+typedef struct pooled_args {
+    mer_clip_cuda *g;
+    int n, emb;
+} pooled_args;
+
+static mer_status pooled_fn(void *ctx, mer_err *err) {
+    const pooled_args *a = ctx;
+    return forward_pooled(a->g, a->n, a->emb, err);
+}
+
 /* forward_pooled, replayed from a CUDA graph per (n, emb) from its second call on. */
 static mer_status run_pooled(mer_clip_cuda *g, int n, int emb, mer_err *err) {
-    int i;
-    for (i = 0; i < g->n_graphs; i++)
-        if (g->graphs[i].n == n && g->graphs[i].emb == emb) break;
-    if (!g->use_graph || i == g->n_graphs) {
-        if (g->use_graph && g->n_graphs < MAX_GRAPHS) {
-            g->graphs[g->n_graphs].n = n, g->graphs[g->n_graphs].emb = emb, g->graphs[g->n_graphs].warm = 1;
-            g->graphs[g->n_graphs++].graph = NULL;
-        }
-        return forward_pooled(g, n, emb, err);
-    }
-    mer_status st;
-    if (!g->graphs[i].graph) {
-        if ((st = mer_cuda_begin_capture(g->c, err))) return st;
-        mer_status fst = forward_pooled(g, n, emb, err);
-        mer_cuda_graph *gr = NULL;
-        st = mer_cuda_end_capture(g->c, fst != MER_OK, &gr, err);
-        if (fst || st || !gr) { /* capture refused: run eagerly from now on */
-            mer_cuda_graph_free(gr);
-            mer_clip_cuda_set_graph(g, 0);
-            return forward_pooled(g, n, emb, err);
-        }
-        g->graphs[i].graph = gr;
-    }
-    return mer_cuda_graph_launch(g->c, g->graphs[i].graph, err);
+    pooled_args a = {g, n, emb};
+    return mer__graphs_run(&g->graphs, (mer__graph_key){{n, emb}}, pooled_fn, &a, err);
 }
 
 mer_status mer_clip_cuda_encode_dev(mer_clip_cuda *g, const float *pixels_dev, int n, const mer_clip_out *out,

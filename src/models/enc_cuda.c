@@ -1,7 +1,8 @@
 /* enc_cuda.c - the device encoders' shared parts (see enc_cuda.h): device block lists, weight upload,
- * output staging, and the pre-LN transformer encoder block on the backend's kernels (LayerNorm ->
- * fused q/k/v GEMM with bias -> non-causal attention -> out_proj GEMM with bias and the residual in the
- * epilogue -> LayerNorm -> fc1 GEMM with bias -> activation -> fc2 GEMM with bias and residual). */
+ * output staging, the CUDA-graph cache, and the pre-LN transformer encoder block on the backend's
+ * kernels (LayerNorm -> fused q/k/v GEMM with bias -> non-causal attention -> out_proj GEMM with bias and
+ * the residual in the epilogue -> LayerNorm -> fc1 GEMM with bias -> activation -> fc2 GEMM with bias and
+ * residual). */
 #include "models/enc_cuda.h"
 
 #if MER_CUDA
@@ -122,6 +123,58 @@ void mer__stash_free(mer__stash *s) {
     mer_cuda_host_free(s->pinned);
     free(s->items);
     memset(s, 0, sizeof *s);
+}
+
+// --- CUDA-graph cache --------------------------------------------------------------------------------
+
+void mer__graphs_init(mer__graphs *gs, struct mer_cuda *c) {
+    memset(gs, 0, sizeof *gs);
+    gs->c = c;
+    const char *v = getenv("MER_CUDA_ENC_GRAPH");
+    gs->on = !(v && !strcmp(v, "0"));
+}
+
+void mer__graphs_free(mer__graphs *gs) {
+    for (int i = 0; i < gs->n; i++) mer_cuda_graph_free(gs->e[i].graph);
+    gs->n = 0;
+}
+
+void mer__graphs_set(mer__graphs *gs, int on) {
+    if (!on) mer__graphs_free(gs);
+    gs->on = on;
+}
+
+static int key_eq(const mer__graph_key *a, const mer__graph_key *b) {
+    for (int j = 0; j < 4; j++)
+        if (a->v[j] != b->v[j]) return 0;
+    return 1;
+}
+
+mer_status mer__graphs_run(mer__graphs *gs, mer__graph_key key, mer__graph_fn fn, void *ctx, mer_err *err) {
+    int i;
+    for (i = 0; i < gs->n; i++)
+        if (key_eq(&gs->e[i].key, &key)) break;
+    if (!gs->on || i == gs->n) {
+        if (gs->on && gs->n < MER__MAX_GRAPHS) {
+            gs->e[gs->n].key = key;
+            gs->e[gs->n++].graph = NULL;
+        }
+        return fn(ctx, err);
+    }
+    mer_status st;
+    if (!gs->e[i].graph) {
+        if ((st = mer_cuda_begin_capture(gs->c, err))) return st;
+        mer_status fst = fn(ctx, err);
+        mer_cuda_graph *gr = NULL;
+        st = mer_cuda_end_capture(gs->c, fst != MER_OK, &gr, err);
+        if (fst || st || !gr) { /* capture refused: run eagerly from now on */
+            mer_cuda_graph_free(gr);
+            mer__graphs_set(gs, 0);
+            return fn(ctx, err);
+        }
+        gs->e[i].graph = gr;
+    }
+    return mer_cuda_graph_launch(gs->c, gs->e[i].graph, err);
 }
 
 // --- the encoder block -------------------------------------------------------------------------------

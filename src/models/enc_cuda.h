@@ -1,7 +1,8 @@
 /* enc_cuda.h - what the device encoders (clip_cuda.c, hubert_cuda.c) share: a list of device blocks
  * released together, weight upload helpers (host f32 or any mer_wmat dtype -> bf16 or f32 on the
  * device), a pinned staging area that collects asynchronous downloads of outputs and hands them to host
- * pointers after one synchronisation, and THE pre-LN transformer encoder block both models are made of:
+ * pointers after one synchronisation, a cache of CUDA graphs of the forward keyed by the call's shape,
+ * and THE pre-LN transformer encoder block both models are made of:
  *   h += out_proj(attention(qkv_proj(LN1(h))))   (fused q/k/v projection with bias, non-causal)
  *   h += fc2(act(fc1(LN2(h))))                   (act: GELU or quick-GELU)
  * over a batch of n_seq sequences of T tokens (rows b*T + t of the f32 residual stream h). Internal to
@@ -56,6 +57,41 @@ mer_status mer__stash_add(mer__stash *s, struct mer_cuda *c, void *dst, const vo
 /* Synchronises the stream and copies every queued download to its destination. */
 mer_status mer__stash_finish(mer__stash *s, struct mer_cuda *c, mer_err *err);
 void mer__stash_free(mer__stash *s);
+
+// --- CUDA-graph cache --------------------------------------------------------------------------------
+
+#define MER__MAX_GRAPHS 8
+
+/* What a captured forward depends on besides the model's own buffers: the call's shape arguments
+ * (CLIP: n, emb; HuBERT: n, len, layer, hf5), unused ones 0. */
+typedef struct mer__graph_key {
+    long v[4];
+} mer__graph_key;
+
+/* A model's captured forwards, one per key, at most MER__MAX_GRAPHS (further keys run eagerly). */
+typedef struct mer__graphs {
+    struct mer_cuda *c;
+    int on; /* replay from graphs (MER_CUDA_ENC_GRAPH=0 in the environment turns it off at init) */
+    int n;
+    struct {
+        mer__graph_key key;
+        struct mer_cuda_graph *graph; /* NULL after the first (eager) call: captured on the second */
+    } e[MER__MAX_GRAPHS];
+} mer__graphs;
+
+/* The forward a graph holds: device work only on c's stream, the same for the same key. */
+typedef mer_status (*mer__graph_fn)(void *ctx, mer_err *err);
+
+/* An empty cache for c, on unless MER_CUDA_ENC_GRAPH=0. */
+void mer__graphs_init(mer__graphs *gs, struct mer_cuda *c);
+/* Turns replay on or off; off frees every graph. */
+void mer__graphs_set(mer__graphs *gs, int on);
+/* Runs fn(ctx): eagerly on a key's first call (the plans and allocations it makes are then in place),
+ * captured into a graph and launched on its second, replayed from the graph after that. A capture the
+ * backend refuses turns the cache off and runs fn eagerly. */
+mer_status mer__graphs_run(mer__graphs *gs, mer__graph_key key, mer__graph_fn fn, void *ctx, mer_err *err);
+/* Frees every graph (call with the stream idle). */
+void mer__graphs_free(mer__graphs *gs);
 
 // --- the encoder block -------------------------------------------------------------------------------
 

@@ -26,7 +26,6 @@
 #include "models/enc_cuda.h"
 
 #define MAX_CHUNK 8
-#define MAX_GRAPHS 8
 
 struct mer_hubert_cuda {
     mer_hubert_hparams hp;
@@ -55,24 +54,11 @@ struct mer_hubert_cuda {
     float *tmp;                                /* [max_clips * T][D] */
     float *acc;                                /* [max_clips][D] */
     float *acc_h;                              /* host [max_clips][D] */
-    int use_graph;
-    struct {
-        int n, layer, hf5;
-        long len;
-        mer_cuda_graph *graph; /* NULL after the first (eager) call: captured on the second */
-    } graphs[MAX_GRAPHS];
-    int n_graphs;
+    mer__graphs graphs;                        /* key (n, len, layer, hf5) */
 };
 
-static void drop_graphs(mer_hubert_cuda *g) {
-    for (int i = 0; i < g->n_graphs; i++) mer_cuda_graph_free(g->graphs[i].graph);
-    g->n_graphs = 0;
-}
-
 void mer_hubert_cuda_set_graph(mer_hubert_cuda *g, int on) {
-    if (!g) return;
-    if (!on) drop_graphs(g);
-    g->use_graph = on;
+    if (g) mer__graphs_set(&g->graphs, on);
 }
 
 /* Padded frame counts per clip for clips of len samples: S[i] after layer i; 0 when too short. */
@@ -98,7 +84,7 @@ static mer_status fgemm(const mer_hubert_cuda *g, float *y, int ldy, const float
 void mer_hubert_cuda_free(mer_hubert_cuda *g) {
     if (!g) return;
     if (g->c) (void)mer_cuda_sync(g->c, NULL);
-    drop_graphs(g);
+    mer__graphs_free(&g->graphs);
     mer__stash_free(&g->stash);
     mer__enc_free(&g->enc);
     mer__dmem_release(&g->mem);
@@ -138,10 +124,7 @@ mer_status mer_hubert_cuda_from_model(const mer_hubert *m, struct mer_cuda *c, i
     g->max_clips = max_clips;
     g->max_samples = max_samples;
     g->max_t = T;
-    {
-        const char *v = getenv("MER_CUDA_ENC_GRAPH");
-        g->use_graph = !(v && !strcmp(v, "0"));
-    }
+    mer__graphs_init(&g->graphs, c);
     g->mem.c = c;
     const mer_hubert_hparams *hp = &g->hp;
     const size_t B = (size_t)max_clips, Cl = (size_t)hp->conv_dim[hp->n_conv - 1];
@@ -403,6 +386,18 @@ static mer_status pool_forward(mer_hubert_cuda *g, int n, long len, int T, int l
     return MER_OK;
 }
 
+typedef struct pool_args {
+    mer_hubert_cuda *g;
+    int n;
+    long len;
+    int T, layer, hf5;
+} pool_args;
+
+static mer_status pool_fn(void *ctx, mer_err *err) {
+    const pool_args *a = ctx;
+    return pool_forward(a->g, a->n, a->len, a->T, a->layer, a->hf5, err);
+}
+
 /* One batch of the pooling: clips on the device at `wave` (copied to g->wave); features into g->acc_h.
  * The device work is replayed from a CUDA graph per (n, len, layer, hf5) from its second call on. */
 static mer_status pool_batch(mer_hubert_cuda *g, const float *wave, int n, long len, int layer, int hf5, mer_err *err) {
@@ -412,33 +407,8 @@ static mer_status pool_batch(mer_hubert_cuda *g, const float *wave, int n, long 
     mer_status st = check_call(g, n, len, &T, err);
     if (st) return st;
     if (wave != g->wave && (st = mer_cuda_copy_d2d(c, g->wave, wave, (size_t)n * len * sizeof(float), err))) return st;
-    int i;
-    for (i = 0; i < g->n_graphs; i++)
-        if (g->graphs[i].n == n && g->graphs[i].len == len && g->graphs[i].layer == layer && g->graphs[i].hf5 == hf5)
-            break;
-    if (!g->use_graph || i == g->n_graphs) {
-        if (g->use_graph && g->n_graphs < MAX_GRAPHS) {
-            g->graphs[g->n_graphs].n = n, g->graphs[g->n_graphs].len = len, g->graphs[g->n_graphs].layer = layer;
-            g->graphs[g->n_graphs].hf5 = hf5, g->graphs[g->n_graphs++].graph = NULL;
-        }
-        st = pool_forward(g, n, len, T, layer, hf5, err);
-    } else {
-        if (!g->graphs[i].graph) {
-            if ((st = mer_cuda_begin_capture(c, err))) return st;
-            mer_status fst = pool_forward(g, n, len, T, layer, hf5, err);
-            mer_cuda_graph *gr = NULL;
-            st = mer_cuda_end_capture(c, fst != MER_OK, &gr, err);
-            if (fst || st || !gr) { /* capture refused: run eagerly from now on */
-                mer_cuda_graph_free(gr);
-                mer_hubert_cuda_set_graph(g, 0);
-                st = pool_forward(g, n, len, T, layer, hf5, err);
-            } else {
-                g->graphs[i].graph = gr;
-            }
-        }
-        if (!st && g->use_graph) st = mer_cuda_graph_launch(c, g->graphs[i].graph, err);
-    }
-    if (st) return st;
+    pool_args a = {g, n, len, T, layer, hf5};
+    if ((st = mer__graphs_run(&g->graphs, (mer__graph_key){{n, len, layer, hf5}}, pool_fn, &a, err))) return st;
     if ((st = mer_cuda_download(c, g->acc_h, g->acc, (size_t)n * D * sizeof(float), err))) return st;
     for (size_t j = 0; j < (size_t)n * D; j++) g->acc_h[j] /= (float)T;
     return MER_OK;
