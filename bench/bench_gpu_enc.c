@@ -28,33 +28,12 @@
 #include "models/hubert_cuda.h"
 #include "models/random_models.h"
 
+#define BENCH_NAME "bench_gpu_enc"
+#include "bench_gpu_common.h"
+
 #if MER_CUDA
 
 static mer_err e;
-
-#define TRY(call)                                                                                  \
-    do {                                                                                           \
-        if ((call) != MER_OK) {                                                                    \
-            fprintf(stderr, "bench_gpu_enc: %s: %s\n", #call, e.msg);                              \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static float *rand_host(size_t n, uint64_t seed, float a) {
     float *p = malloc(n * sizeof *p);

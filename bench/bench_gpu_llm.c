@@ -19,21 +19,8 @@
 #include <string.h>
 #include <time.h>
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, const mer_err *e) {
-    fprintf(stderr, "bench_gpu_llm: %s: %s\n", what, e->msg);
-    exit(1);
-}
-
-static void result(const char *key, double v, const char *unit) {
-    printf("RESULT %s %.6g %s\n", key, v, unit);
-    fflush(stdout);
-}
+#define BENCH_NAME "bench_gpu_llm"
+#include "bench_gpu_common.h"
 
 #define B_MAX 8
 
