@@ -34,15 +34,8 @@
 #define QLORA FIXTURES "/models/qwen2_lora"
 #define TMP MER_TEST_TMP "/cuda_llm"
 
-static uint64_t rng = 0xD1B54A32D192ED03ull;
-static uint32_t rnd32(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 11);
-}
-static int32_t rnd(int n) { return (int32_t)(rnd32() % (uint32_t)n); }
-static float rndf(float a) { return a * (2.0f * (float)(rnd32() & 0xFFFFFF) / (float)0x1000000 - 1.0f); }
+#define RNG_SEED 0xD1B54A32D192ED03ull
+#include "rng.h"
 
 static int argmax(const float *x, int n) {
     int b = 0;
@@ -232,49 +225,7 @@ static double bf16_drift(mer_qwen2 *f32, mer_qwen2 *b16) {
 #define N_REQ 11
 #define MAXP 40
 
-typedef struct reqs {
-    int by_embd[N_REQ];
-    int32_t ids[N_REQ][MAXP];
-    float *embd[N_REQ];
-    size_t n[N_REQ];
-    mer_generate_params gp[N_REQ];
-    size_t next;
-    int32_t *out[N_REQ];
-    size_t n_out[N_REQ];
-    int reason[N_REQ], seen[N_REQ];
-    mer_status st[N_REQ];
-} reqs;
-
-static int next_fn(void *ud, mer_batch_request *req) {
-    reqs *r = ud;
-    if (r->next >= N_REQ) return 0;
-    size_t i = r->next++;
-    req->index = i;
-    if (r->by_embd[i]) {
-        req->embd = r->embd[i];
-        req->n_embd_rows = r->n[i];
-    } else {
-        req->ids = r->ids[i];
-        req->n_ids = r->n[i];
-    }
-    req->params = r->gp[i];
-    return 1;
-}
-
-static mer_status done_fn(void *ud, size_t index, mer_status st, const mer_generate_result *res, const char *msg,
-                          mer_err *err) {
-    (void)msg;
-    (void)err;
-    reqs *r = ud;
-    r->seen[index]++;
-    r->st[index] = st;
-    r->reason[index] = res->stop;
-    free(r->out[index]);
-    r->n_out[index] = res->n_ids;
-    r->out[index] = malloc((res->n_ids ? res->n_ids : 1) * sizeof(int32_t));
-    if (res->n_ids) memcpy(r->out[index], res->ids, res->n_ids * sizeof(int32_t));
-    return MER_OK;
-}
+#include "batch_reqs.h"
 
 /* mode 0: greedy; 1: seeded sampling (some with top-k/top-p); 2: extract's sampling (T 0.7, top_p 0.8,
  * repetition 1.05) */
@@ -331,7 +282,7 @@ static void batch_vs_single(const char *what, mer_qwen2 *m, int B, int mode) {
     CHECK_MSG(mer_qwen2_batch_init(m, B, &cp, &b, &err) == MER_OK, "%s: batch of %d: %s", what, B, err.msg);
     mer_qwen2_ctx *c = ctx(m, 0, 0);
     if (!b || !c) goto out;
-    CHECK_MSG(mer_qwen2_generate_batch(b, next_fn, done_fn, r, &err) == MER_OK, "%s: %s", what, err.msg);
+    CHECK_MSG(mer_qwen2_generate_batch(b, reqs_next, reqs_done, r, &err) == MER_OK, "%s: %s", what, err.msg);
     int n_same = 0;
     for (int i = 0; i < N_REQ; i++) {
         CHECK_EQ_INT(r->seen[i], 1);
@@ -383,7 +334,7 @@ static void reproducible(const char *what, mer_qwen2 *m) {
         mer_qwen2_batch *b = NULL;
         CHECK(mer_qwen2_batch_init(m, 4, NULL, &b, &err) == MER_OK);
         if (!b) break;
-        CHECK_MSG(mer_qwen2_generate_batch(b, next_fn, done_fn, r, &err) == MER_OK, "%s", err.msg);
+        CHECK_MSG(mer_qwen2_generate_batch(b, reqs_next, reqs_done, r, &err) == MER_OK, "%s", err.msg);
         mer_qwen2_batch_free(b);
         for (int i = 0; i < N_REQ; i++) {
             if (!pass) {

@@ -98,42 +98,8 @@ static void check_steps(mer_qwen2 *m, int B, double tol, const char *what) {
 
 #define N_REQ 11
 
-typedef struct reqs {
-    int32_t prompt[N_REQ][256];
-    size_t n_prompt[N_REQ];
-    mer_generate_params gp[N_REQ];
-    int32_t stop[N_REQ];
-    size_t next;
-    int32_t *out[N_REQ];
-    size_t n_out[N_REQ];
-    int reason[N_REQ], seen[N_REQ];
-    mer_status st[N_REQ];
-} reqs;
-
-static int next_fn(void *ud, mer_batch_request *req) {
-    reqs *r = ud;
-    if (r->next >= N_REQ) return 0;
-    size_t i = r->next++;
-    req->index = i;
-    req->ids = r->prompt[i];
-    req->n_ids = r->n_prompt[i];
-    req->params = r->gp[i];
-    return 1;
-}
-
-static mer_status done_fn(void *ud, size_t index, mer_status st, const mer_generate_result *res, const char *msg,
-                          mer_err *err) {
-    (void)msg;
-    (void)err;
-    reqs *r = ud;
-    r->seen[index]++;
-    r->st[index] = st;
-    r->reason[index] = res->stop;
-    r->n_out[index] = res->n_ids;
-    r->out[index] = malloc((res->n_ids ? res->n_ids : 1) * sizeof(int32_t));
-    if (res->n_ids) memcpy(r->out[index], res->ids, res->n_ids * sizeof(int32_t));
-    return MER_OK;
-}
+#define MAXP 256
+#include "batch_reqs.h"
 
 static void check_generate(mer_qwen2 *m, int B, const char *what) {
     mer_qwen2_info info;
@@ -147,32 +113,18 @@ static void check_generate(mer_qwen2 *m, int B, const char *what) {
     mer_qwen2_ctx *c = NULL;
     CHECK(mer_qwen2_ctx_init(m, &cp, &c, &err) == MER_OK);
     for (int i = 0; i < N_REQ; i++) {
-        r->n_prompt[i] = (size_t)(2 + (i * 7) % 19);
-        if (i == 9) r->n_prompt[i] = 90;  /* runs into the end of the context */
-        if (i == 10) r->n_prompt[i] = 97; /* does not fit */
-        for (size_t k = 0; k < r->n_prompt[i]; k++) r->prompt[i][k] = rnd(V);
-        mer_generate_params *g = &r->gp[i];
-        *g = mer_generate_default_params();
-        g->max_new_tokens = 4 + (i * 5) % 17;
-        if (i % 2) {
-            g->sampling.temperature = 0.9;
-            g->sampling.top_p = 0.9;
-            g->sampling.top_k = i % 4 == 1 ? 40 : 0;
-        }
-        g->sampling.repeat_penalty = i % 3 ? 1.1 : 1.0;
-        g->sampling.seed = 1000 + (uint64_t)i;
-        r->stop[i] = rnd(V);
-        if (i % 3 == 0) {
-            g->stop_ids = &r->stop[i];
-            g->n_stop_ids = 1;
-        }
+        r->n[i] = (size_t)(2 + (i * 7) % 19);
+        if (i == 9) r->n[i] = 90;  /* runs into the end of the context */
+        if (i == 10) r->n[i] = 97; /* does not fit */
+        for (size_t k = 0; k < r->n[i]; k++) r->ids[i][k] = rnd(V);
+        reqs_params(r, i, 4 + (i * 5) % 17, i % 3 ? 1.1 : 1.0, 1000 + (uint64_t)i, rnd(V));
     }
     /* a stop id the greedy request 0 does produce: its 3rd token */
     {
         mer_generate_result res = {0};
         mer_qwen2_ctx_reset(c);
         r->gp[0].n_stop_ids = 0;
-        CHECK(mer_qwen2_generate(c, NULL, r->prompt[0], r->n_prompt[0], &r->gp[0], NULL, NULL, &res, &err) == MER_OK);
+        CHECK(mer_qwen2_generate(c, NULL, r->ids[0], r->n[0], &r->gp[0], NULL, NULL, &res, &err) == MER_OK);
         if (res.n_ids >= 3) r->stop[0] = res.ids[2];
         r->gp[0].n_stop_ids = 1;
         r->gp[0].min_new_tokens = 1;
@@ -180,14 +132,14 @@ static void check_generate(mer_qwen2 *m, int B, const char *what) {
     }
     mer_qwen2_batch *b = NULL;
     CHECK_MSG(mer_qwen2_batch_init(m, B, &cp, &b, &err) == MER_OK, "%s", err.msg);
-    CHECK_MSG(mer_qwen2_generate_batch(b, next_fn, done_fn, r, &err) == MER_OK, "%s", err.msg);
+    CHECK_MSG(mer_qwen2_generate_batch(b, reqs_next, reqs_done, r, &err) == MER_OK, "%s", err.msg);
     int n_stop_token = 0, n_ctx_stop = 0;
     for (int i = 0; i < N_REQ; i++) {
         CHECK_EQ_INT(r->seen[i], 1);
         mer_generate_result res = {0};
         mer_err e1 = {0};
         mer_qwen2_ctx_reset(c);
-        mer_status st = mer_qwen2_generate(c, NULL, r->prompt[i], r->n_prompt[i], &r->gp[i], NULL, NULL, &res, &e1);
+        mer_status st = mer_qwen2_generate(c, NULL, r->ids[i], r->n[i], &r->gp[i], NULL, NULL, &res, &e1);
         CHECK_MSG(st == r->st[i], "%s B=%d request %d: status %d vs %d", what, B, i, r->st[i], st);
         if (!st) {
             CHECK_MSG(res.n_ids == r->n_out[i] && !memcmp(res.ids, r->out[i], res.n_ids * sizeof(int32_t)),

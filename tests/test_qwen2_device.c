@@ -20,15 +20,8 @@
 
 #define QDIR FIXTURES "/models/qwen2_tiny"
 
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint32_t rnd32(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 11);
-}
-static int32_t rnd(int n) { return (int32_t)(rnd32() % (uint32_t)n); }
-static float rndf(float a) { return a * (2.0f * (float)(rnd32() & 0xFFFFFF) / (float)0x1000000 - 1.0f); }
+#define RNG_SEED 0x9E3779B97F4A7C15ull
+#include "rng.h"
 
 // --- devices -----------------------------------------------------------------------------------------
 
@@ -100,53 +93,7 @@ static void check_devices(void) {
 #define N_REQ 12
 #define MAXP 100
 
-typedef struct reqs {
-    int by_embd[N_REQ];
-    int32_t ids[N_REQ][MAXP];
-    float *embd[N_REQ];
-    size_t n[N_REQ];
-    mer_generate_params gp[N_REQ];
-    int32_t stop[N_REQ];
-    size_t next;
-    int32_t *out[N_REQ];
-    size_t n_out[N_REQ];
-    int reason[N_REQ], seen[N_REQ];
-    mer_status st[N_REQ];
-} reqs;
-
-static int next_fn(void *ud, mer_batch_request *req) {
-    reqs *r = ud;
-    if (r->next >= N_REQ) return 0;
-    size_t i = r->next++;
-    req->index = i;
-    if (r->by_embd[i]) {
-        req->embd = r->embd[i];
-        req->n_embd_rows = r->n[i];
-        if (i == 8) { /* both: an error */
-            req->ids = r->ids[i];
-            req->n_ids = r->n[i];
-        }
-    } else {
-        req->ids = r->ids[i];
-        req->n_ids = r->n[i];
-    }
-    req->params = r->gp[i];
-    return 1;
-}
-
-static mer_status done_fn(void *ud, size_t index, mer_status st, const mer_generate_result *res, const char *msg,
-                          mer_err *err) {
-    (void)msg;
-    (void)err;
-    reqs *r = ud;
-    r->seen[index]++;
-    r->st[index] = st;
-    r->reason[index] = res->stop;
-    r->n_out[index] = res->n_ids;
-    r->out[index] = malloc((res->n_ids ? res->n_ids : 1) * sizeof(int32_t));
-    if (res->n_ids) memcpy(r->out[index], res->ids, res->n_ids * sizeof(int32_t));
-    return MER_OK;
-}
+#include "batch_reqs.h"
 
 static void check_embd_batch(mer_qwen2 *m, int B, const char *what) {
     mer_qwen2_info info;
@@ -172,6 +119,7 @@ static void check_embd_batch(mer_qwen2 *m, int B, const char *what) {
     }
     for (int i = 0; i < N_REQ; i++) {
         r->by_embd[i] = i % 3 != 1; /* two of three by embeddings */
+        r->both[i] = i == 8;        /* and ids too: an error */
         r->n[i] = (size_t)(3 + (i * 7) % 23);
         if (i == 10) r->n[i] = 97; /* does not fit the context of 96 */
         for (size_t k = 0; k < r->n[i]; k++) r->ids[i][k] = rnd(V);
@@ -184,21 +132,7 @@ static void check_embd_batch(mer_qwen2 *m, int B, const char *what) {
                 r->embd[i][(r->n[i] - 2) * (size_t)E + (size_t)k] = rndf(amax);
             }
         }
-        mer_generate_params *g = &r->gp[i];
-        *g = mer_generate_default_params();
-        g->max_new_tokens = 5 + (i * 5) % 13;
-        if (i % 2) {
-            g->sampling.temperature = 0.9;
-            g->sampling.top_p = 0.9;
-            g->sampling.top_k = i % 4 == 1 ? 40 : 0;
-        }
-        g->sampling.repeat_penalty = i % 4 < 2 ? 1.3 : 1.0;
-        g->sampling.seed = 77 + (uint64_t)i;
-        r->stop[i] = rnd(V);
-        if (i % 3 == 0) {
-            g->stop_ids = &r->stop[i];
-            g->n_stop_ids = 1;
-        }
+        reqs_params(r, i, 5 + (i * 5) % 13, i % 4 < 2 ? 1.3 : 1.0, 77 + (uint64_t)i, rnd(V));
     }
     /* request 0 (greedy, by embeddings) stops at its own 3rd token */
     {
@@ -214,7 +148,7 @@ static void check_embd_batch(mer_qwen2 *m, int B, const char *what) {
     mer_qwen2_batch *b = NULL;
     CHECK_MSG(mer_qwen2_batch_init(m, B, &cp, &b, &err) == MER_OK, "%s", err.msg);
     if (!b) goto out;
-    CHECK_MSG(mer_qwen2_generate_batch(b, next_fn, done_fn, r, &err) == MER_OK, "%s", err.msg);
+    CHECK_MSG(mer_qwen2_generate_batch(b, reqs_next, reqs_done, r, &err) == MER_OK, "%s", err.msg);
     int n_embd_ok = 0, n_stop_token = 0;
     for (int i = 0; i < N_REQ; i++) {
         CHECK_EQ_INT(r->seen[i], 1);
