@@ -251,8 +251,7 @@ static void one_clip(mer__agpt *a, const char *dir, int n_gen, int reps) {
         double t2 = now_s();
         if (mer__agpt_hubert(a, clips, 8, 32000, 0, aud, &e)) die("hubert", &e);
         double t3 = now_s();
-        size_t D = (size_t)a->n_embd;
-        if (mer_affectgpt_fuse(&a->fusion, a->cpu, vis, 8, aud, 8, fused, fused + D, fused + 2 * D, &e)) die("fuse", &e);
+        if (mer__agpt_fuse(a, vis, 8, aud, 8, fused, &e)) die("fuse", &e); /* where the pipeline runs it */
         double t4 = now_s();
         float *embd = NULL;
         if (mer__agpt_prompt(a, MER_INPUT_FACE, SUBTITLE, MER_QUESTION_OV, vis, 8, aud, 8, n_gen, &embd, &n_tok, &e))
@@ -298,7 +297,7 @@ static void one_clip(mer__agpt *a, const char *dir, int n_gen, int reps) {
         char extra[96] = "";
         if (k == ST_DECODE) snprintf(extra, sizeof extra, "  (%.2f ms/token, %.1f tokens/s)", m / n_gen, n_gen * 1e3 / m);
         if (k == ST_PREFILL) snprintf(extra, sizeof extra, "  (%.0f tokens/s)", n_tok * 1e3 / m);
-        printf("  %-44s %9.2f ms%s\n", stage_names[k], m, extra);
+        printf("  %-44s %9.2f ms%s\n", k == ST_FUSE && a->fusion_g ? "fusion (GPU)" : stage_names[k], m, extra);
         char key[64];
         snprintf(key, sizeof key, "e2e_%s_ms", stage_keys[k]);
         result(key, m, "ms");

@@ -15,7 +15,6 @@
 #include "kernels/cuda/cuda_fusion.h"
 #include "models/enc_cuda.h"
 
-#define MAX_GRAPHS 4
 #define MAX_ROWS 16384
 
 static int pad8(int n) { return (n + 7) & ~7; }
@@ -45,29 +44,18 @@ struct mer_affectgpt_cuda {
     void *m;                /* [dmp] of wt */
     float *out;             /* [3][Dp] */
     float *pin;             /* pinned: the input block, then [3][Dp] */
-    int use_graph;
-    struct {
-        int nf, nc;
-        mer_cuda_graph *graph; /* NULL: ran once eagerly, captured on the next call */
-    } graphs[MAX_GRAPHS];
-    int n_graphs;
+    mer__graphs graphs; /* keyed by (n_frames, n_clips) */
+    int nf, nc;         /* the call's counts, for forward_fn */
 };
 
-static void drop_graphs(mer_affectgpt_cuda *g) {
-    for (int i = 0; i < g->n_graphs; i++) mer_cuda_graph_free(g->graphs[i].graph);
-    g->n_graphs = 0;
-}
-
 void mer_affectgpt_cuda_set_graph(mer_affectgpt_cuda *g, int on) {
-    if (!g) return;
-    if (!on) drop_graphs(g);
-    g->use_graph = on;
+    if (g) mer__graphs_set(&g->graphs, on);
 }
 
 void mer_affectgpt_cuda_free(mer_affectgpt_cuda *g) {
     if (!g) return;
     if (g->c) (void)mer_cuda_sync(g->c, NULL);
-    drop_graphs(g);
+    mer__graphs_free(&g->graphs);
     mer_cuda_host_free(g->pin);
     mer__dmem_release(&g->mem);
     free(g);
@@ -108,10 +96,7 @@ mer_status mer_affectgpt_cuda_from_fusion(const mer_affectgpt_fusion *f, struct 
     g->c = c;
     g->wt = wtype;
     g->mem.c = c;
-    {
-        const char *v = getenv("MER_CUDA_ENC_GRAPH");
-        g->use_graph = !(v && !strcmp(v, "0"));
-    }
+    mer__graphs_init(&g->graphs, c);
     g->dv = f->d_visual, g->da = f->d_audio, g->dm = f->d_multi, g->dh = f->d_hidden, g->D = f->d_llm;
     g->dvp = pad8(g->dv), g->dap = pad8(g->da), g->dmp = pad8(g->dm), g->dhp = pad8(g->dh), g->Dp = pad8(g->D);
     g->max_frames = max_frames, g->max_clips = max_clips;
@@ -189,33 +174,9 @@ static mer_status forward(mer_affectgpt_cuda *g, int nf, int nc, mer_err *err) {
     return mer_cuda_download_async(c, pin_out, g->out, (size_t)3 * g->Dp * 4, err);
 }
 
-/* forward, replayed from a CUDA graph per (nf, nc) from its second call on. */
-static mer_status run(mer_affectgpt_cuda *g, int nf, int nc, mer_err *err) {
-    int i;
-    for (i = 0; i < g->n_graphs; i++)
-        if (g->graphs[i].nf == nf && g->graphs[i].nc == nc) break;
-    if (!g->use_graph || i == g->n_graphs) {
-        if (g->use_graph && g->n_graphs < MAX_GRAPHS) {
-            g->graphs[g->n_graphs].nf = nf, g->graphs[g->n_graphs].nc = nc;
-            g->graphs[g->n_graphs++].graph = NULL;
-        }
-        return forward(g, nf, nc, err);
-    }
-    mer_status st;
-    if (!g->graphs[i].graph) {
-        if ((st = mer_cuda_begin_capture(g->c, err))) return st;
-        mer_status fst = forward(g, nf, nc, err);
-        mer_cuda_graph *gr = NULL;
-        st = mer_cuda_end_capture(g->c, fst != MER_OK, &gr, err);
-        if (fst || st || !gr) { /* capture refused: run eagerly from now on */
-            mer_cuda_graph_free(gr);
-            mer_affectgpt_cuda_set_graph(g, 0);
-            if (err) memset(err, 0, sizeof *err);
-            return forward(g, nf, nc, err);
-        }
-        g->graphs[i].graph = gr;
-    }
-    return mer_cuda_graph_launch(g->c, g->graphs[i].graph, err);
+static mer_status forward_fn(void *ctx, mer_err *err) {
+    mer_affectgpt_cuda *g = ctx;
+    return forward(g, g->nf, g->nc, err);
 }
 
 mer_status mer_affectgpt_cuda_fuse(mer_affectgpt_cuda *g, const float *H, int n_frames, const float *A, int n_clips,
@@ -226,7 +187,9 @@ mer_status mer_affectgpt_cuda_fuse(mer_affectgpt_cuda *g, const float *H, int n_
                          n_frames, n_clips, g->max_frames, g->max_clips);
     memcpy(g->pin, H, (size_t)n_frames * g->dv * sizeof *H);
     memcpy(g->pin + g->a_off, A, (size_t)n_clips * g->da * sizeof *A);
-    mer_status st = run(g, n_frames, n_clips, err);
+    g->nf = n_frames, g->nc = n_clips;
+    mer__graph_key key = {{n_frames, n_clips, 0, 0}};
+    mer_status st = mer__graphs_run(&g->graphs, key, forward_fn, g, err);
     if (!st) st = mer_cuda_sync(g->c, err);
     if (st) return st;
     const float *o = g->pin + g->a_off + (size_t)g->max_clips * g->da;

@@ -1,6 +1,7 @@
 /* agpt.c - AffectGPT assembled from its parts, and one sample's features and answer (see agpt.h). */
 #include "pipeline/agpt.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "models/affectgpt_cuda.h"
 #include "models/bundle.h"
 #include "models/clip_cuda.h"
 #include "models/clip_preprocess.h"
@@ -174,17 +175,19 @@ mer_status mer__agpt_from_parts(const mer_infer_params *p, mer_clip *clip, mer_h
 }
 
 static void drop_device_encoders(mer__agpt *a) {
+    mer_affectgpt_cuda_free(a->fusion_g);
     mer_clip_cuda_free(a->clip_g);
     mer_hubert_cuda_free(a->hub_g);
 #if MER_CUDA
     mer_cuda_free(a->gpu);
 #endif
+    a->fusion_g = NULL;
     a->clip_g = NULL;
     a->hub_g = NULL;
     a->gpu = NULL;
 }
 
-/* CLIP and HuBERT uploaded to a device context of their own (the LLM has its own). */
+/* CLIP, HuBERT and the fusion layers uploaded to a device context of their own (the LLM has its own). */
 static mer_status encoders_to_device(mer__agpt *a, const mer_infer_params *p, mer_err *err) {
 #if !MER_CUDA
     (void)a, (void)p;
@@ -195,7 +198,9 @@ static mer_status encoders_to_device(mer__agpt *a, const mer_infer_params *p, me
     if ((st = mer_cuda_init(0, &a->gpu, err)) ||
         (st = mer_clip_cuda_from_model(a->clip, a->gpu, MER_AGPT_N_FRAMES, wt, &a->clip_g, err)) ||
         (st = mer_hubert_cuda_from_model(a->hub, a->gpu, MER_AGPT_N_CLIPS, (long)MER_AGPT_SR * MER_AGPT_CLIP_S, wt,
-                                         &a->hub_g, err)))
+                                         &a->hub_g, err)) ||
+        (st = mer_affectgpt_cuda_from_fusion(&a->fusion, a->gpu, MER_AGPT_N_FRAMES, MER_AGPT_N_CLIPS, wt, &a->fusion_g,
+                                             err)))
         return st;
     return MER_OK;
 #endif
@@ -426,6 +431,17 @@ fail:
     return st;
 }
 
+mer_status mer__agpt_fuse(mer__agpt *a, const float *visual, int n_frames, const float *audio, int n_clips,
+                          float *fused, mer_err *err) {
+    size_t D = (size_t)a->n_embd;
+    /* the device model takes up to 8 frames and 8 clips (the pipeline's counts); other counts, and the
+     * bad ones the CPU reports, run on the CPU */
+    if (a->fusion_g && visual && audio && n_frames >= 1 && n_frames <= MER_AGPT_N_FRAMES && n_clips >= 1 &&
+        n_clips <= MER_AGPT_N_CLIPS)
+        return mer_affectgpt_cuda_fuse(a->fusion_g, visual, n_frames, audio, n_clips, fused, fused + D, fused + 2 * D, err);
+    return mer_affectgpt_fuse(&a->fusion, a->cpu, visual, n_frames, audio, n_clips, fused, fused + D, fused + 2 * D, err);
+}
+
 mer_status mer__agpt_prompt(mer__agpt *a, mer_visual_input input, const char *subtitle, const char *question,
                             const float *visual, int n_frames, const float *audio, int n_clips, int max_new_tokens,
                             float **embd_out, size_t *n_tok, mer_err *err) {
@@ -436,7 +452,7 @@ mer_status mer__agpt_prompt(mer__agpt *a, mer_visual_input input, const char *su
     *embd_out = NULL;
     *n_tok = 0;
     if (!fused) return mer__errf(err, MER_E_NOMEM, "out of memory");
-    if ((st = mer_affectgpt_fuse(&a->fusion, a->cpu, visual, n_frames, audio, n_clips, fused, fused + D, fused + 2 * D, err)) ||
+    if ((st = mer__agpt_fuse(a, visual, n_frames, audio, n_clips, fused, err)) ||
         (st = mer__agpt_prompt_embd(a, input, subtitle, question, fused, &embd, &ids, &n, err)))
         goto done;
     /* Chat.answer_sample: a prompt that does not leave room for max_new_tokens in 2000 keeps its last

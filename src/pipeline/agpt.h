@@ -32,12 +32,13 @@ typedef struct mer__agpt {
     int32_t stop_ids[2];
     size_t n_stop;
     float *pixels; /* [3][S][S] */
-    /* mer_infer_params.device resolved to CUDA: CLIP and HuBERT on one device context (a batch of 8 frames,
-     * a batch of 8 clips); the LLM runs on its own device context (mer_qwen2_params.device); the fusion
-     * layers (three small matrix products) stay on the CPU. NULL on the CPU. */
+    /* mer_infer_params.device resolved to CUDA: CLIP, HuBERT and the fusion layers on one device context
+     * (a batch of 8 frames, a batch of 8 clips, their fusion: models/affectgpt_cuda.h, in the encoders'
+     * dtype); the LLM runs on its own device context (mer_qwen2_params.device). NULL on the CPU. */
     struct mer_cuda *gpu;
     struct mer_clip_cuda *clip_g;
     struct mer_hubert_cuda *hub_g;
+    struct mer_affectgpt_cuda *fusion_g;
 } mer__agpt;
 
 /* The single-sample LLM context (2048 positions), made again when it was dropped. */
@@ -108,6 +109,11 @@ mer_status mer__agpt_clip(mer__agpt *a, const float *pixels, int n, float *feats
  * last 4 hidden states and over time, feats [n][n_audio]. */
 mer_status mer__agpt_hubert(mer__agpt *a, const float *clips, int n, long clip_len, int hf5, float *feats,
                             mer_err *err);
+/* The fusion of one sample's features (visual [n_frames][n_visual], audio [n_clips][n_audio]): fused
+ * [3][n_embd] (visual, audio, multi), on the device when a->fusion_g is there (up to 8 frames and 8
+ * clips; more run on the CPU), else on the CPU. */
+mer_status mer__agpt_fuse(mer__agpt *a, const float *visual, int n_frames, const float *audio, int n_clips,
+                          float *fused, mer_err *err);
 /* The fusion and the prompt embeddings of one sample, cut as Chat.answer_sample cuts a prompt that leaves
  * no room for max_new_tokens in 2000 positions (its last 800 tokens kept): *embd [*n_tok][n_embd]
  * (caller frees). */
