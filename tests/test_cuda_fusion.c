@@ -8,8 +8,8 @@
  *   - random fusion layers at the real widths (CLIP-L 768, HuBERT-L 1024, Qwen2.5-7B 3584) and at odd
  *     widths (the device pads to multiples of 8), 8/8 and 5/3 frames/clips: f32 path against the CPU at
  *     1e-5; the bf16 path against a float64 model of bf16 arithmetic written here from the spec's formulas
- *     (§4.3) with the roundings affectgpt_cuda.h names (weights of the products; each product's input;
- *     attention_mlp's output), within one bf16 step (2^-8), and against the CPU's f32 within that model's
+ *     (§4.3) with the roundings affectgpt_cuda.h names (the weights of the products, each product's
+ *     input), within one bf16 step (2^-8), and against the CPU's f32 within that model's
  *     own distance from the CPU plus one bf16 step: the bound is what bf16 rounding gives on these inputs;
  *   - graph replay (second and later calls) gives the eager call's bits; bad counts are MER_E_ARG. */
 #include "test.h"
@@ -65,8 +65,8 @@ static void lin_bf16(const mer_linear *l, const double *x, double *y) {
 }
 
 /* The spec's fusion (§4.3) in float64 with bf16 roundings where the device's bf16 path rounds: the
- * scores and sums over time exact (f32 weights), the products' inputs and weights rounded, attention_mlp's
- * output rounded; out [3][D]. */
+ * scores and sums over time exact (f32 weights), the products' weights and inputs rounded (hv, ha and
+ * attention_mlp's output kept in f32 before that); out [3][D]. */
 static void fuse_bf16_model(const mer_affectgpt_fusion *f, const float *H, int nf, const float *A, int nc,
                             float *out) {
     const int dv = f->d_visual, da = f->d_audio, dm = f->d_multi, dh = f->d_hidden, D = f->d_llm;
@@ -97,7 +97,7 @@ static void fuse_bf16_model(const mer_affectgpt_fusion *f, const float *H, int n
     double *hvha_b = calloc((size_t)2 * dm, sizeof(double));
     for (int j = 0; j < 2 * dm; j++) hvha_b[j] = bfr(hvha[j]);
     lin_bf16(&f->att_mlp, hvha_b, hid);
-    for (int j = 0; j < dh; j++) hid[j] = bfr(hid[j]);
+    for (int j = 0; j < dh; j++) hid[j] = bfr((float)hid[j]);
     lin_bf16(&f->fc_att, hid, w);
     for (int j = 0; j < dm; j++) m[j] = bfr((float)w[0] * hvha[j] + (float)w[1] * hvha[dm + j]);
     lin_bf16(&f->multi_proj, m, y);

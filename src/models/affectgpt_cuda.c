@@ -39,7 +39,8 @@ struct mer_affectgpt_cuda {
     void *pv, *mv, *pa, *ma; /* pooled and mean: [dvp], [dvp], [dap], [dap] of wt */
     float *hvha;            /* [2 dmp]: hv, then ha (f32) */
     void *hvha_a;           /* the same in wt (== hvha for f32) */
-    void *hid;              /* [dhp] of wt */
+    float *hid;             /* [dhp] f32 */
+    void *hid_a;            /* the same in wt (== hid for f32) */
     float *wts;             /* [8] (two used) */
     void *m;                /* [dmp] of wt */
     float *out;             /* [3][Dp] */
@@ -125,7 +126,11 @@ mer_status mer_affectgpt_cuda_from_fusion(const mer_affectgpt_fusion *f, struct 
     g->hvha = p;
     if (wtype == MER_DTYPE_F32) g->hvha_a = g->hvha;
     else if ((st = zalloc(g, (size_t)2 * g->dmp * es, &g->hvha_a, err))) goto fail;
-    if ((st = zalloc(g, (size_t)g->dhp * es, &g->hid, err)) || (st = zalloc(g, 8 * 4, &p, err))) goto fail;
+    if ((st = zalloc(g, (size_t)g->dhp * 4, &p, err))) goto fail;
+    g->hid = p;
+    if (wtype == MER_DTYPE_F32) g->hid_a = g->hid;
+    else if ((st = zalloc(g, (size_t)g->dhp * es, &g->hid_a, err))) goto fail;
+    if ((st = zalloc(g, 8 * 4, &p, err))) goto fail;
     g->wts = p;
     if ((st = zalloc(g, (size_t)g->dmp * es, &g->m, err)) || (st = zalloc(g, (size_t)3 * g->Dp * 4, &p, err))) goto fail;
     g->out = p;
@@ -163,9 +168,13 @@ static mer_status forward(mer_affectgpt_cuda *g, int nf, int nc, mer_err *err) {
                                  0, err)))
         return st;
     if (g->hvha_a != g->hvha && (st = mer_cuda_f32_to_bf16(c, g->hvha_a, g->hvha, (size_t)2 * g->dmp, err))) return st;
-    if ((st = mer_cuda_gemm_bias(c, g->hid, wt, g->dhp, g->hvha_a, 2 * g->dmp, g->att.w, wt, g->att.b, 1, 2 * g->dmp,
-                                 g->dh, 0, err)) ||
-        (st = mer_cuda_gemm_bias(c, g->wts, MER_DTYPE_F32, 8, g->hid, g->dhp, g->fc.w, wt, g->fc.b, 1, g->dhp, 2, 0,
+    /* attention_mlp's output in f32, then rounded once for fc_att (a bf16-output product rounds twice when
+     * cuBLASLt adds the bias in a second pass) */
+    if ((st = mer_cuda_gemm_bias(c, g->hid, MER_DTYPE_F32, g->dhp, g->hvha_a, 2 * g->dmp, g->att.w, wt, g->att.b, 1,
+                                 2 * g->dmp, g->dh, 0, err)))
+        return st;
+    if (g->hid_a != g->hid && (st = mer_cuda_f32_to_bf16(c, g->hid_a, g->hid, (size_t)g->dhp, err))) return st;
+    if ((st = mer_cuda_gemm_bias(c, g->wts, MER_DTYPE_F32, 8, g->hid_a, g->dhp, g->fc.w, wt, g->fc.b, 1, g->dhp, 2, 0,
                                  err)) ||
         (st = mer_cuda_fusion_mix(c, g->m, wt, g->dmp, g->wts, hv, ha, g->dm, err)) ||
         (st = mer_cuda_gemm_bias(c, g->out + 2 * (size_t)g->Dp, MER_DTYPE_F32, g->Dp, g->m, g->dmp, g->mproj.w, wt,

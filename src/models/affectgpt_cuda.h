@@ -3,11 +3,12 @@
  * kernels/cuda/cuda_fusion.h), the projectors to the LLM width, and the pre-fusion (multi_video_embs,
  * multi_audio_embs, attention_mlp, fc_att, the mix, multi_llama_proj), as single-row products on
  * cuBLASLt (mer_cuda_gemm_bias). Weights are uploaded from a loaded mer_affectgpt_fusion as bf16 (the
- * fast path: each product's input rounded to bf16, f32 accumulation; attention_mlp's output is kept
- * in bf16, the input of fc_att) or f32 (the exact path: every product in full f32). The two score
- * vectors (video_attention_mlp, audio_attention_mlp: [1, D] each) stay f32 in both, as do the
- * pooled sums, hv, ha, the mix weights and the three outputs. Widths that are not multiples of 8 are
- * padded with zero columns on the device, so every shape runs.
+ * fast path: each product's input rounded to bf16 once, f32 accumulation, f32 outputs) or f32 (the
+ * exact path: every product in full f32). The two score vectors (video_attention_mlp,
+ * audio_attention_mlp: [1, D] each) stay f32 in both, as do the scores, the pooled sums and means
+ * before their rounding, hv, ha, attention_mlp's output before its rounding, the mix weights and the
+ * three outputs. Widths that are not multiples of 8 are padded with zero columns on the device, so
+ * every shape runs.
  *
  * A call copies the features to a pinned staging area, uploads them in one copy, runs the layers
  * (from the second call of a given (n_frames, n_clips) on, as a CUDA graph with both copies inside;
