@@ -358,7 +358,7 @@ __global__ void __launch_bounds__(128) attn_prefill_kernel(const uint16_t *__res
     float o[D / 8][4];
 #pragma unroll
     for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-    float m0 = -1e30f, m1 = -1e30f, l0 = 0.f, l1 = 0.f;
+    mer__fa_ml ml = {-1e30f, -1e30f, 0.f, 0.f};
 
     for (int kt = 0; kt < n_keys; kt += PF_KEYS) {
         __syncthreads();
@@ -377,7 +377,7 @@ __global__ void __launch_bounds__(128) attn_prefill_kernel(const uint16_t *__res
 
         float s[PF_KEYS / 8][4];
         mer__fa_scores<PF_KEYS, D, LD>(s, qf, Ks, gi, qd, PF_KEYS);
-        mer__fa_softmax<PF_KEYS, D>(s, o, m0, m1, l0, l1, [&](int nb, int e, float v) {
+        ml = mer__fa_softmax<PF_KEYS, D>(s, o, ml, [&](int nb, int e, float v) {
             const int key = kt + nb * 8 + qd * 2 + (e & 1);
             const int lim = e < 2 ? lim0 : lim1;
             return key <= lim ? v * sl2 : -INFINITY;
@@ -385,7 +385,7 @@ __global__ void __launch_bounds__(128) attn_prefill_kernel(const uint16_t *__res
         mer__fa_pv<PF_KEYS, D, LD>(o, s, Vs, lane, PF_KEYS);
     }
     float inv0, inv1;
-    mer__fa_inv(l0, l1, inv0, inv1);
+    mer__fa_inv(ml, inv0, inv1);
     if (r0 < nrows) mer__fa_store_row<D>(out + ((size_t)t0 * H + h0) * D + qd * 2, o, 0, inv0);
     if (r1 < nrows) mer__fa_store_row<D>(out + ((size_t)t1 * H + h1) * D + qd * 2, o, 2, inv1);
 }

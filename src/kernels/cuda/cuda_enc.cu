@@ -485,7 +485,7 @@ __global__ void __launch_bounds__(128) attn_full_mma_kernel(const uint16_t *__re
     float o[D / 8][4];
 #pragma unroll
     for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-    float m0 = -1e30f, m1 = -1e30f, l0 = 0.f, l1 = 0.f;
+    mer__fa_ml ml = {-1e30f, -1e30f, 0.f, 0.f};
 
     /* The next K/V tile is loaded into registers while the current one is used (the loads are in flight
      * during the mma work); each thread moves NLD 16-byte chunks of K and of V per tile. */
@@ -526,14 +526,14 @@ __global__ void __launch_bounds__(128) attn_full_mma_kernel(const uint16_t *__re
 
         float s[FA_KEYS / 8][4];
         mer__fa_scores<FA_KEYS, D, LD>(s, qf, Ks, gi, qd, nk);
-        mer__fa_softmax<FA_KEYS, D>(s, o, m0, m1, l0, l1, [&](int nb, int e, float v) {
+        ml = mer__fa_softmax<FA_KEYS, D>(s, o, ml, [&](int nb, int e, float v) {
             const int key = kt + nb * 8 + qd * 2 + (e & 1);
             return key < T ? v * sl2 : -INFINITY;
         });
         mer__fa_pv<FA_KEYS, D, LD>(o, s, Vs, lane, nk);
     }
     float inv0, inv1;
-    mer__fa_inv(l0, l1, inv0, inv1);
+    mer__fa_inv(ml, inv0, inv1);
     if (r0 < T) mer__fa_store_row<D>(out + ((size_t)b * T + r0) * ld_out + h * D + qd * 2, o, 0, inv0);
     if (r1 < T) mer__fa_store_row<D>(out + ((size_t)b * T + r1) * ld_out + h * D + qd * 2, o, 2, inv1);
 }

@@ -5,8 +5,8 @@
  * and [2], [3] of row gi + 8 (columns 2 qd, 2 qd + 1). A K or V tile of KEYS keys sits in shared memory,
  * rows of LD elements. What differs between the kernels stays with them: where Q, K and V come from,
  * the tile loads, and the mask (a functor the caller passes to mer__fa_softmax: scale to the log2
- * domain, or -INFINITY). All of it is __forceinline__: each kernel
- * compiles to the code it had when the steps were written out in it. */
+ * domain, or -INFINITY). All of it is __forceinline__, written so that each kernel compiles to the same
+ * machine code as when the steps were written out in it (checked on the cubins' .text sections). */
 #ifndef MER_KERNELS_CUDA_FLASH_CUH
 #define MER_KERNELS_CUDA_FLASH_CUH
 
@@ -52,15 +52,22 @@ __device__ __forceinline__ void mer__fa_scores(float (&s)[KEYS / 8][4], const ui
     }
 }
 
-/* The online-softmax update of one tile, in the exp2 domain. The caller's mask(nb, e, v) turns the raw
- * score v = s[nb][e] into v * scale * log2(e), or -INFINITY where the key is masked for that row (it is
- * applied in the same pass as the row maxima: a separate pass compiles to other code). Row maxima over the quad of lanes sharing a row
- * (shuffles 1 and 2), then s becomes p = exp2(s - m_new), l = l exp2(m - m_new) + sum p (this lane's
- * columns only: mer__fa_inv sums the quad at the end), o is rescaled by exp2(m - m_new), m = m_new.
- * m starts at -1e30 (finite: a fully masked row gives p = 0, never NaN), l and o at 0. */
+/* The running softmax state of the warp's rows gi (m0, l0) and gi + 8 (m1, l1): m the running maximum of
+ * the scores (exp2 domain), l the running sum of this lane's p (mer__fa_inv sums the quad at the end).
+ * Starts as {-1e30f, -1e30f, 0.f, 0.f}: a finite m, so a fully masked row gives p = 0, never NaN. */
+struct mer__fa_ml {
+    float m0, m1, l0, l1;
+};
+
+/* The online-softmax update of one tile, in the exp2 domain; returns the new state. The caller's
+ * mask(nb, e, v) turns the raw score v = s[nb][e] into v * scale * log2(e), or -INFINITY where the key is
+ * masked for that row; it is applied in the same pass as the row maxima. Row maxima over the quad of
+ * lanes sharing a row (shuffles 1 and 2), then s becomes p = exp2(s - m_new), l = l exp2(m - m_new) +
+ * sum p, o is rescaled by exp2(m - m_new). The state goes in and out by value: through references the
+ * kernels compile to other code than with the update written out in them. */
 template <int KEYS, int D, typename Mask>
-__device__ __forceinline__ void mer__fa_softmax(float (&s)[KEYS / 8][4], float (&o)[D / 8][4], float &m0, float &m1,
-                                                float &l0, float &l1, Mask mask) {
+__device__ __forceinline__ mer__fa_ml mer__fa_softmax(float (&s)[KEYS / 8][4], float (&o)[D / 8][4], mer__fa_ml ml,
+                                                      Mask mask) {
     float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
     for (int nb = 0; nb < KEYS / 8; nb++) {
@@ -73,8 +80,8 @@ __device__ __forceinline__ void mer__fa_softmax(float (&s)[KEYS / 8][4], float (
     mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-    const float c0 = exp2f(m0 - mn0), c1 = exp2f(m1 - mn1);
+    const float mn0 = fmaxf(ml.m0, mx0), mn1 = fmaxf(ml.m1, mx1);
+    const float c0 = exp2f(ml.m0 - mn0), c1 = exp2f(ml.m1 - mn1);
     float ps0 = 0.f, ps1 = 0.f;
 #pragma unroll
     for (int nb = 0; nb < KEYS / 8; nb++) {
@@ -85,10 +92,6 @@ __device__ __forceinline__ void mer__fa_softmax(float (&s)[KEYS / 8][4], float (
         ps0 += s[nb][0] + s[nb][1];
         ps1 += s[nb][2] + s[nb][3];
     }
-    l0 = l0 * c0 + ps0;
-    l1 = l1 * c1 + ps1;
-    m0 = mn0;
-    m1 = mn1;
 #pragma unroll
     for (int i = 0; i < D / 8; i++) {
         o[i][0] *= c0;
@@ -96,6 +99,7 @@ __device__ __forceinline__ void mer__fa_softmax(float (&s)[KEYS / 8][4], float (
         o[i][2] *= c1;
         o[i][3] *= c1;
     }
+    return {mn0, mn1, ml.l0 * c0 + ps0, ml.l1 * c1 + ps1};
 }
 
 /* o += P V over the tile: P (from mer__fa_softmax) reused in registers as the A operand, V fragments
@@ -123,7 +127,8 @@ __device__ __forceinline__ void mer__fa_pv(float (&o)[D / 8][4], const float (&s
 }
 
 /* After the last tile: the row sums over the quad, and their inverses (0 for an empty row). */
-__device__ __forceinline__ void mer__fa_inv(float l0, float l1, float &inv0, float &inv1) {
+__device__ __forceinline__ void mer__fa_inv(const mer__fa_ml &ml, float &inv0, float &inv1) {
+    float l0 = ml.l0, l1 = ml.l1;
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
     l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
