@@ -35,39 +35,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_NAME "bench_gpu_pipeline"
+#include "bench_gpu_common.h"
+
 #define AG "tests/fixtures/models/affectgpt_tiny"
 #define QWEN_TOK "models/qwen2-tokenizer/tokenizer.json"
 #define SUBTITLE "Look, Ouyang is getting married too. How about you, when are you getting married?"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, const mer_err *e) {
-    fprintf(stderr, "bench_gpu_pipeline: %s: %s\n", what, e->msg);
-    exit(1);
-}
-
-static void result(const char *key, double v, const char *unit) {
-    printf("RESULT %s %.6g %s\n", key, v, unit);
-    fflush(stdout);
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    double *c = malloc((size_t)n * sizeof *c);
-    memcpy(c, v, (size_t)n * sizeof *c);
-    qsort(c, (size_t)n, sizeof *c, cmp_d);
-    double m = n % 2 ? c[n / 2] : 0.5 * (c[n / 2 - 1] + c[n / 2]);
-    free(c);
-    return m;
-}
 
 // --- the synthetic dataset --------------------------------------------------------------------------
 
