@@ -12,15 +12,13 @@
  *   bench_gpu parity DIR       the model in DIR (HF checkpoint + expected.safetensors written by
  *                              gpu_ref.py export) against HF's logits and greedy tokens
  *   bench_gpu qgemv            q8_0 / q4_0 decode matmuls of Qwen2.5-7B at 1 and 8 rows (tile, warp and
- *                              unroll variants of the dequantising GEMV, q4_0's folded offset), GB/s of
- *                              quants + scales
+ *                              unroll variants of the dequantising GEMV, q4_0's folded offset, PDL,
+ *                              split-K of o and down), GB/s of quants + scales
  *   bench_gpu quant            Qwen2.5-7B shape with random q8_0 and q4_0 weights made on the device:
  *                              bytes per token, batch-1/4/8 decode, prefill of 512 tokens, the fraction
  *                              of the copy bandwidth (measured here) that batch-1 decode reaches; q4_0
- *                              decode with the folded-offset GEMV too (*_fold), both with programmatic
- *                              dependent launch on (*_pdl_pfN: the GEMV prefetches N MB of its weights
- *                              into L2 before waiting), the next matrix's head prefetched by the GEMV
- *                              before it (*_nextN), L2 evict_first on the weight stream (*_ef)
+ *                              decode with the folded-offset GEMV too (*_fold), with programmatic
+ *                              dependent launch on (*_pdl), with k-way split-K of o and down (*_splitk)
  *
  * Every figure is printed as "RESULT <key> <value> <unit>" for gpu.sh to collect. With no GPU (or a
  * build without CUDA) it prints a SKIP line and exits 0. */
@@ -363,15 +361,14 @@ typedef struct qmm_arg {
     void *y;
     const uint16_t *x;
     const mer_cuda_qmat *w; /* n_w copies */
-    int n_tok, epi, reps, n_w, next; /* next: each GEMV prefetches the following copy (mer_cuda_qgemv_next) */
+    int n_tok, epi, reps, n_w;
 } qmm_arg;
 static mer_status do_qmm(void *ud, mer_err *err) {
     qmm_arg *a = ud;
     for (int r = 0; r < a->reps; r++) {
         const mer_cuda_qmat *w = &a->w[r % a->n_w];
         const int ny = a->epi == MER_CUDA_EPI_SILU ? w->n_out / 2 : w->n_out;
-        mer_status st = mer_cuda_qgemv_next(a->c, a->y, ny, a->x, w->n_in, w, a->n_tok, (mer_cuda_epi)a->epi,
-                                            a->next ? &a->w[(r + 1) % a->n_w] : NULL, err);
+        mer_status st = mer_cuda_qgemv(a->c, a->y, ny, a->x, w->n_in, w, a->n_tok, (mer_cuda_epi)a->epi, err);
         if (st) return st;
     }
     return MER_OK;
@@ -401,26 +398,30 @@ static void bench_qgemv(mer_cuda *c) {
             TRY(mer_cuda_alloc(c, (size_t)8 * 152064 * 4, &y, &e));
             TRY(mer_cuda_fill_uniform_bf16(c, x, (size_t)8 * 18944, 9, 1.0f, &e));
             TRY(mer_cuda_memset(c, y, 0, (size_t)8 * 152064 * 4, &e));
-            static const char *vn[] = {"auto", "nw4",      "nw8",    "nw16",     "tile1",      "tile2",
-                                       "u1",   "u2",       "fold",   "pdl_pf0",  "pdl_pf24",   "pdl_pf24_ef",
-                                       "pdl_pf48_ef", "next24", "next24_ef"};
-            /* MER_BENCH_QUICK=1: batch 1 only, the default and the prefetch / fold variants */
+            static const char *vn[] = {"auto",   "nw4",    "nw8",    "nw16",        "tile1",      "tile2",
+                                       "u1",     "u2",     "fold",   "pdl",         "split1",     "split2",
+                                       "split3", "split4", "split6", "split2_nw16", "split4_nw16"};
+            /* MER_BENCH_QUICK=1: batch 1 only, without the warp / tile / unroll / fold variants */
             const int quick = getenv("MER_BENCH_QUICK") && atoi(getenv("MER_BENCH_QUICK"));
             for (int bt = 1; bt <= (quick ? 1 : 8); bt *= 8) {
-                for (int var = 0; var < 15; var++) {
-                    if (quick && var >= 1 && var <= 7) continue;
+                for (int var = 0; var < 17; var++) {
                     if (sh[s].epi == MER_CUDA_EPI_SILU && (var == 4 || var == 5)) continue;
                     if (var == 8 && dt != MER_DTYPE_Q4_0) continue;
+                    if (var >= 10 && sh[s].epi != MER_CUDA_EPI_F32_ADD) continue; /* split-K: o and down */
+                    if (quick && var >= 1 && var <= 8) continue;
                     mer_cuda_set_qgemv_fold(var == 8);
-                    /* back-to-back GEMVs over rotating copies with PDL: the prefetch overlaps the previous one */
-                    mer_cuda_set_pdl(c, var >= 9);
-                    mer_cuda_set_qgemv_prefetch(var == 10 || var == 11 ? 24 : var == 12 ? 48 : 0);
-                    mer_cuda_set_qgemv_evict_first(var == 11 || var == 12 || var == 14);
-                    mer_cuda_set_qgemv_next(var >= 13 ? 24 : 0);
+                    /* back-to-back GEMVs with programmatic dependent launch */
+                    mer_cuda_set_pdl(c, var == 9);
+                    mer_cuda_set_qgemv_split(var == 10  ? 1
+                                             : var == 11 || var == 15 ? 2
+                                             : var == 12 ? 3
+                                             : var == 13 || var == 16 ? 4
+                                             : var == 14 ? 6
+                                                         : 0);
                     mer_cuda_set_gemv_tile(c, var == 4 ? 1 : var == 5 ? 2 : 0);
-                    mer_cuda_set_gemv_warps(c, var == 1 ? 4 : var == 2 ? 8 : var == 3 ? 16 : 0);
+                    mer_cuda_set_gemv_warps(c, var == 1 ? 4 : var == 2 ? 8 : var == 3 || var >= 15 ? 16 : 0);
                     mer_cuda_set_qgemv_unroll(var == 6 ? 1 : var == 7 ? 2 : 0);
-                    qmm_arg a = {c, y, x, w, bt, sh[s].epi, 4 * n_w, n_w, var >= 13};
+                    qmm_arg a = {c, y, x, w, bt, sh[s].epi, 4 * n_w, n_w};
                     double t[7], ms;
                     TRY(mer_cuda_time(c, do_qmm, &a, &ms, &e));
                     for (int i = 0; i < 7; i++) TRY(mer_cuda_time(c, do_qmm, &a, &t[i], &e));
@@ -434,10 +435,8 @@ static void bench_qgemv(mer_cuda *c) {
             mer_cuda_set_gemv_warps(c, 0);
             mer_cuda_set_qgemv_unroll(0);
             mer_cuda_set_qgemv_fold(0);
+            mer_cuda_set_qgemv_split(0);
             mer_cuda_set_pdl(c, 0);
-            mer_cuda_set_qgemv_prefetch(24);
-            mer_cuda_set_qgemv_evict_first(0);
-            mer_cuda_set_qgemv_next(0);
             for (int i = 0; i < n_w; i++) mer_cuda_qmat_release(c, &w[i]);
             mer_cuda_release(c, x);
             mer_cuda_release(c, y);
@@ -504,26 +503,19 @@ static void bench_quant(mer_cuda *c) {
             if (v > b8) b8 = v;
         }
         R("%s_decode_b8", b8, "tok/s");
-        { /* programmatic dependent launch and the GEMV's L2 prefetch before its wait (MB budget), L2
-           * evict_first on the weight stream, q4_0's folded offset: b1 = best of 3 runs of 128 steps */
-            static const struct { const char *key; int pdl, pf, ef, fold, next; } vs[] = {
-                {"pdl_pf0", 1, 0, 0, 0, 0},         {"pdl_pf8", 1, 8, 0, 0, 0},
-                {"pdl_pf24", 1, 24, 0, 0, 0},       {"pdl_pf48", 1, 48, 0, 0, 0},
-                {"pdl_pf24_ef", 1, 24, 1, 0, 0},    {"next8", 0, 0, 0, 0, 8},
-                {"next24", 0, 0, 0, 0, 24},         {"next48", 0, 0, 0, 0, 48},
-                {"next24_ef", 0, 0, 1, 0, 24},      {"pdl_pf24_next24", 1, 24, 0, 0, 24},
-                {"fold", 0, 0, 0, 1, 0},            {"fold_pdl_pf24", 1, 24, 0, 1, 0},
-                {"fold_next24", 0, 0, 0, 1, 24},
+        { /* variants: programmatic dependent launch, split-K of o and down (k blocks per tile, 1 = off),
+           * q4_0's folded offset; b1 = best of 3 runs of 128 steps */
+            static const struct { const char *key; int pdl, split, fold; } vs[] = {
+                {"pdl", 1, 0, 0},    {"split1", 0, 1, 0},     {"split2", 0, 2, 0},     {"split3", 0, 3, 0},
+                {"split4", 0, 4, 0}, {"pdl_split2", 1, 2, 0}, {"pdl_split4", 1, 4, 0}, {"fold", 0, 0, 1},
             };
             mer_cuda *mc = mer_qwen2_cuda_backend(m);
             const int pdl0 = mer_cuda_get_pdl(mc);
             for (size_t v = 0; v < MER_ARRAY_LEN(vs); v++) {
                 if (vs[v].fold && dt != MER_DTYPE_Q4_0) continue;
                 mer_cuda_set_pdl(mc, vs[v].pdl);
-                mer_cuda_set_qgemv_prefetch(vs[v].pf);
-                mer_cuda_set_qgemv_evict_first(vs[v].ef);
+                mer_cuda_set_qgemv_split(vs[v].split);
                 mer_cuda_set_qgemv_fold(vs[v].fold);
-                mer_cuda_set_qgemv_next(vs[v].next);
                 mer_qwen2_cuda_set_graph(m, 1); /* recapture */
                 double p1 = 0;
                 for (int r = 0; r < 3; r++) {
@@ -539,10 +531,8 @@ static void bench_quant(mer_cuda *c) {
                 if (vs[v].pdl && !mer_cuda_get_pdl(mc)) printf("note: %s: PDL was turned off by the capture\n", vs[v].key);
             }
             mer_cuda_set_pdl(mc, pdl0);
-            mer_cuda_set_qgemv_prefetch(24);
-            mer_cuda_set_qgemv_evict_first(0);
+            mer_cuda_set_qgemv_split(0);
             mer_cuda_set_qgemv_fold(0);
-            mer_cuda_set_qgemv_next(0);
             mer_qwen2_cuda_set_graph(m, 1);
         }
         R("%s_decode_b4", run_decode(m, 4, 32, 128), "tok/s");

@@ -6,8 +6,8 @@
  * blocks and repacked on the device; the reference is float64 arithmetic on the matrix decoded here from
  * the GGUF block definition (q8_0: d * q; q4_0: d * (nibble - 8), low nibbles elements 0..15) and on the
  * same bf16 activations. The GEMV (1..8 rows, every epilogue, row counts off the 16-row tiles, K off the
- * 64/128-element chunks, a split gate/up matrix; every tile/warp/unroll variant, and q4_0's folded-offset
- * variant) must
+ * 64/128-element chunks, a split gate/up matrix; every tile/warp/unroll variant, split-K of the
+ * residual-adding GEMV, and q4_0's folded-offset variant) must
  * match to 1e-5 (f32 accumulation only); the > 8 row
  * path (bf16 dequantisation + cuBLASLt, in pieces of rows) to 6e-3 (weights rounded to bf16: 2^-9);
  * the dequantisation bit for bit against bf16(d * q) (exact in f32, then rounded to nearest even).
@@ -242,6 +242,17 @@ static void test_kernels(void) {
                 test_qmat(c, dt, 50, 1280, 0);
                 test_qmat(c, dt, 37, 96, 0);
             }
+        for (int ks = 2; ks <= 5; ks += 3) /* split-K of the residual-adding GEMV (epi F32_ADD) */
+            for (int u = 1; u <= 2; u++) {
+                mer_cuda_set_qgemv_split(ks);
+                mer_cuda_set_qgemv_unroll(u);
+                mer_cuda_set_gemv_warps(c, u == 1 ? 16 : 4);
+                test_qmat(c, dt, 50, 1280, 0);
+                test_qmat(c, dt, 37, 96, 0); /* fewer chunks than splits: empty ranges add nothing */
+                test_qmat(c, dt, 96, 3584, 48);
+            }
+        /* back to the default (or MER_CUDA_QGEMV_SPLIT, for the model tests below) */
+        mer_cuda_set_qgemv_split(getenv("MER_CUDA_QGEMV_SPLIT") ? atoi(getenv("MER_CUDA_QGEMV_SPLIT")) : 0);
         mer_cuda_set_gemv_warps(c, 0);
         mer_cuda_set_gemv_tile(c, 0);
         mer_cuda_set_qgemv_unroll(0);

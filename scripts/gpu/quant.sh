@@ -18,11 +18,11 @@ cc -std=c11 -O2 -g -pthread -Iinclude -Isrc -D_GNU_SOURCE -DMER_MEDIA=0 -DMER_CU
   -lsqlite3 -lm -lpthread -L/usr/local/cuda/lib64 -lcudart -lcublas -lcublasLt -lstdc++ >>"$O/build.log" 2>&1 || { echo BENCH BUILD FAILED; tail -30 "$O/build.log"; exit 1; }
 echo "build $(( $(date +%s) - t0 )) s"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv,noheader
-timeout 60 $B/tests/test_cuda_quant >"$O/test_quant.log" 2>&1; echo "test_cuda_quant exit $?"
-grep -E "FAIL|passed|rel err|device" "$O/test_quant.log" | head -60
-MER_CUDA_PDL=1 MER_CUDA_QGEMV_NEXT=24 MER_CUDA_QGEMV_EF=1 timeout 60 $B/tests/test_cuda_quant >"$O/test_quant_pdl.log" 2>&1; echo "test_cuda_quant (PDL, prefetch, evict_first) exit $?"
-grep -E "FAIL|passed" "$O/test_quant_pdl.log" | head -20
-timeout 200 $B/bench/bench_gpu quant >"$O/quant.txt" 2>&1; echo "quant exit $?"; cat "$O/quant.txt"
+timeout 90 $B/tests/test_cuda_quant >"$O/test_quant.log" 2>&1; echo "test_cuda_quant exit $?"
+grep -E "FAIL|passed|device" "$O/test_quant.log" | head -20
+MER_CUDA_PDL=1 MER_CUDA_QGEMV_SPLIT=3 timeout 90 $B/tests/test_cuda_quant >"$O/test_quant_pdl.log" 2>&1
+echo "test_cuda_quant (MER_CUDA_PDL=1 MER_CUDA_QGEMV_SPLIT=3) exit $?"; grep -E "FAIL|passed|batched" "$O/test_quant_pdl.log" | head -20
+timeout 200 $B/bench/bench_gpu quant >"$O/quant.txt" 2>&1; echo "quant exit $?"; grep -v "^device" "$O/quant.txt" | awk '{print $2, $3}' | paste - - - - | column -t
 timeout 40 $B/bench/bench_gpu small >"$O/small.txt" 2>&1; echo "small exit $?"; grep -E "_b1( |_)" "$O/small.txt" | awk '{print $2, $3}' | paste -s -d' '
-MER_BENCH_QUICK=${MER_BENCH_QUICK:-0} timeout 150 $B/bench/bench_gpu qgemv >"$O/qgemv.txt" 2>&1; echo "qgemv exit $?"
-grep -E "_b1_" "$O/qgemv.txt" | awk '{sub("qgemv_","",$2); print $2, $3}' | paste - - - - - - | head -80
+timeout 200 $B/bench/bench_gpu qgemv >"$O/qgemv.txt" 2>&1; echo "qgemv exit $?"
+grep -E "_b[18]_" "$O/qgemv.txt" | awk '{sub("qgemv_","",$2); print $2, $3}' | paste - - - - - - | column -t | head -90

@@ -671,12 +671,10 @@ mer_status mer_qwen2_cuda_reset(mer_qwen2_cuda *m, int slot, mer_err *err) {
 /* T tokens whose ids, positions and slots are in m->io. prefill: one sequence (slot, positions
  * pos0..pos0+T-1), else decode tokens of distinct slots. Logits for rows [lrow0, lrow0 + n_l) go to
  * logits_dev; argmax of those rows to m->out_ids when do_argmax. */
-/* y = x W^T for the dense matrix w or the quantised qw (as the model is); qnext: the quantised matrix
- * of the next matmul in the stream (its head is prefetched into L2 by the GEMV, see cuda_quant.h). */
+/* y = x W^T for the dense matrix w or the quantised qw (as the model is). */
 static mer_status mm(mer_qwen2_cuda *m, void *y, int ldy, const void *x, int ldx, const void *w,
-                     const mer_cuda_qmat *qw, const mer_cuda_qmat *qnext, int T, int n_in, int n_out,
-                     mer_cuda_epi epi, mer_err *err) {
-    if (m->quant) return mer_cuda_qmatmul_next(m->c, y, ldy, x, ldx, qw, T, epi, m->deq, m->deq_elems, qnext, err);
+                     const mer_cuda_qmat *qw, int T, int n_in, int n_out, mer_cuda_epi epi, mer_err *err) {
+    if (m->quant) return mer_cuda_qmatmul(m->c, y, ldy, x, ldx, qw, T, epi, m->deq, m->deq_elems, err);
     return mer_cuda_matmul(m->c, y, ldy, x, ldx, w, m->at, T, n_in, n_out, epi, err);
 }
 
@@ -701,8 +699,7 @@ static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int p
         const qlayer *L = &m->layers[l];
         void *kc = (char *)m->kv + (size_t)l * 2 * m->kv_layer * m->es, *vc = (char *)kc + m->kv_layer * m->es;
         if ((st = mer_cuda_rmsnorm(c, m->xn, at, m->x, L->attn_norm, T, E, hp->rms_eps, err))) return st;
-        if ((st = mm(m, m->qkv, nqkv, m->xn, E, L->wqkv, &L->qqkv, &L->qo, T, E, nqkv, MER_CUDA_EPI_F32, err)))
-            return st;
+        if ((st = mm(m, m->qkv, nqkv, m->xn, E, L->wqkv, &L->qqkv, T, E, nqkv, MER_CUDA_EPI_F32, err))) return st;
         if (prefill) {
             if ((st = mer_cuda_qkv_rope(c, m->qkv, L->bqkv, m->inv_freq, m->q, kc, vc, at, pos, slots, T, H, KV, d,
                                         m->p.n_ctx, err)))
@@ -714,26 +711,23 @@ static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int p
                                            m->p.n_ctx, m->p.n_split, scale, m->attn_ws, err);
         }
         if (st) return st;
-        if ((st = mm(m, m->x, E, m->att, H * d, L->wo, &L->qo, &L->qgu, T, H * d, E, MER_CUDA_EPI_F32_ADD, err)))
+        if ((st = mm(m, m->x, E, m->att, H * d, L->wo, &L->qo, T, H * d, E, MER_CUDA_EPI_F32_ADD, err)))
             return st;
         if ((st = mer_cuda_rmsnorm(c, m->xn, at, m->x, L->ffn_norm, T, E, hp->rms_eps, err))) return st;
         if (mm_gemv(m, T)) {
-            if ((st = mm(m, m->h, F, m->xn, E, L->wgu, &L->qgu, &L->qdown, T, E, 2 * F, MER_CUDA_EPI_SILU, err)))
-                return st;
+            if ((st = mm(m, m->h, F, m->xn, E, L->wgu, &L->qgu, T, E, 2 * F, MER_CUDA_EPI_SILU, err))) return st;
         } else { /* no scratch allocation (graph capture): gate/up into m->gu, then silu * up */
-            if ((st = mm(m, m->gu, 2 * F, m->xn, E, L->wgu, &L->qgu, &L->qdown, T, E, 2 * F,
-                         at == MER_DTYPE_F32 ? MER_CUDA_EPI_F32 : MER_CUDA_EPI_BF16, err)))
+            if ((st = mm(m, m->gu, 2 * F, m->xn, E, L->wgu, &L->qgu, T, E, 2 * F,
+                                      at == MER_DTYPE_F32 ? MER_CUDA_EPI_F32 : MER_CUDA_EPI_BF16, err)))
                 return st;
             if ((st = mer_cuda_silu_mul(c, m->h, m->gu, at, T, F, err))) return st;
         }
-        const mer_cuda_qmat *qn = l + 1 < hp->n_layer ? &m->layers[l + 1].qqkv : &m->qlm;
-        if ((st = mm(m, m->x, E, m->h, F, L->wdown, &L->qdown, qn, T, F, E, MER_CUDA_EPI_F32_ADD, err))) return st;
+        if ((st = mm(m, m->x, E, m->h, F, L->wdown, &L->qdown, T, F, E, MER_CUDA_EPI_F32_ADD, err))) return st;
     }
     if ((st = mer_cuda_rmsnorm(c, m->xn, at, m->x + (size_t)lrow0 * E, m->out_norm, n_l, E, hp->rms_eps, err)))
         return st;
-    /* the next step starts with layer 0's q/k/v */
-    if ((st = mm(m, logits_dev, hp->n_vocab, m->xn, E, m->lm_head, &m->qlm, &m->layers[0].qqkv, n_l, E, hp->n_vocab,
-                 MER_CUDA_EPI_F32, err)))
+    if ((st = mm(m, logits_dev, hp->n_vocab, m->xn, E, m->lm_head, &m->qlm, n_l, E, hp->n_vocab, MER_CUDA_EPI_F32,
+                 err)))
         return st;
     if (do_argmax && (st = mer_cuda_argmax(c, m->out_ids, logits_dev, n_l, hp->n_vocab, err))) return st;
     return MER_OK;

@@ -248,50 +248,17 @@ __device__ __forceinline__ void q4_bf16(uint32_t nb, uint32_t &p01, uint32_t &p2
     p23 = bf16x2_sub(__byte_perm(nb, 0x43434343u, 0x4342), 0x43084308u);
 }
 
-/* Asynchronous prefetch of [p, p + n) into L2 by the copy engine of the SM (n a multiple of 16, p 16-byte
- * aligned); nothing is loaded into registers or shared memory. */
-__device__ __forceinline__ void q_prefetch_l2(const void *p, uint32_t n) {
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(n) : "memory");
-}
-
-/* L2 policy of the weight stream: evict_first (ef) or evict_normal. */
-__device__ __forceinline__ uint64_t q_policy(int ef) {
-    uint64_t pol;
-    if (ef)
-        asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
-    else
-        asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(pol));
-    return pol;
-}
-
-/* mer__ld_stream with an L2 cache policy. */
-__device__ __forceinline__ uint4 q_ld_stream(const void *p, uint64_t pol) {
-    uint4 v;
-    asm("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0,%1,%2,%3}, [%4], %5;"
-        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-        : "l"(p), "l"(pol));
-    return v;
-}
-
-/* The next GEMV's matrix, whose leading chunks the last npb blocks of this one bring into L2 when they
- * are done (pf_ch 0: nothing). */
-struct q_next {
-    const uint8_t *qs;
-    const uint8_t *sc;
-    int n_ch, rows, pf_ch, scb, npb; /* scb: scale bytes per (tile, chunk) */
-};
-
 /* A chunk of one 16-row tile for a thread: 16 bytes of rows g and g + 8, and their NB scales. */
 struct qw {
     uint4 w[2];
     uint2 s[2];
 };
 
-template <int Q4, int MT, int U, int NW, int EPI>
-__global__ void __launch_bounds__(NW * 32)
-    qgemv_kernel(const uint8_t *__restrict__ qs, const uint16_t *__restrict__ sc, const uint16_t *__restrict__ x,
-                 void *__restrict__ yv, int K, int n_ch, int n_out, int n_tiles, int split, int up_off, int n_tok,
-                 int ldx, int ldy, int pf_ch, int ef, q_next nx) {
+template <int Q4, int MT, int U, int NW, int EPI, bool SPL>
+__device__ __forceinline__ void
+    qgemv_body(const uint8_t *__restrict__ qs, const uint16_t *__restrict__ sc, const uint16_t *__restrict__ x,
+               void *__restrict__ yv, int K, int n_ch, int n_out, int n_tiles, int split, int up_off, int n_tok,
+               int ldx, int ldy, int ksplit) {
     /* Q4: 0 q8_0, 1 q4_0, 2 q4_0 with the nibble offset folded into the tensor cores: the weights enter as
      * 128 + n and two extra mma of -136 times the activations per block (shared by the tiles) correct
      * the sum, which saves the bf16x2 subtraction of every weight pair. */
@@ -302,37 +269,37 @@ __global__ void __launch_bounds__(NW * 32)
     const int g = lane >> 2, q = lane & 3;
     mer__pdl_launch();
 
+    /* Split-K (SPL: one-tile F32_ADD only): the ks blocks of a tile take equal ranges of super-steps,
+     * each treated as a row of its own (pointers, K and the loop start at chunk c0), and add their
+     * partial sums to y atomically. */
+    const int ks = SPL ? ksplit : 1;
+    const int bx = ks > 1 ? (int)blockIdx.x / ks : (int)blockIdx.x, kz = ks > 1 ? (int)blockIdx.x % ks : 0;
+    int c0 = 0, nch = n_ch;
+    if (ks > 1) {
+        const int all = (n_ch + U - 1) / U; /* n_ch < 2^18 */
+        c0 = kz * all / ks * U;
+        nch = min((kz + 1) * all / ks * U, n_ch) - c0;
+    }
     const uint8_t *rp[MT][2];
     const uint16_t *sp[MT][2];
     int prow0[MT]; /* first stored row of each tile */
-    const uint64_t pol = q_policy(ef);
 #pragma unroll
     for (int m = 0; m < MT; m++) {
         int tile;
         if (EPI == MER_CUDA_EPI_SILU)
-            tile = m == 0 ? blockIdx.x : (up_off >> 4) + blockIdx.x;
+            tile = m == 0 ? bx : (up_off >> 4) + bx;
         else
-            tile = blockIdx.x * MT + m;
+            tile = bx * MT + m;
         if (tile >= n_tiles) tile = n_tiles - 1; /* loads stay inside; outputs are masked */
-        prow0[m] = (EPI == MER_CUDA_EPI_SILU || blockIdx.x * MT + m < n_tiles) ? tile * 16 : -1000000;
+        prow0[m] = (EPI == MER_CUDA_EPI_SILU || bx * MT + m < n_tiles) ? tile * 16 : -1000000;
 #pragma unroll
         for (int hf = 0; hf < 2; hf++) {
             const int p = tile * 16 + g + 8 * hf;
-            rp[m][hf] = qs + (size_t)p * n_ch * 64 + 16 * q;
-            sp[m][hf] = sc + (size_t)tile * n_ch * 16 * NB + (g + 8 * hf) * NB;
-        }
-        /* Under programmatic dependent launch the block may start while earlier kernels still run: the
-         * first pf_ch chunks of its 16 rows (and their scales) are fetched into L2 before the wait, so
-         * that the weight stream does not pause between kernels. */
-        if (pf_ch > 0) {
-            const int t = (int)threadIdx.x - 17 * m;
-            if (t >= 0 && t < 16)
-                q_prefetch_l2(qs + (size_t)(tile * 16 + t) * n_ch * 64, (uint32_t)pf_ch * 64);
-            else if (t == 16)
-                q_prefetch_l2(sc + (size_t)tile * n_ch * 16 * NB, (uint32_t)pf_ch * 32 * NB);
+            rp[m][hf] = qs + ((size_t)p * n_ch + c0) * 64 + 16 * q;
+            sp[m][hf] = sc + ((size_t)tile * n_ch + c0) * 16 * NB + (g + 8 * hf) * NB;
         }
     }
-    const int nss = (n_ch + U - 1) / U;
+    const int nss = (nch + U - 1) / U;
 
     float acc[MT][4];
 #pragma unroll
@@ -345,12 +312,12 @@ __global__ void __launch_bounds__(NW * 32)
 #pragma unroll
     for (int u = 0; u < U; u++) {
         const int ch = ss * U + u;
-        const bool on = ss < nss && ch < n_ch;
+        const bool on = ss < nss && ch < nch;
 #pragma unroll
         for (int m = 0; m < MT; m++)
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
-                wa[u][m].w[hf] = on ? q_ld_stream(rp[m][hf] + (size_t)ch * 64, pol) : make_uint4(0, 0, 0, 0);
+                wa[u][m].w[hf] = on ? mer__ld_stream(rp[m][hf] + (size_t)ch * 64) : make_uint4(0, 0, 0, 0);
                 if (NB == 4)
                     wa[u][m].s[hf] = on ? __ldg((const uint2 *)(sp[m][hf] + (size_t)ch * 16 * NB)) : make_uint2(0, 0);
                 else
@@ -359,7 +326,8 @@ __global__ void __launch_bounds__(NW * 32)
     }
     mer__pdl_wait();
     const bool xon = g < n_tok;
-    const uint16_t *xr = x + (size_t)(xon ? g : 0) * ldx + 8 * q;
+    const uint16_t *xr = x + (size_t)(xon ? g : 0) * ldx + 8 * q + (size_t)c0 * CH;
+    const int Kl = K - c0 * CH;
 
     for (; ss < nss; ss += NW) {
         qw wb[U][MT];
@@ -367,12 +335,12 @@ __global__ void __launch_bounds__(NW * 32)
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int ch = sn * U + u;
-            const bool on = sn < nss && ch < n_ch;
+            const bool on = sn < nss && ch < nch;
 #pragma unroll
             for (int m = 0; m < MT; m++)
 #pragma unroll
                 for (int hf = 0; hf < 2; hf++) {
-                    wb[u][m].w[hf] = on ? q_ld_stream(rp[m][hf] + (size_t)ch * 64, pol) : make_uint4(0, 0, 0, 0);
+                    wb[u][m].w[hf] = on ? mer__ld_stream(rp[m][hf] + (size_t)ch * 64) : make_uint4(0, 0, 0, 0);
                     if (NB == 4)
                         wb[u][m].s[hf] =
                             on ? __ldg((const uint2 *)(sp[m][hf] + (size_t)ch * 16 * NB)) : make_uint2(0, 0);
@@ -386,7 +354,7 @@ __global__ void __launch_bounds__(NW * 32)
 #pragma unroll
             for (int b = 0; b < NB; b++) {
                 const int k0 = ch * CH + 32 * b;
-                const uint4 xb = (xon && k0 < K) ? __ldg((const uint4 *)(xr + k0)) : make_uint4(0, 0, 0, 0);
+                const uint4 xb = (xon && k0 < Kl) ? __ldg((const uint4 *)(xr + k0)) : make_uint4(0, 0, 0, 0);
                 float tc[4] = {0.f, 0.f, 0.f, 0.f}; /* FOLD: -136 * (sum of the block's activations) */
                 if (FOLD) {
                     const uint32_t cm = 0xC308C308u; /* bf16x2 of -136 */
@@ -437,21 +405,6 @@ __global__ void __launch_bounds__(NW * 32)
             for (int m = 0; m < MT; m++) wa[u][m] = wb[u][m];
     }
 
-    /* This block's loads are all consumed: keep the memory busy with the head of the next matrix (the
-     * last npb blocks share its rows), which the tail of this grid, the launch gap and the small kernels
-     * before the next GEMV would otherwise leave idle. */
-    if (nx.pf_ch > 0) {
-        const int j = (int)blockIdx.x - ((int)gridDim.x - nx.npb);
-        if (j >= 0) {
-            const int per = (nx.rows + nx.npb - 1) / nx.npb, r1 = min(nx.rows, (j + 1) * per);
-            for (int r = j * per + (int)threadIdx.x; r < r1; r += (int)blockDim.x)
-                q_prefetch_l2(nx.qs + (size_t)r * nx.n_ch * 64, (uint32_t)nx.pf_ch * 64);
-            const int nt = nx.rows >> 4, tper = (nt + nx.npb - 1) / nx.npb, t1 = min(nt, (j + 1) * tper);
-            for (int t = j * tper + (int)threadIdx.x; t < t1; t += (int)blockDim.x)
-                q_prefetch_l2(nx.sc + (size_t)t * nx.n_ch * nx.scb, (uint32_t)(nx.pf_ch * nx.scb));
-        }
-    }
-
     __shared__ float red[NW][MT][4][32];
 #pragma unroll
     for (int m = 0; m < MT; m++)
@@ -489,6 +442,8 @@ __global__ void __launch_bounds__(NW * 32)
                 const size_t o = (size_t)n * ldy + r;
                 if (EPI == MER_CUDA_EPI_F32)
                     ((float *)yv)[o] = v[m][i];
+                else if (EPI == MER_CUDA_EPI_F32_ADD && ks > 1)
+                    atomicAdd((float *)yv + o, v[m][i]);
                 else if (EPI == MER_CUDA_EPI_F32_ADD)
                     ((float *)yv)[o] += v[m][i];
                 else
@@ -498,55 +453,74 @@ __global__ void __launch_bounds__(NW * 32)
     }
 }
 
-#define QGEMV_PF_MB 24  /* default L2 prefetch budget under PDL (MB) */
-#define QGEMV_NEXT_MB 0 /* default L2 prefetch budget of the next matrix (MB) */
-static int g_qgemv_u = -1, g_qgemv_fold = -1, g_qgemv_pf = -1, g_qgemv_ef = -1, g_qgemv_next = -1;
+template <int Q4, int MT, int U, int NW, int EPI>
+__global__ void __launch_bounds__(NW * 32)
+    qgemv_kernel(const uint8_t *__restrict__ qs, const uint16_t *__restrict__ sc, const uint16_t *__restrict__ x,
+                 void *__restrict__ yv, int K, int n_ch, int n_out, int n_tiles, int split, int up_off, int n_tok,
+                 int ldx, int ldy, int ksplit) {
+    qgemv_body<Q4, MT, U, NW, EPI, false>(qs, sc, x, yv, K, n_ch, n_out, n_tiles, split, up_off, n_tok, ldx, ldy, 1);
+}
+
+/* Split-K blocks: as many per SM as 1024 threads allow (the split exists to fill the SMs evenly). */
+template <int Q4, int U, int NW>
+__global__ void __launch_bounds__(NW * 32, 1024 / (NW * 32))
+    qgemv_split_kernel(const uint8_t *__restrict__ qs, const uint16_t *__restrict__ sc, const uint16_t *__restrict__ x,
+                       void *__restrict__ yv, int K, int n_ch, int n_out, int n_tiles, int split, int up_off,
+                       int n_tok, int ldx, int ldy, int ksplit) {
+    qgemv_body<Q4, 1, U, NW, MER_CUDA_EPI_F32_ADD, true>(qs, sc, x, yv, K, n_ch, n_out, n_tiles, split, up_off, n_tok,
+                                                          ldx, ldy, ksplit);
+}
+
+#define QGEMV_SPLIT_AUTO 1 /* split-K of the residual-adding GEMVs when not set */
+static int g_qgemv_u = -1, g_qgemv_fold = -1, g_qgemv_split = -1;
 
 void mer_cuda_set_qgemv_unroll(int u) { g_qgemv_u = u == 1 || u == 2 ? u : 0; }
 void mer_cuda_set_qgemv_fold(int on) { g_qgemv_fold = on != 0; }
-void mer_cuda_set_qgemv_prefetch(int mb) { g_qgemv_pf = mb > 0 ? mb : 0; }
-void mer_cuda_set_qgemv_evict_first(int on) { g_qgemv_ef = on != 0; }
-void mer_cuda_set_qgemv_next(int mb) { g_qgemv_next = mb > 0 ? mb : 0; }
+void mer_cuda_set_qgemv_split(int k) { g_qgemv_split = k > 0 && k <= 16 ? k : 0; }
 
 template <int Q4, int MT, int U, int NW, int EPI>
 static cudaError_t launch_q(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w,
-                            int n_tok, int pf, int ef, q_next nx) {
+                            int n_tok, int ks) {
     const int n_tiles = w->n_phys / 16;
-    const int blocks = EPI == MER_CUDA_EPI_SILU ? w->up_off / 16 : (n_tiles + MT - 1) / MT;
+    const int blocks = (EPI == MER_CUDA_EPI_SILU ? w->up_off / 16 : (n_tiles + MT - 1) / MT) * ks;
+    if (EPI == MER_CUDA_EPI_F32_ADD && MT == 1 && ks > 1)
+        return mer__launch(c, qgemv_split_kernel<Q4, U, NW>, dim3(blocks), dim3(NW * 32), 0, (const uint8_t *)w->qs,
+                           (const uint16_t *)w->sc, x, y, w->n_in, w->n_ch, w->n_out, n_tiles, w->split, w->up_off,
+                           n_tok, ldx, ldy, ks);
     return mer__launch(c, qgemv_kernel<Q4, MT, U, NW, EPI>, dim3(blocks), dim3(NW * 32), 0, (const uint8_t *)w->qs,
                        (const uint16_t *)w->sc, x, y, w->n_in, w->n_ch, w->n_out, n_tiles, w->split, w->up_off, n_tok,
-                       ldx, ldy, pf, ef, nx);
+                       ldx, ldy, ks);
 }
 
 template <int Q4, int MT, int U, int EPI>
 static cudaError_t launch_q_nw(mer_cuda *c, int nw, void *y, int ldy, const uint16_t *x, int ldx,
-                               const mer_cuda_qmat *w, int n_tok, int pf, int ef, q_next nx) {
-    if (nw >= 16) return launch_q<Q4, MT, U, 16, EPI>(c, y, ldy, x, ldx, w, n_tok, pf, ef, nx);
-    if (nw >= 8) return launch_q<Q4, MT, U, 8, EPI>(c, y, ldy, x, ldx, w, n_tok, pf, ef, nx);
-    return launch_q<Q4, MT, U, 4, EPI>(c, y, ldy, x, ldx, w, n_tok, pf, ef, nx);
+                               const mer_cuda_qmat *w, int n_tok, int ks) {
+    if (nw >= 16) return launch_q<Q4, MT, U, 16, EPI>(c, y, ldy, x, ldx, w, n_tok, ks);
+    if (nw >= 8) return launch_q<Q4, MT, U, 8, EPI>(c, y, ldy, x, ldx, w, n_tok, ks);
+    return launch_q<Q4, MT, U, 4, EPI>(c, y, ldy, x, ldx, w, n_tok, ks);
 }
 
 template <int Q4, int MT, int EPI>
 static cudaError_t launch_q_u(mer_cuda *c, int u, int nw, void *y, int ldy, const uint16_t *x, int ldx,
-                              const mer_cuda_qmat *w, int n_tok, int pf, int ef, q_next nx) {
-    if (u >= 2) return launch_q_nw<Q4, MT, 2, EPI>(c, nw, y, ldy, x, ldx, w, n_tok, pf, ef, nx);
-    return launch_q_nw<Q4, MT, 1, EPI>(c, nw, y, ldy, x, ldx, w, n_tok, pf, ef, nx);
+                              const mer_cuda_qmat *w, int n_tok, int ks) {
+    if (u >= 2) return launch_q_nw<Q4, MT, 2, EPI>(c, nw, y, ldy, x, ldx, w, n_tok, ks);
+    return launch_q_nw<Q4, MT, 1, EPI>(c, nw, y, ldy, x, ldx, w, n_tok, ks);
 }
 
 template <int Q4>
 static cudaError_t launch_q_all(mer_cuda *c, int mt2, int u, int nw, void *y, int ldy, const uint16_t *x, int ldx,
-                                const mer_cuda_qmat *w, int n_tok, mer_cuda_epi epi, int pf, int ef, q_next nx) {
+                                const mer_cuda_qmat *w, int n_tok, mer_cuda_epi epi, int ks) {
     switch (epi) {
     case MER_CUDA_EPI_F32:
-        return mt2 ? launch_q_u<Q4, 2, MER_CUDA_EPI_F32>(c, u, nw, y, ldy, x, ldx, w, n_tok, pf, ef, nx)
-                   : launch_q_u<Q4, 1, MER_CUDA_EPI_F32>(c, u, nw, y, ldy, x, ldx, w, n_tok, pf, ef, nx);
+        return mt2 ? launch_q_u<Q4, 2, MER_CUDA_EPI_F32>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks)
+                   : launch_q_u<Q4, 1, MER_CUDA_EPI_F32>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks);
     case MER_CUDA_EPI_F32_ADD:
-        return mt2 ? launch_q_u<Q4, 2, MER_CUDA_EPI_F32_ADD>(c, u, nw, y, ldy, x, ldx, w, n_tok, pf, ef, nx)
-                   : launch_q_u<Q4, 1, MER_CUDA_EPI_F32_ADD>(c, u, nw, y, ldy, x, ldx, w, n_tok, pf, ef, nx);
+        return mt2 ? launch_q_u<Q4, 2, MER_CUDA_EPI_F32_ADD>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks)
+                   : launch_q_u<Q4, 1, MER_CUDA_EPI_F32_ADD>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks);
     case MER_CUDA_EPI_BF16:
-        return launch_q_u<Q4, 1, MER_CUDA_EPI_BF16>(c, u, nw, y, ldy, x, ldx, w, n_tok, pf, ef, nx);
+        return launch_q_u<Q4, 1, MER_CUDA_EPI_BF16>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks);
     default:
-        return launch_q_u<Q4, 2, MER_CUDA_EPI_SILU>(c, u, nw, y, ldy, x, ldx, w, n_tok, pf, ef, nx);
+        return launch_q_u<Q4, 2, MER_CUDA_EPI_SILU>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks);
     }
 }
 
@@ -567,11 +541,6 @@ static mer_status check_q(const void *y, int ldy, const uint16_t *x, int ldx, co
 
 mer_status mer_cuda_qgemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w, int n_tok,
                           mer_cuda_epi epi, mer_err *err) {
-    return mer_cuda_qgemv_next(c, y, ldy, x, ldx, w, n_tok, epi, NULL, err);
-}
-
-mer_status mer_cuda_qgemv_next(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w,
-                               int n_tok, mer_cuda_epi epi, const mer_cuda_qmat *next, mer_err *err) {
     mer_status st = check_q(y, ldy, x, ldx, w, n_tok, epi, err);
     if (st) return st;
     if (n_tok > MER__GEMV_MAX_TOK)
@@ -583,7 +552,13 @@ mer_status mer_cuda_qgemv_next(mer_cuda *c, void *y, int ldy, const uint16_t *x,
     const int silu = epi == MER_CUDA_EPI_SILU;
     const int n_tiles = w->n_phys / 16;
     const int mt2 = silu || c->gemv_tile == 2 || (c->gemv_tile == 0 && n_tiles >= 16 * c->n_sm);
-    const int blocks = silu ? w->up_off / 16 : (n_tiles + (mt2 ? 1 : 0)) / (mt2 ? 2 : 1);
+    if (g_qgemv_split < 0) {
+        const char *s = getenv("MER_CUDA_QGEMV_SPLIT");
+        mer_cuda_set_qgemv_split(s ? atoi(s) : 0);
+    }
+    int ks = 1; /* split-K: only the one-tile residual-adding GEMVs (o, down) */
+    if (epi == MER_CUDA_EPI_F32_ADD && !mt2) ks = g_qgemv_split > 0 ? g_qgemv_split : QGEMV_SPLIT_AUTO;
+    const int blocks = (silu ? w->up_off / 16 : (n_tiles + (mt2 ? 1 : 0)) / (mt2 ? 2 : 1)) * ks;
     /* Defaults measured on the H100 at the Qwen2.5-7B shapes (bench_gpu qgemv): 16 warps when there are
      * fewer than 2 blocks per SM, else 8; 4 for q4_0 with two tiles (lm_head +9%); two chunks per step
      * with one tile when a warp gets >= 7 chunks or runs 8 warps (qkv, down +2-4%), else one. */
@@ -591,58 +566,21 @@ mer_status mer_cuda_qgemv_next(mer_cuda *c, void *y, int ldy, const uint16_t *x,
     int nw = c->gemv_nw;
     if (nw == 0) nw = q4 && mt2 ? 4 : blocks < 2 * c->n_sm ? 16 : 8;
     int u = g_qgemv_u;
-    if (u == 0) u = !mt2 && (nw <= 8 || w->n_ch >= 7 * nw) ? 2 : 1;
+    if (u == 0) u = !mt2 && (nw <= 8 || (w->n_ch + ks - 1) / ks >= 7 * nw) ? 2 : 1;
     if (g_qgemv_fold < 0) {
         const char *s = getenv("MER_CUDA_QGEMV_FOLD");
         mer_cuda_set_qgemv_fold(s ? atoi(s) : 0);
     }
-    if (g_qgemv_pf < 0) {
-        const char *s = getenv("MER_CUDA_QGEMV_PF");
-        mer_cuda_set_qgemv_prefetch(s ? atoi(s) : QGEMV_PF_MB);
-    }
-    if (g_qgemv_ef < 0) {
-        const char *s = getenv("MER_CUDA_QGEMV_EF");
-        mer_cuda_set_qgemv_evict_first(s ? atoi(s) : 0);
-    }
-    /* Prefetch (only useful when the block can start before the previous kernel ends): the first chunks
-     * of every row, as many as keep the whole grid's prefetch under g_qgemv_pf MB of L2. */
-    int pf = 0;
-    if (c->use_pdl && g_qgemv_pf > 0) {
-        const double f = (double)g_qgemv_pf * 1048576.0 / (double)mer_cuda_qmat_bytes(w);
-        pf = f >= 1.0 ? w->n_ch : (int)(f * w->n_ch);
-    }
-    const int ef = g_qgemv_ef;
-    if (g_qgemv_next < 0) {
-        const char *s = getenv("MER_CUDA_QGEMV_NEXT");
-        mer_cuda_set_qgemv_next(s ? atoi(s) : QGEMV_NEXT_MB);
-    }
-    q_next nx = {NULL, NULL, 0, 0, 0, 0, 0};
-    if (next && g_qgemv_next > 0 && q_is(next->dt) && next->qs && next->sc) {
-        const double f = (double)g_qgemv_next * 1048576.0 / (double)mer_cuda_qmat_bytes(next);
-        nx.qs = next->qs;
-        nx.sc = (const uint8_t *)next->sc;
-        nx.n_ch = next->n_ch;
-        nx.rows = next->n_phys;
-        nx.pf_ch = f >= 1.0 ? next->n_ch : (int)(f * next->n_ch);
-        nx.scb = 32 * q_nb(next->dt);
-        nx.npb = blocks < 2 * c->n_sm ? blocks : 2 * c->n_sm;
-    }
-    const cudaError_t e = !q4              ? launch_q_all<0>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, pf, ef, nx)
-                          : g_qgemv_fold ? launch_q_all<2>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, pf, ef, nx)
-                                         : launch_q_all<1>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, pf, ef, nx);
+    const cudaError_t e = !q4              ? launch_q_all<0>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, ks)
+                          : g_qgemv_fold ? launch_q_all<2>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, ks)
+                                         : launch_q_all<1>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, ks);
     if (e != cudaSuccess) return mer__cu_fail(err, e, "qgemv_kernel launch", __FILE__, __LINE__);
     return MER_OK;
 }
 
 mer_status mer_cuda_qmatmul(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w,
                             int n_tok, mer_cuda_epi epi, uint16_t *scratch, size_t scratch_elems, mer_err *err) {
-    return mer_cuda_qmatmul_next(c, y, ldy, x, ldx, w, n_tok, epi, scratch, scratch_elems, NULL, err);
-}
-
-mer_status mer_cuda_qmatmul_next(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w,
-                                 int n_tok, mer_cuda_epi epi, uint16_t *scratch, size_t scratch_elems,
-                                 const mer_cuda_qmat *next, mer_err *err) {
-    if (n_tok <= MER__GEMV_MAX_TOK) return mer_cuda_qgemv_next(c, y, ldy, x, ldx, w, n_tok, epi, next, err);
+    if (n_tok <= MER__GEMV_MAX_TOK) return mer_cuda_qgemv(c, y, ldy, x, ldx, w, n_tok, epi, err);
     mer_status st = check_q(y, ldy, x, ldx, w, n_tok, epi, err);
     if (st) return st;
     if (epi == MER_CUDA_EPI_SILU)

@@ -66,23 +66,12 @@ mer_status mer_cuda_qmat_dequant(mer_cuda *c, uint16_t *y_dev, const mer_cuda_qm
  * partial sum is scaled by its d in f32, accumulation f32. No allocation: fine inside graph capture. */
 mer_status mer_cuda_qgemv(mer_cuda *c, void *y_dev, int ldy, const uint16_t *x_dev, int ldx, const mer_cuda_qmat *w,
                           int n_tok, mer_cuda_epi epi, mer_err *err);
-/* mer_cuda_qgemv, and then (when the budget of mer_cuda_set_qgemv_next is on) the last blocks to finish
- * bring the leading chunks of `next` (the matrix of the next GEMV in the stream, or NULL) into L2, so
- * that the next GEMV starts on cached weights instead of waiting for the memory. Results are unchanged. */
-mer_status mer_cuda_qgemv_next(mer_cuda *c, void *y_dev, int ldy, const uint16_t *x_dev, int ldx,
-                               const mer_cuda_qmat *w, int n_tok, mer_cuda_epi epi, const mer_cuda_qmat *next,
-                               mer_err *err);
 /* Any n_tok: the GEMV up to 8 rows, else the matrix is dequantised to bf16 into `scratch` (scratch_elems
  * elements, at least 16 rows of n_in) in pieces of rows and each piece multiplied by cuBLASLt (bf16
  * weights: the rounding of d * q to bf16 is the only difference from the GEMV). MER_CUDA_EPI_SILU only
  * on the GEMV path. */
 mer_status mer_cuda_qmatmul(mer_cuda *c, void *y_dev, int ldy, const uint16_t *x_dev, int ldx, const mer_cuda_qmat *w,
                             int n_tok, mer_cuda_epi epi, uint16_t *scratch_dev, size_t scratch_elems, mer_err *err);
-
-/* mer_cuda_qmatmul with the next matrix as in mer_cuda_qgemv_next (used on the GEMV path only). */
-mer_status mer_cuda_qmatmul_next(mer_cuda *c, void *y_dev, int ldy, const uint16_t *x_dev, int ldx,
-                                 const mer_cuda_qmat *w, int n_tok, mer_cuda_epi epi, uint16_t *scratch_dev,
-                                 size_t scratch_elems, const mer_cuda_qmat *next, mer_err *err);
 
 /* GEMV tuning knob (process-wide; MER_CUDA_QGEMV_U at first use): 0 chooses, else 1 or 2 chunks per warp
  * step. The tile and warp counts follow mer_cuda_set_gemv_tile / mer_cuda_set_gemv_warps. */
@@ -92,18 +81,11 @@ void mer_cuda_set_qgemv_unroll(int u);
  * (-136 times the activations), instead of one bf16x2 subtraction per weight pair. Same values up to f32
  * rounding of the cancellation (about 17 x 2^-24 of the block's activation sum). */
 void mer_cuda_set_qgemv_fold(int on);
-/* L2 prefetch under programmatic dependent launch (process-wide; MER_CUDA_QGEMV_PF=MB at first use,
- * default 24, 0 off): when c's PDL is on, each GEMV block first asks the SM's bulk-copy unit to bring the
- * leading chunks of its rows (and their scales) into L2, as many as keep the matrix's total under the
- * budget, and only then waits for the previous kernel; the weights do not depend on it, so the stream
- * runs on through the previous kernel's tail and the small kernels between GEMVs. */
-void mer_cuda_set_qgemv_prefetch(int mb);
-/* The GEMV's weight loads with L2 evict_first instead of evict_normal (MER_CUDA_QGEMV_EF=1 at first use;
- * off by default), so that the stream does not push out what the next GEMV prefetched. */
-void mer_cuda_set_qgemv_evict_first(int on);
-/* Budget (MB of L2) for mer_cuda_qgemv_next's prefetch of the next matrix (process-wide;
- * MER_CUDA_QGEMV_NEXT=MB at first use; 0 off). */
-void mer_cuda_set_qgemv_next(int mb);
+/* Split-K of the one-tile GEMVs with the F32_ADD epilogue (o and down at the 7B shape; process-wide;
+ * MER_CUDA_QGEMV_SPLIT=k at first use, 0 the default choice): the k blocks of a 16-row tile take equal
+ * ranges of the reduction and add their partial sums to y atomically, so that the order of those k
+ * additions, and the last bits of y, may vary from run to run. */
+void mer_cuda_set_qgemv_split(int k);
 
 #ifdef __cplusplus
 }
