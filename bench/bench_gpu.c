@@ -17,8 +17,9 @@
  *   bench_gpu quant            Qwen2.5-7B shape with random q8_0 and q4_0 weights made on the device:
  *                              bytes per token, batch-1/4/8 decode, prefill of 512 tokens, the fraction
  *                              of the copy bandwidth (measured here) that batch-1 decode reaches; q4_0
- *                              decode with the folded-offset GEMV too (*_fold), with programmatic
- *                              dependent launch on (*_pdl), with k-way split-K of o and down (*_splitk)
+ *                              decode with the folded-offset GEMV too (*_fold), with 2-way split-K of
+ *                              o and down (*_split2); the decode runs with programmatic dependent
+ *                              launch unless MER_CUDA_PDL is set (=0: without)
  *
  * Every figure is printed as "RESULT <key> <value> <unit>" for gpu.sh to collect. With no GPU (or a
  * build without CUDA) it prints a SKIP line and exits 0. */
@@ -503,17 +504,23 @@ static void bench_quant(mer_cuda *c) {
             if (v > b8) b8 = v;
         }
         R("%s_decode_b8", b8, "tok/s");
-        { /* variants: programmatic dependent launch, split-K of o and down (k blocks per tile, 1 = off),
-           * q4_0's folded offset; b1 = best of 3 runs of 128 steps */
+        /* MER_BENCH_DECODE_ONLY=1: only batch 1 and 8 above (for a second run under MER_CUDA_PDL=0) */
+        if (getenv("MER_BENCH_DECODE_ONLY") && atoi(getenv("MER_BENCH_DECODE_ONLY"))) {
+            mer_qwen2_cuda_free(m);
+            continue;
+        }
+        { /* opt-in variants: split-K of o and down (k blocks per tile), q4_0's folded offset; b1 = best of
+           * 3 runs of 128 steps. (The quantised decode runs with PDL unless MER_CUDA_PDL is set: run
+           * with MER_CUDA_PDL=0 for the step without it.) */
             static const struct { const char *key; int pdl, split, fold; } vs[] = {
-                {"pdl", 1, 0, 0},    {"split1", 0, 1, 0},     {"split2", 0, 2, 0},     {"split3", 0, 3, 0},
-                {"split4", 0, 4, 0}, {"pdl_split2", 1, 2, 0}, {"pdl_split4", 1, 4, 0}, {"fold", 0, 0, 1},
+                {"split2", 0, 2, 0},
+                {"fold", 0, 0, 1},
             };
             mer_cuda *mc = mer_qwen2_cuda_backend(m);
             const int pdl0 = mer_cuda_get_pdl(mc);
             for (size_t v = 0; v < MER_ARRAY_LEN(vs); v++) {
                 if (vs[v].fold && dt != MER_DTYPE_Q4_0) continue;
-                mer_cuda_set_pdl(mc, vs[v].pdl);
+                if (vs[v].pdl) mer_cuda_set_pdl(mc, 1);
                 mer_cuda_set_qgemv_split(vs[v].split);
                 mer_cuda_set_qgemv_fold(vs[v].fold);
                 mer_qwen2_cuda_set_graph(m, 1); /* recapture */

@@ -2,7 +2,8 @@
 # scripts/gpu/quant.sh - q8_0/q4_0 on the GPU machine in one go: builds mer with CUDA=1 (media left out,
 # the .gpu-deps libraries), runs tests/test_cuda_quant, then bench_gpu quant (7B-shape decode/prefill in
 # q8_0 and q4_0) and bench_gpu qgemv (the dequantising GEMV's variants per 7B matrix). Logs go to $OUT.
-#   run: bash scripts/gpu/quant.sh     (carry .gpu-deps)
+#   run: bash scripts/gpu/quant.sh     (carry .gpu-deps; MER_BENCH_QUICK=1: qgemv at batch 1 without the
+#        warp/tile/unroll/fold variants; MER_BENCH_MODEL=1: also bench_gpu model, the bf16 decode)
 set -u
 O=${OUT:-/tmp/out}; mkdir -p "$O"
 DEPS=$PWD/.gpu-deps/root/usr; LIBDIR=$DEPS/lib/x86_64-linux-gnu
@@ -22,7 +23,13 @@ timeout 90 $B/tests/test_cuda_quant >"$O/test_quant.log" 2>&1; echo "test_cuda_q
 grep -E "FAIL|passed|device" "$O/test_quant.log" | head -20
 MER_CUDA_PDL=1 MER_CUDA_QGEMV_SPLIT=3 timeout 90 $B/tests/test_cuda_quant >"$O/test_quant_pdl.log" 2>&1
 echo "test_cuda_quant (MER_CUDA_PDL=1 MER_CUDA_QGEMV_SPLIT=3) exit $?"; grep -E "FAIL|passed|batched" "$O/test_quant_pdl.log" | head -20
-timeout 200 $B/bench/bench_gpu quant >"$O/quant.txt" 2>&1; echo "quant exit $?"; grep -v "^device" "$O/quant.txt" | awk '{print $2, $3}' | paste - - - - | column -t
+timeout 200 $B/bench/bench_gpu quant >"$O/quant.txt" 2>&1; echo "quant exit $?"
+grep -v "^device" "$O/quant.txt" | awk '{print $2, $3}' | paste - - - -
+MER_CUDA_PDL=0 MER_BENCH_DECODE_ONLY=1 timeout 100 $B/bench/bench_gpu quant >"$O/quant_nopdl.txt" 2>&1
+echo "quant (MER_CUDA_PDL=0) exit $?"; grep -E "decode_b[18] " "$O/quant_nopdl.txt" | awk '{print $2, $3}' | paste -s -d' '
 timeout 40 $B/bench/bench_gpu small >"$O/small.txt" 2>&1; echo "small exit $?"; grep -E "_b1( |_)" "$O/small.txt" | awk '{print $2, $3}' | paste -s -d' '
-timeout 200 $B/bench/bench_gpu qgemv >"$O/qgemv.txt" 2>&1; echo "qgemv exit $?"
-grep -E "_b[18]_" "$O/qgemv.txt" | awk '{sub("qgemv_","",$2); print $2, $3}' | paste - - - - - - | column -t | head -90
+MER_BENCH_QUICK=${MER_BENCH_QUICK:-0} timeout 200 $B/bench/bench_gpu qgemv >"$O/qgemv.txt" 2>&1; echo "qgemv exit $?"
+grep -E "_b[18]_" "$O/qgemv.txt" | awk '{sub("qgemv_","",$2); print $2, $3}' | paste - - - - - - | head -90
+if [ -n "${MER_BENCH_MODEL:-}" ]; then  # the bf16 model decode, to check that it is unchanged
+  timeout 150 $B/bench/bench_gpu model >"$O/model.txt" 2>&1; echo "model exit $?"; grep -E "decode|prefill" "$O/model.txt" | awk '{print $2, $3}' | paste -s -d' '
+fi

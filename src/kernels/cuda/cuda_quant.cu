@@ -471,7 +471,7 @@ __global__ void __launch_bounds__(NW * 32, 1024 / (NW * 32))
                                                           ldx, ldy, ksplit);
 }
 
-#define QGEMV_SPLIT_AUTO 1 /* split-K of the residual-adding GEMVs when not set */
+#define QGEMV_SPLIT_AUTO 1 /* off by default: 2-6 way split-K measured slower for o and down on the H100 */
 static int g_qgemv_u = -1, g_qgemv_fold = -1, g_qgemv_split = -1;
 
 void mer_cuda_set_qgemv_unroll(int u) { g_qgemv_u = u == 1 || u == 2 ? u : 0; }
@@ -560,11 +560,15 @@ mer_status mer_cuda_qgemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int 
     if (epi == MER_CUDA_EPI_F32_ADD && !mt2) ks = g_qgemv_split > 0 ? g_qgemv_split : QGEMV_SPLIT_AUTO;
     const int blocks = (silu ? w->up_off / 16 : (n_tiles + (mt2 ? 1 : 0)) / (mt2 ? 2 : 1)) * ks;
     /* Defaults measured on the H100 at the Qwen2.5-7B shapes (bench_gpu qgemv): 16 warps when there are
-     * fewer than 2 blocks per SM, else 8; 4 for q4_0 with two tiles (lm_head +9%); two chunks per step
+     * fewer than 2 blocks per SM, or fewer than 3 and rows of >= 48 chunks (q8_0 qkv: 1544 -> 1641 GB/s;
+     * q4_0's 28-chunk rows lose), else 8; 4 for q4_0 with two tiles (lm_head +9%); two chunks per step
      * with one tile when a warp gets >= 7 chunks or runs 8 warps (qkv, down +2-4%), else one. */
     const int q4 = w->dt == MER_DTYPE_Q4_0;
     int nw = c->gemv_nw;
-    if (nw == 0) nw = q4 && mt2 ? 4 : blocks < 2 * c->n_sm ? 16 : 8;
+    if (nw == 0)
+        nw = q4 && mt2                                                   ? 4
+             : blocks < 2 * c->n_sm || (blocks < 3 * c->n_sm && w->n_ch >= 48) ? 16
+                                                                          : 8;
     int u = g_qgemv_u;
     if (u == 0) u = !mt2 && (nw <= 8 || (w->n_ch + ks - 1) / ks >= 7 * nw) ? 2 : 1;
     if (g_qgemv_fold < 0) {
