@@ -76,13 +76,15 @@ mer_status mer_cuda_qmatmul(mer_cuda *c, void *y_dev, int ldy, const uint16_t *x
 /* GEMV tuning knob (process-wide; MER_CUDA_QGEMV_U at first use): 0 chooses, else 1 or 2 chunks per warp
  * step. The tile and warp counts follow mer_cuda_set_gemv_tile / mer_cuda_set_gemv_warps. */
 void mer_cuda_set_qgemv_unroll(int u);
-/* q4_0 GEMV variant (process-wide; MER_CUDA_QGEMV_FOLD=1 at first use; off by default, not yet measured):
+/* q4_0 GEMV variant (process-wide; MER_CUDA_QGEMV_FOLD=1 at first use; off by default: measured slower on
+ * the H100, batch-1 decode 373 vs 399 tok/s, the extra mma cost more than the subtractions they save):
  * the nibbles enter the tensor cores as 128 + n and the -8 offset is folded into two extra mma per block
  * (-136 times the activations), instead of one bf16x2 subtraction per weight pair. Same values up to f32
  * rounding of the cancellation (about 17 x 2^-24 of the block's activation sum). */
 void mer_cuda_set_qgemv_fold(int on);
 /* Split-K of the one-tile GEMVs with the F32_ADD epilogue (o and down at the 7B shape; process-wide;
- * MER_CUDA_QGEMV_SPLIT=k at first use, 0 the default choice): the k blocks of a 16-row tile take equal
+ * MER_CUDA_QGEMV_SPLIT=k at first use, 0 the default, which is 1 = off: 2-6 way splits measured slower
+ * on the H100, e.g. q8_0 down 2256 -> 1899 GB/s at k = 2): the k blocks of a 16-row tile take equal
  * ranges of the reduction and add their partial sums to y atomically, so that the order of those k
  * additions, and the last bits of y, may vary from run to run. */
 void mer_cuda_set_qgemv_split(int k);
