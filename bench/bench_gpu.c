@@ -40,33 +40,8 @@
 
 static mer_err e;
 
-#define TRY(call)                                                                                  \
-    do {                                                                                           \
-        if ((call) != MER_OK) {                                                                    \
-            fprintf(stderr, "bench_gpu: %s: %s\n", #call, e.msg);                                  \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static void result(const char *key, double v, const char *unit) {
-    printf("RESULT %s %.6g %s\n", key, v, unit);
-    fflush(stdout);
-}
+#define BENCH_NAME "bench_gpu"
+#include "bench_gpu_common.h"
 
 // --- ceilings ----------------------------------------------------------------------------------------
 
