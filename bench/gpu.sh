@@ -8,7 +8,7 @@
 #   bench/gpu.sh [OUTDIR]          (from anywhere; OUTDIR defaults to $OUT, else bench-gpu-out)
 #
 # Carry .gpu-deps and models/qwen2-tokenizer with the run. Environment: MER_GPU_BIN=DIR uses binaries
-# built elsewhere; MER_GPU_STEPS picks steps among "test parity ours quant enc hf pipeline table"
+# built elsewhere; MER_GPU_TESTS narrows the test step to the tests named; MER_GPU_STEPS picks steps among "test parity ours quant enc hf pipeline table"
 # (default: all; about 9 minutes on an H100, so a 10-minute call may split it, e.g. "test parity ours
 # quant hf table" then "enc pipeline table"; the table reads whatever result files OUTDIR holds and can
 # also be made elsewhere: python3 bench/gpu_ref.py summary OUTDIR).
@@ -28,7 +28,7 @@ say "$(date -u +%FT%TZ) bench/gpu.sh on $(hostname): $(mer_gpu_card); steps: $ST
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,clocks.mem,power.limit,driver_version \
     --format=csv >>"$LOG" 2>&1 || true
 
-TESTS="test_cuda test_cuda_enc test_cuda_quant test_cuda_llm test_qwen2_device test_qwen2_batch test_infer_batch"
+TESTS=${MER_GPU_TESTS:-test_cuda test_cuda_enc test_cuda_fusion test_cuda_quant test_cuda_llm test_qwen2_device test_qwen2_batch test_infer_batch}
 BIN=${MER_GPU_BIN:-}
 if [ -z "$BIN" ]; then
     BIN=${MER_GPU_BUILD:-build-gpu}
