@@ -23,6 +23,7 @@
 #include "kernels/cuda/cuda_flash.cuh"
 
 #include <math.h>
+#include <stdlib.h>
 
 #define LOG2E 1.4426950408889634f
 
@@ -45,18 +46,73 @@ static size_t split_smem(int nw, int rep, int d, size_t es) {
     return f + (size_t)DT * (d * es + 16) + (size_t)DT * d * es;
 }
 
-template <int DPL, typename T, bool ROPE>
+/* DPL consecutive elements of a staged row to float (8- or 16-byte shared loads where they fit). */
+template <int DPL, typename T>
+__device__ __forceinline__ void ld_row(const T *p, float *f) {
+    if constexpr (sizeof(T) == 2 && DPL == 4) {
+        const uint2 u = *(const uint2 *)p;
+        f[0] = mer__bf16_lo(u.x), f[1] = mer__bf16_hi(u.x), f[2] = mer__bf16_lo(u.y), f[3] = mer__bf16_hi(u.y);
+    } else if constexpr (DPL == 8) {
+        mer__ld8(p, f);
+    } else if constexpr (sizeof(T) == 4 && DPL == 4) {
+        const float4 u = *(const float4 *)p;
+        f[0] = u.x, f[1] = u.y, f[2] = u.z, f[3] = u.w;
+    } else {
+#pragma unroll
+        for (int i = 0; i < DPL; i++) f[i] = mer__ldf(p + i);
+    }
+}
+
+/* Stages keys/values k0 .. k0 + nk - 1 (nk <= DT) of one (slot, group) in Ks/Vs, rows past nk zeroed:
+ * every 16-byte load of a round issued before any is stored. */
+template <typename T>
+__device__ __forceinline__ void stage_tile(T *Ks, T *Vs, const T *kb, const T *vb, int k0, int nk, int d, int ldk) {
+    const int nt = blockDim.x;
+    const int vchunks = d * (int)sizeof(T) / 16; /* 16-byte chunks per row */
+    const int total = 2 * DT * vchunks;
+    for (int base = 0; base < total; base += MAXC * nt) {
+        uint4 buf[MAXC];
+#pragma unroll
+        for (int u = 0; u < MAXC; u++) {
+            const int c = base + u * nt + threadIdx.x;
+            buf[u] = make_uint4(0, 0, 0, 0);
+            if (c < total) {
+                const int isv = c >= DT * vchunks, cc = isv ? c - DT * vchunks : c;
+                const int r = cc / vchunks, cx = cc - r * vchunks;
+                if (r < nk) buf[u] = *((const uint4 *)((isv ? vb : kb) + (size_t)(k0 + r) * d) + cx);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < MAXC; u++) {
+            const int c = base + u * nt + threadIdx.x;
+            if (c < total) {
+                const int isv = c >= DT * vchunks, cc = isv ? c - DT * vchunks : c;
+                const int r = cc / vchunks, cx = cc - r * vchunks;
+                *((uint4 *)(isv ? Vs + (size_t)r * d : Ks + (size_t)r * ldk) + cx) = buf[u];
+            }
+        }
+    }
+}
+
+/* FAST: the tile's scores with four independent sums and p.V unrolled over the whole tile (two sums per
+ * output; keys past the tile's end have p = 0 and zeroed values), instead of one dependent chain each.
+ * pre (fused form only, all heads of the group in one pass): the block reads pos/slot, makes cos/sin and
+ * stages its first tile before griddepcontrol.wait - with programmatic dependent launch that overlaps the
+ * previous kernel (the QKV projection). Safe because the cached rows below the new position were written
+ * by earlier steps, which the host has synchronised; the new row is patched into the staged tile. */
+template <int DPL, typename T, bool ROPE, bool FAST>
 __global__ void attn_split_kernel(const T *__restrict__ q, const float *__restrict__ qkv, const float *__restrict__ bias,
                                   const float *__restrict__ inv_freq, T *kc, T *vc, const int32_t *__restrict__ pos,
                                   const int32_t *__restrict__ slot, int H, int KV, int d, int n_ctx, int S, float sl2,
-                                  float *__restrict__ ws, T *__restrict__ out) {
+                                  float *__restrict__ ws, T *__restrict__ out, int pre_flag) {
     extern __shared__ __align__(16) float sm[];
     __shared__ int is_last;
     mer__pdl_launch();
-    mer__pdl_wait();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5, nt = blockDim.x;
     const int s = blockIdx.x, g = blockIdx.y, t = blockIdx.z;
     const int rep = H / KV, half = d / 2;
+    const bool pre = ROPE && pre_flag && rep <= nw;
+    if (!pre) mer__pdl_wait();
     const int p = pos[t], len = p + 1, sl = slot[t];
     int chunk = (len + S - 1) / S;
     chunk = (chunk + 31) & ~31;
@@ -74,6 +130,7 @@ __global__ void attn_split_kernel(const T *__restrict__ q, const float *__restri
     float *pml = po ? po + (size_t)H * S * d : NULL;
     int *cnt = pml ? (int *)(pml + (size_t)H * S * 2) : NULL;
 
+    if (pre && beg < end) stage_tile(Ks, Vs, kb, vb, beg, min(DT, end - beg), d, ldk);
     if (ROPE) {
         for (int i = threadIdx.x; i < half; i += nt) {
             float sn, co;
@@ -81,21 +138,28 @@ __global__ void attn_split_kernel(const T *__restrict__ q, const float *__restri
             cs[i] = co;
             cs[half + i] = sn;
         }
+        if (pre) mer__pdl_wait();
         __syncthreads();
         if (beg <= p && p < end) { /* this block holds position p: store the new key and value */
             const int kq = (H + g) * d, vq = (H + KV + g) * d;
+            const bool inst = pre && p < beg + DT; /* also into the tile staged before the wait */
+            T *ks = Ks + (size_t)(p - beg) * ldk, *vs = Vs + (size_t)(p - beg) * d;
             for (int i = threadIdx.x; i < half; i += nt) {
                 float x1 = row[kq + i], x2 = row[kq + i + half];
                 if (bias) x1 += bias[kq + i], x2 += bias[kq + i + half];
-                mer__stf(kb + (size_t)p * d + i, x1 * cs[i] - x2 * cs[half + i]);
-                mer__stf(kb + (size_t)p * d + i + half, x2 * cs[i] + x1 * cs[half + i]);
+                const float y1 = x1 * cs[i] - x2 * cs[half + i], y2 = x2 * cs[i] + x1 * cs[half + i];
+                mer__stf(kb + (size_t)p * d + i, y1);
+                mer__stf(kb + (size_t)p * d + i + half, y2);
+                if (inst) mer__stf(ks + i, y1), mer__stf(ks + i + half, y2);
             }
-            for (int i = threadIdx.x; i < d; i += nt)
-                mer__stf(vb + (size_t)p * d + i, row[vq + i] + (bias ? bias[vq + i] : 0.f));
+            for (int i = threadIdx.x; i < d; i += nt) {
+                const float v = row[vq + i] + (bias ? bias[vq + i] : 0.f);
+                mer__stf(vb + (size_t)p * d + i, v);
+                if (inst) mer__stf(vs + i, v);
+            }
         }
     }
     const bool von = lane * DPL < d;
-    const int vchunks = d * (int)sizeof(T) / 16; /* 16-byte chunks per row */
     for (int j0 = 0; j0 < rep; j0 += nw) {
         const int j = j0 + warp;
         const bool hon = j < rep;
@@ -121,33 +185,30 @@ __global__ void attn_split_kernel(const T *__restrict__ q, const float *__restri
         for (int k0 = beg; k0 < end; k0 += DT) {
             const int nk = min(DT, end - k0);
             __syncthreads(); /* the previous tile is consumed; q and new K/V are written */
-            const int total = 2 * DT * vchunks;
-            for (int base = 0; base < total; base += MAXC * nt) {
-                uint4 buf[MAXC];
-#pragma unroll
-                for (int u = 0; u < MAXC; u++) {
-                    const int c = base + u * nt + threadIdx.x;
-                    buf[u] = make_uint4(0, 0, 0, 0);
-                    if (c < total) {
-                        const int isv = c >= DT * vchunks, cc = isv ? c - DT * vchunks : c;
-                        const int r = cc / vchunks, cx = cc - r * vchunks;
-                        if (r < nk) buf[u] = *((const uint4 *)((isv ? vb : kb) + (size_t)(k0 + r) * d) + cx);
-                    }
-                }
-#pragma unroll
-                for (int u = 0; u < MAXC; u++) {
-                    const int c = base + u * nt + threadIdx.x;
-                    if (c < total) {
-                        const int isv = c >= DT * vchunks, cc = isv ? c - DT * vchunks : c;
-                        const int r = cc / vchunks, cx = cc - r * vchunks;
-                        *((uint4 *)(isv ? Vs + (size_t)r * d : Ks + (size_t)r * ldk) + cx) = buf[u];
-                    }
-                }
+            if (!(pre && k0 == beg)) {
+                stage_tile(Ks, Vs, kb, vb, k0, nk, d, ldk);
+                __syncthreads();
             }
-            __syncthreads();
             if (!hon) continue;
             float sc = -INFINITY;
-            if (lane < nk) {
+            if (FAST) {
+                const T *kr = Ks + (size_t)lane * ldk;
+                float a[4] = {0.f, 0.f, 0.f, 0.f};
+                for (int i0 = 0; i0 < d; i0 += 32) {
+#pragma unroll
+                    for (int u = 0; u < 4; u++) {
+                        const int i = i0 + 8 * u;
+                        if (i < d) {
+                            float kf[8];
+                            mer__ld8(kr + i, kf);
+                            float4 q0 = *(const float4 *)(qw + i), q1 = *(const float4 *)(qw + i + 4);
+                            a[u] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] +
+                                    q1.y * kf[5] + q1.z * kf[6] + q1.w * kf[7];
+                        }
+                    }
+                }
+                if (lane < nk) sc = (a[0] + a[1]) + (a[2] + a[3]);
+            } else if (lane < nk) {
                 const T *kr = Ks + (size_t)lane * ldk;
                 float a = 0.f;
 #pragma unroll 4
@@ -166,12 +227,32 @@ __global__ void attn_split_kernel(const T *__restrict__ q, const float *__restri
             l = l * corr + pr;
 #pragma unroll
             for (int i = 0; i < DPL; i++) o[i] *= corr;
-            for (int jj = 0; jj < nk; jj++) {
-                const float pj = __shfl_sync(0xffffffffu, pr, jj);
-                if (von) {
-                    const T *vr = Vs + (size_t)jj * d + lane * DPL;
+            if (FAST) {
+                float o2[DPL];
 #pragma unroll
-                    for (int i = 0; i < DPL; i++) o[i] += pj * mer__ldf(vr + i);
+                for (int i = 0; i < DPL; i++) o2[i] = 0.f;
+                const T *vr = Vs + lane * DPL;
+#pragma unroll
+                for (int jj = 0; jj < DT; jj += 2) {
+                    const float p0 = __shfl_sync(0xffffffffu, pr, jj), p1 = __shfl_sync(0xffffffffu, pr, jj + 1);
+                    if (von) {
+                        float v0[DPL], v1[DPL];
+                        ld_row<DPL>(vr + (size_t)jj * d, v0);
+                        ld_row<DPL>(vr + (size_t)(jj + 1) * d, v1);
+#pragma unroll
+                        for (int i = 0; i < DPL; i++) o[i] += p0 * v0[i], o2[i] += p1 * v1[i];
+                    }
+                }
+#pragma unroll
+                for (int i = 0; i < DPL; i++) o[i] += o2[i];
+            } else {
+                for (int jj = 0; jj < nk; jj++) {
+                    const float pj = __shfl_sync(0xffffffffu, pr, jj);
+                    if (von) {
+                        const T *vr = Vs + (size_t)jj * d + lane * DPL;
+#pragma unroll
+                        for (int i = 0; i < DPL; i++) o[i] += pj * mer__ldf(vr + i);
+                    }
                 }
             }
             m = mn;
@@ -238,18 +319,41 @@ size_t mer_cuda_attn_decode_ws(int n_tok, int n_head, int d, int n_split) {
     return (size_t)n_tok * ws_tok(n_head, n_split, d) * sizeof(float);
 }
 
+/* MER_CUDA_ATTN_V: bit 0 the FAST tile arithmetic, bit 1 staging before the wait (fused form). */
+static int attn_variant(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("MER_CUDA_ATTN_V");
+        v = e ? atoi(e) & 3 : 0;
+    }
+    return v;
+}
+
+template <bool ROPE, int DPL, typename T, bool FAST>
+static cudaError_t launch_split4(mer_cuda *c, dim3 grid, dim3 block, size_t smem, const T *q, const float *qkv,
+                                 const float *bias, const float *inv, T *kc, T *vc, const int32_t *pos,
+                                 const int32_t *slot, int H, int KV, int d, int n_ctx, int S, float sl2, float *ws,
+                                 T *out, int pre) {
+    if (smem > 48 * 1024) {
+        cudaError_t e = cudaFuncSetAttribute(attn_split_kernel<DPL, T, ROPE, FAST>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    return mer__launch(c, attn_split_kernel<DPL, T, ROPE, FAST>, grid, block, smem, q, qkv, bias, inv, kc, vc, pos, slot,
+                       H, KV, d, n_ctx, S, sl2, ws, out, pre);
+}
+
 template <bool ROPE, int DPL, typename T>
 static cudaError_t launch_split3(mer_cuda *c, dim3 grid, dim3 block, size_t smem, const T *q, const float *qkv,
                                  const float *bias, const float *inv, T *kc, T *vc, const int32_t *pos,
                                  const int32_t *slot, int H, int KV, int d, int n_ctx, int S, float sl2, float *ws,
                                  T *out) {
-    if (smem > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(attn_split_kernel<DPL, T, ROPE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)smem);
-        if (e != cudaSuccess) return e;
-    }
-    return mer__launch(c, attn_split_kernel<DPL, T, ROPE>, grid, block, smem, q, qkv, bias, inv, kc, vc, pos, slot, H, KV,
-                       d, n_ctx, S, sl2, ws, out);
+    const int v = attn_variant(), pre = (v >> 1) & 1;
+    if (v & 1)
+        return launch_split4<ROPE, DPL, T, true>(c, grid, block, smem, q, qkv, bias, inv, kc, vc, pos, slot, H, KV, d,
+                                                 n_ctx, S, sl2, ws, out, pre);
+    return launch_split4<ROPE, DPL, T, false>(c, grid, block, smem, q, qkv, bias, inv, kc, vc, pos, slot, H, KV, d,
+                                              n_ctx, S, sl2, ws, out, pre);
 }
 
 template <bool ROPE, typename T>

@@ -4,7 +4,11 @@
  * kernels; each starts with the programmatic-dependent-launch wait (see cuda_common.cuh). */
 #include "kernels/cuda/cuda_internal.cuh"
 
+#include <cooperative_groups.h>
 #include <math.h>
+#include <stdlib.h>
+
+namespace cg = cooperative_groups;
 
 static inline unsigned grid_for(size_t n, unsigned block) {
     size_t g = (n + block - 1) / block;
@@ -300,9 +304,96 @@ __global__ void __launch_bounds__(ARGMAX_NT) argmax_kernel(int32_t *out, const f
     }
 }
 
+/* The same over AM_CL blocks of a thread-block cluster per row (a row of 152064 is too long for one SM's
+ * bandwidth): each block reduces its slice, then block 0 reads the blocks' results from their shared
+ * memory (distributed shared memory), so no workspace and one launch. Ties: the lowest index. */
+#define AM_CL 8
+
+__device__ __forceinline__ void am_take(float v, int i, float &best, int &bi, int n) {
+    if (v > best || (bi == n && !(v <= best))) {
+        best = v;
+        bi = i;
+    }
+}
+
+__device__ __forceinline__ void am_warp(float &best, int &bi) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float v = __shfl_xor_sync(0xffffffffu, best, o);
+        int j = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (v > best || (v == best && j < bi)) {
+            best = v;
+            bi = j;
+        }
+    }
+}
+
+__global__ void __cluster_dims__(AM_CL, 1, 1) __launch_bounds__(ARGMAX_NT)
+    argmax_cl_kernel(int32_t *out, const float *__restrict__ x, int n) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    mer__pdl_launch();
+    mer__pdl_wait();
+    cg::cluster_group cl = cg::this_cluster();
+    const int rank = (int)cl.block_rank();
+    const float *xr = x + (size_t)blockIdx.y * n;
+    const int chunk = ((n + AM_CL - 1) / AM_CL + 3) & ~3;
+    const int beg = min(n, rank * chunk), end = min(n, beg + chunk);
+    float best = -INFINITY;
+    int bi = n;
+    if ((n & 3) == 0) { /* beg, end and the row are 16-byte aligned */
+        for (int i = beg + threadIdx.x * 4; i < end; i += ARGMAX_NT * 4) {
+            const float4 v = *(const float4 *)(xr + i);
+            am_take(v.x, i, best, bi, n);
+            am_take(v.y, i + 1, best, bi, n);
+            am_take(v.z, i + 2, best, bi, n);
+            am_take(v.w, i + 3, best, bi, n);
+        }
+    } else {
+        for (int i = beg + threadIdx.x; i < end; i += ARGMAX_NT) am_take(xr[i], i, best, bi, n);
+    }
+    am_warp(best, bi);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) {
+        sv[warp] = best;
+        si[warp] = bi;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        best = sv[lane];
+        bi = si[lane];
+        am_warp(best, bi);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        sv[0] = best;
+        si[0] = bi;
+    }
+    cl.sync();
+    if (rank == 0 && warp == 0) {
+        best = -INFINITY;
+        bi = n;
+        if (lane < AM_CL) {
+            best = *cl.map_shared_rank(&sv[0], lane);
+            bi = *cl.map_shared_rank(&si[0], lane);
+        }
+        am_warp(best, bi);
+        if (lane == 0) out[blockIdx.y] = bi < n ? bi : 0;
+    }
+    cl.sync(); /* the blocks' shared memory stays until block 0 has read it */
+}
+
 mer_status mer_cuda_argmax(mer_cuda *c, int32_t *out, const float *x, int n_rows, int n, mer_err *err) {
     if (n_rows < 1 || n < 1) return mer__errf(err, MER_E_ARG, "cuda argmax: %d rows of %d", n_rows, n);
-    MER_CU(mer__launch(c, argmax_kernel, dim3(n_rows), dim3(ARGMAX_NT), 0, out, x, n));
+    static int cl = -1;
+    if (cl < 0) {
+        const char *e = getenv("MER_CUDA_ARGMAX_CL");
+        cl = e ? atoi(e) != 0 : 0;
+    }
+    if (cl && n >= 8 * ARGMAX_NT && n_rows <= 65535)
+        MER_CU(mer__launch(c, argmax_cl_kernel, dim3(AM_CL, n_rows), dim3(ARGMAX_NT), 0, out, x, n));
+    else
+        MER_CU(mer__launch(c, argmax_kernel, dim3(n_rows), dim3(ARGMAX_NT), 0, out, x, n));
     return MER_OK;
 }
 
