@@ -1,7 +1,8 @@
 /* cuda_ops.cu - the small kernels of the CUDA backend: RMSNorm (f32 in, bf16 out), embedding gather,
  * dtype conversion, adds, SiLU*mul, the fused bias + RoPE NeoX + KV-cache store of an attention layer's
  * input, argmax (a cluster of 8 blocks per long row), and counter-based random fills for benchmark
- * weights. All are memory-bound one-pass kernels; each starts with the programmatic-dependent-launch wait (see cuda_common.cuh). */
+ * weights. All are memory-bound one-pass kernels; each starts with the programmatic-dependent-launch
+ * wait (see cuda_common.cuh). */
 #include "kernels/cuda/cuda_internal.cuh"
 
 #include <cooperative_groups.h>
