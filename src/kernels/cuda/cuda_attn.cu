@@ -7,9 +7,10 @@
  * and accumulates p.V with each lane owning d/32 output elements. The fused form
  * (mer_cuda_attn_decode_rope) also does the layer's bias + RoPE on the fly: q straight from the f32
  * projection (never rounded), and the block whose keys include the new position stores its K and V in
- * the cache before staging; there the first tile (cached rows from earlier, synchronised steps) and cos/sin
- * are staged before griddepcontrol.wait, so under programmatic dependent launch they overlap the QKV
- * projection, and the new row is patched into the staged tile. The number of keys (pos + 1) is read on the device, so a captured
+ * the cache before staging; there the first tile (cached rows from earlier, synchronised steps) and
+ * cos/sin are staged before griddepcontrol.wait, so under programmatic dependent launch they overlap the
+ * QKV projection, and the new row is patched into the staged tile. The number of keys (pos + 1) is read
+ * on the device, so a captured
  * graph serves every position: each split takes ceil(len / n_split) keys rounded up to 32 and splits
  * past the end write an empty partial. The last block of a (token, KV group) to finish (an atomic
  * arrival counter) merges the partial (max, sum, output) triples, so decode attention is one launch.
