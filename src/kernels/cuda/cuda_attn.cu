@@ -10,8 +10,8 @@
  * the cache before staging; there the first tile (cached rows from earlier, synchronised steps) and
  * cos/sin are staged before griddepcontrol.wait, so under programmatic dependent launch they overlap the
  * QKV projection, and the new row is patched into the staged tile. The number of keys (pos + 1) is read
- * on the device, so a captured graph serves every position: each split takes ceil(len / n_split) keys rounded up to 32 and splits
- * past the end write an empty partial. The last block of a (token, KV group) to finish (an atomic
+ * on the device, so a captured graph serves every position: each split takes ceil(len / n_split) keys
+ * rounded up to 32 and splits past the end write an empty partial. The last block of a (token, KV group) to finish (an atomic
  * arrival counter) merges the partial (max, sum, output) triples, so decode attention is one launch.
  * Activations and cache are bf16 or f32 (the f32 path of the model).
  *
