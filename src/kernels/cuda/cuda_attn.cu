@@ -1,18 +1,17 @@
 /* cuda_attn.cu - attention over the device KV cache, with grouped KV heads.
  *
- * Decode (attn_split_kernel): one block per (key split, KV head, query token); its
- * warps take the query heads of that KV group. The block stages 32 keys at a time (K and V, coalesced
- * 16-byte loads, all issued before any is used) in shared memory, shared by the heads of the group;
- * then each warp scores one key per lane (no shuffles), keeps an online softmax in the exp2 domain,
- * and accumulates p.V with each lane owning d/32 output elements. The fused form
- * (mer_cuda_attn_decode_rope) also does the layer's bias + RoPE on the fly: q straight from the f32
- * projection (never rounded), and the block whose keys include the new position stores its K and V in
- * the cache before staging; there the first tile (cached rows from earlier, synchronised steps) and
- * cos/sin are staged before griddepcontrol.wait, so under programmatic dependent launch they overlap the
- * QKV projection, and the new row is patched into the staged tile. The number of keys (pos + 1) is read
- * on the device, so a captured graph serves every position: each split takes ceil(len / n_split) keys
- * rounded up to 32 and splits past the end write an empty partial. The last block of a (token, KV group) to finish (an atomic
- * arrival counter) merges the partial (max, sum, output) triples, so decode attention is one launch.
+ * Decode (attn_split_kernel): one block per (key split, KV head, query token); its warps take the query heads
+ * of that KV group. The block stages 32 keys at a time (K and V, coalesced 16-byte loads, all issued before
+ * any is used) in shared memory, shared by the heads of the group; then each warp scores one key per lane (no
+ * shuffles), keeps an online softmax in the exp2 domain, and accumulates p.V with each lane owning d/32 output
+ * elements. The fused form (mer_cuda_attn_decode_rope) also does the layer's bias + RoPE on the fly: q
+ * straight from the f32 projection (never rounded), and the block whose keys include the new position stores
+ * its K and V in the cache before staging; there the first tile (cached rows from earlier, synchronised steps)
+ * and cos/sin are staged before griddepcontrol.wait, so under programmatic dependent launch they overlap the
+ * QKV projection, and the new row is patched into the staged tile. The number of keys (pos + 1) is read on the
+ * device, so a captured graph serves every position: each split takes ceil(len / n_split) keys rounded up to
+ * 32 and splits past the end write an empty partial. The last block of a (token, KV group) to finish (an
+ * atomic arrival counter) merges the partial (max, sum, output) triples, so decode attention is one launch.
  * Activations and cache are bf16 or f32 (the f32 path of the model).
  *
  * Prefill (attn_prefill_kernel, d = 64 or 128): flash-attention-2 on the tensor cores. A block takes 64
