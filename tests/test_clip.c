@@ -16,16 +16,6 @@
 
 #define DIR FIXTURES "/models/clip_tiny"
 
-static double rel_err(const float *a, const float *ref, size_t n) {
-    double m = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (d > m || d != d) m = d;
-        if (fabs(ref[i]) > r) r = fabs(ref[i]);
-    }
-    return r > 0 ? m / r : m;
-}
-
 static const mer_wtensor *need(const mer_weights *w, const char *name) {
     const mer_wtensor *t = mer_weights_find(w, name);
     CHECK_MSG(t && t->dtype == MER_DTYPE_F32, "expected tensor %s", name);
@@ -65,12 +55,12 @@ static double check_model(const mer_clip *m, const mer_weights *ex, int n_thread
             snprintf(name, sizeof name, "hidden_states.%d", i);
             const mer_wtensor *h = need(ex, name);
             if (!h) continue;
-            double e = rel_err(ptrs[i], (const float *)h->data + b * TD, TD);
+            double e = max_rel_err(ptrs[i], (const float *)h->data + b * TD, TD);
             CHECK_MSG(e <= 1e-4, "%s: image %d %s rel err %.3g", what, b, name, e);
             if (e > worst) worst = e;
         }
-        double e1 = rel_err(lh, (const float *)last->data + b * TD, TD);
-        double e2 = rel_err(ie, (const float *)emb->data + b * hp->n_proj, (size_t)hp->n_proj);
+        double e1 = max_rel_err(lh, (const float *)last->data + b * TD, TD);
+        double e2 = max_rel_err(ie, (const float *)emb->data + b * hp->n_proj, (size_t)hp->n_proj);
         CHECK_MSG(e1 <= 1e-4, "%s: image %d last_hidden_state rel err %.3g", what, b, e1);
         CHECK_MSG(e2 <= 1e-4, "%s: image %d image_embeds rel err %.3g", what, b, e2);
         if (e1 > worst) worst = e1;
@@ -80,7 +70,7 @@ static double check_model(const mer_clip *m, const mer_weights *ex, int n_thread
     {
         mer_clip_out o = {.image_embeds = ie};
         CHECK(mer_clip_encode(x, (const float *)px->data, &o, &err) == MER_OK);
-        double e = rel_err(ie, (const float *)emb->data, (size_t)hp->n_proj);
+        double e = max_rel_err(ie, (const float *)emb->data, (size_t)hp->n_proj);
         CHECK_MSG(e <= 1e-4, "%s: image_embeds alone rel err %.3g", what, e);
     }
     free(hs);
@@ -172,7 +162,7 @@ static void check_gguf(const mer_weights *ex) {
               mer_clip_ctx_init(m, c, &x, &err) == MER_OK);
         mer_clip_out o = {.image_embeds = ie};
         CHECK(x && mer_clip_encode(x, (const float *)px->data, &o, &err) == MER_OK);
-        double e = rel_err(ie, (const float *)emb->data, 16);
+        double e = max_rel_err(ie, (const float *)emb->data, 16);
         printf("clip_tiny GGUF f16: image_embeds rel err %.3g\n", e);
         CHECK_MSG(e <= 5e-3, "GGUF f16 image_embeds rel err %.3g", e);
         mer_clip_ctx_free(x);

@@ -27,16 +27,6 @@
 
 #define AG FIXTURES "/models/affectgpt_tiny"
 
-static double rel_err(const float *a, const float *ref, size_t n) {
-    double m = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (d > m || d != d) m = d;
-        if (fabs(ref[i]) > r) r = fabs(ref[i]);
-    }
-    return r > 0 ? m / r : m;
-}
-
 #if MER_CUDA
 
 static mer_err e;
@@ -127,12 +117,12 @@ static void check_inputs(mer_cuda *c, const mer_affectgpt_fusion *f, const char 
         DO(mer_affectgpt_cuda_fuse(g, H, nf, A, nc, dev, dev + D, dev + 2 * D, &e));
         for (int r = 0; r < 3; r++) {
             const float *d = dev + (size_t)r * D, *ref = cpu + (size_t)r * D, *mo = model + (size_t)r * D;
-            double ec = rel_err(d, ref, (size_t)D);
+            double ec = max_rel_err(d, ref, (size_t)D);
             if (!k) {
                 CHECK_MSG(ec <= 1e-5, "%s f32 %s: rel err %.3g against the CPU", what, row_name[r], ec);
                 printf("%s f32 %s: %.2g against the CPU\n", what, row_name[r], ec);
             } else {
-                double em = rel_err(d, mo, (size_t)D), drift = rel_err(mo, ref, (size_t)D);
+                double em = max_rel_err(d, mo, (size_t)D), drift = max_rel_err(mo, ref, (size_t)D);
                 CHECK_MSG(em <= BF16_STEP, "%s bf16 %s: rel err %.3g against the bf16 model", what, row_name[r], em);
                 CHECK_MSG(ec <= drift + BF16_STEP, "%s bf16 %s: rel err %.3g against the CPU (the bf16 model's: %.3g)",
                           what, row_name[r], ec, drift);
@@ -193,7 +183,7 @@ static void check_fixture(mer_cuda *c) {
             if (g) {
                 DO(mer_affectgpt_cuda_fuse(g, H, 8, A, 8, dev, dev + D, dev + 2 * D, &e));
                 for (int r = 0; r < 3; r++) {
-                    double eh = rel_err(dev + (size_t)r * D, ref[r], (size_t)D);
+                    double eh = max_rel_err(dev + (size_t)r * D, ref[r], (size_t)D);
                     CHECK_MSG(eh <= 1e-4, "%s f32 %s: rel err %.3g against HF", what, names[r], eh);
                     printf("%s f32 %s: %.2g against HF\n", what, names[r], eh);
                 }
@@ -282,7 +272,7 @@ static void run(void) {
     CHECK(mer_affectgpt_cuda_from_fusion(&f, NULL, 8, 8, MER_DTYPE_BF16, &g, &e) == MER_E_UNSUPPORTED && g == NULL);
     float x = 0;
     CHECK(mer_affectgpt_cuda_fuse(NULL, &x, 1, &x, 1, NULL, NULL, NULL, &e) == MER_E_UNSUPPORTED);
-    CHECK(rel_err(&x, &x, 1) == 0);
+    CHECK(max_rel_err(&x, &x, 1) == 0);
     printf("SKIP test_cuda_fusion: built without CUDA (make CUDA=1)\n");
 }
 

@@ -16,16 +16,6 @@
 
 static mer_npz Z;
 
-static double rel_err(const float *a, const float *ref, size_t n) {
-    double m = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (d > m || d != d) m = d;
-        if (fabs(ref[i]) > r) r = fabs(ref[i]);
-    }
-    return r > 0 ? m / r : m;
-}
-
 static void expect(const char *key, const float *got, size_t n) {
     mer_npy a;
     mer_err err = {0};
@@ -38,7 +28,7 @@ static void expect(const char *key, const float *got, size_t n) {
     if (a.n_elems == n) {
         float *ref = malloc(n * sizeof(float));
         memcpy(ref, a.data, n * sizeof(float));
-        double e = rel_err(got, ref, n);
+        double e = max_rel_err(got, ref, n);
         printf("%s: rel err %.3g\n", key, e);
         CHECK_MSG(e <= 1e-4, "%s: rel err %.3g", key, e);
         free(ref);

@@ -15,16 +15,6 @@
 
 #define DIR FIXTURES "/models/hubert_tiny"
 
-static double rel_err(const float *a, const float *ref, size_t n) {
-    double m = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (d > m || d != d) m = d;
-        if (fabs(ref[i]) > r) r = fabs(ref[i]);
-    }
-    return r > 0 ? m / r : m;
-}
-
 static const float *get(const mer_weights *w, const char *name, size_t n) {
     const mer_wtensor *t = mer_weights_find(w, name);
     CHECK_MSG(t && t->dtype == MER_DTYPE_F32 && t->n_bytes == n * 4, "expected tensor %s of %zu floats", name, n);
@@ -55,7 +45,7 @@ static double check_model(const mer_hubert *m, const mer_weights *ex, int n_thre
     float *in = malloc((size_t)N * S * sizeof(float));
     memcpy(in, raw, (size_t)N * S * sizeof(float));
     mer_hubert_normalize(in, N, S, 1);
-    double en = rel_err(in, iv, (size_t)N * S);
+    double en = max_rel_err(in, iv, (size_t)N * S);
     CHECK_MSG(en <= 1e-5, "%s: joint normalisation rel err %.3g", what, en);
 
     size_t TD = (size_t)T * D;
@@ -67,7 +57,7 @@ static double check_model(const mer_hubert *m, const mer_weights *ex, int n_thre
         int nf = 0;
         CHECK(mer_hubert_encode(x, iv + (size_t)b * S, S, &o, &nf, &err) == MER_OK);
         CHECK_EQ_INT(nf, T);
-        double e = rel_err(feat, ef + (size_t)b * T * C, (size_t)T * C);
+        double e = max_rel_err(feat, ef + (size_t)b * T * C, (size_t)T * C);
         CHECK_MSG(e <= 1e-4, "%s: clip %d extract_features rel err %.3g", what, b, e);
         if (e > worst) worst = e;
         for (int i = 0; i <= L; i++) {
@@ -75,18 +65,18 @@ static double check_model(const mer_hubert *m, const mer_weights *ex, int n_thre
             snprintf(name, sizeof name, "hidden_states.%d", i);
             const float *ref = get(ex, name, (size_t)N * TD);
             if (!ref) continue;
-            e = rel_err(ptrs[i], ref + (size_t)b * TD, TD);
+            e = max_rel_err(ptrs[i], ref + (size_t)b * TD, TD);
             CHECK_MSG(e <= 1e-4, "%s: clip %d %s rel err %.3g", what, b, name, e);
             if (e > worst) worst = e;
         }
-        e = rel_err(last, lh + (size_t)b * TD, TD);
+        e = max_rel_err(last, lh + (size_t)b * TD, TD);
         CHECK_MSG(e <= 1e-4, "%s: clip %d last_hidden_state rel err %.3g", what, b, e);
         if (e > worst) worst = e;
     }
     /* the AffectGPT feature from the normalised clips */
     float *af = malloc((size_t)N * D * sizeof(float));
     CHECK(mer_hubert_pool(x, in, N, S, -1, 1, af, &err) == MER_OK); /* transformers 5 hidden states */
-    double e = rel_err(af, ag, (size_t)N * D);
+    double e = max_rel_err(af, ag, (size_t)N * D);
     CHECK_MSG(e <= 1e-4, "%s: affectgpt_feature (transformers 5) rel err %.3g", what, e);
     if (e > worst) worst = e;
     /* transformers 4 (AffectGPT): hidden_states[-4:] ends with last_hidden_state; here all of
@@ -104,7 +94,7 @@ static double check_model(const mer_hubert *m, const mer_weights *ex, int n_thre
                 }
                 ref[b * D + d] = (float)(s / T);
             }
-        e = rel_err(af, ref, (size_t)N * D);
+        e = max_rel_err(af, ref, (size_t)N * D);
         CHECK_MSG(e <= 1e-4, "%s: AffectGPT feature (transformers 4) rel err %.3g", what, e);
         if (e > worst) worst = e;
     }
@@ -118,7 +108,7 @@ static double check_model(const mer_hubert *m, const mer_weights *ex, int n_thre
             for (int t = 0; t < T; t++) s += h1[(size_t)1 * TD + (size_t)t * D + d];
             ref[d] = (float)(s / T);
         }
-        e = rel_err(af + D, ref, (size_t)D);
+        e = max_rel_err(af + D, ref, (size_t)D);
         CHECK_MSG(e <= 1e-4, "%s: time mean of hidden_states.1 rel err %.3g", what, e);
     }
     CHECK(mer_hubert_pool(x, iv, N, S, L + 1, 0, af, &err) == MER_E_ARG);
