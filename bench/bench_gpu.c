@@ -19,7 +19,9 @@
  *                              of the copy bandwidth (measured here) that batch-1 decode reaches; q4_0
  *                              decode with the folded-offset GEMV too (*_fold), with 2-way split-K of
  *                              o and down (*_split2); the decode runs with programmatic dependent
- *                              launch unless MER_CUDA_PDL is set (=0: without)
+ *                              launch unless MER_CUDA_PDL is set (=0: without); MER_BENCH_NORMFOLD=1
+ *                              adds the decode with the RMSNorms folded into the GEMVs (*_normfold,
+ *                              then *_b1_again without) and checks the fold's outputs bit for bit
  *
  * Every figure is printed as "RESULT <key> <value> <unit>" for gpu.sh to collect. With no GPU (or a
  * build without CUDA) it prints a SKIP line and exits 0. */
@@ -421,6 +423,52 @@ static void bench_qgemv(mer_cuda *c) {
     TRY(mer_cuda_trim(c, &e));
 }
 
+/* mer_cuda_qgemv_norm against mer_cuda_rmsnorm + mer_cuda_qgemv at the 7B qkv and gate/up shapes, 1..8
+ * rows: the outputs must be identical (prints the count of differing values). */
+static void normfold_check(mer_cuda *c, mer_dtype dt) {
+    const int E = 3584, F = 18944, nq = 4608;
+    float *x, *w, *y0, *y1;
+    uint16_t *xn;
+    mer_cuda_qmat qa, qg;
+    TRY(mer_cuda_alloc(c, (size_t)8 * E * 4, (void **)&x, &e));
+    TRY(mer_cuda_alloc(c, (size_t)E * 4, (void **)&w, &e));
+    TRY(mer_cuda_alloc(c, (size_t)8 * E * 2, (void **)&xn, &e));
+    TRY(mer_cuda_alloc(c, (size_t)8 * F * 4, (void **)&y0, &e));
+    TRY(mer_cuda_alloc(c, (size_t)8 * F * 4, (void **)&y1, &e));
+    TRY(mer_cuda_fill_uniform_f32(c, x, (size_t)8 * E, 11, 0.1f, 3.0f, &e));
+    TRY(mer_cuda_fill_uniform_f32(c, w, E, 12, 1.0f, 0.5f, &e));
+    TRY(mer_cuda_qmat_init(c, &qa, dt, nq, E, 0, &e));
+    TRY(mer_cuda_qmat_init(c, &qg, dt, 2 * F, E, F, &e));
+    TRY(mer_cuda_qmat_fill_random(c, &qa, 5, 0.05f, &e));
+    TRY(mer_cuda_qmat_fill_random(c, &qg, 6, 0.05f, &e));
+    size_t bad = 0, tot = 0;
+    float *h0 = malloc((size_t)8 * F * 4), *h1 = malloc((size_t)8 * F * 4);
+    for (int n = 1; n <= 8; n++)
+        for (int k = 0; k < 2; k++) {
+            const mer_cuda_qmat *q = k ? &qg : &qa;
+            const mer_cuda_epi epi = k ? MER_CUDA_EPI_SILU : MER_CUDA_EPI_F32;
+            const int ny = k ? F : nq;
+            const size_t bytes = (size_t)n * ny * (k ? 2 : 4);
+            TRY(mer_cuda_rmsnorm(c, xn, MER_DTYPE_BF16, x, w, n, E, 1e-6f, &e));
+            TRY(mer_cuda_qgemv(c, y0, ny, xn, E, q, n, epi, &e));
+            TRY(mer_cuda_qgemv_norm(c, y1, ny, x, E, w, 1e-6f, q, n, epi, &e));
+            TRY(mer_cuda_download(c, h0, y0, bytes, &e));
+            TRY(mer_cuda_download(c, h1, y1, bytes, &e));
+            for (size_t i = 0; i < bytes / 2; i++) bad += ((uint16_t *)h0)[i] != ((uint16_t *)h1)[i];
+            tot += bytes / 2;
+        }
+    printf("normfold_check %s: %zu of %zu half-words differ\n", mer_dtype_name(dt), bad, tot);
+    free(h0);
+    free(h1);
+    mer_cuda_qmat_release(c, &qa);
+    mer_cuda_qmat_release(c, &qg);
+    mer_cuda_release(c, x);
+    mer_cuda_release(c, w);
+    mer_cuda_release(c, xn);
+    mer_cuda_release(c, y0);
+    mer_cuda_release(c, y1);
+}
+
 static void bench_quant(mer_cuda *c) {
     double copy_bw;
     { /* the copy ceiling, measured in this run */
@@ -479,6 +527,31 @@ static void bench_quant(mer_cuda *c) {
             if (v > b8) b8 = v;
         }
         R("%s_decode_b8", b8, "tok/s");
+        /* MER_BENCH_NORMFOLD=1: the decode with the layers' RMSNorms folded into the GEMVs (MER_CUDA_NORM_FOLD),
+         * then the plain step again (drift check), all in this process. */
+        if (getenv("MER_BENCH_NORMFOLD") && atoi(getenv("MER_BENCH_NORMFOLD"))) {
+            normfold_check(mer_qwen2_cuda_backend(m), dt);
+            double f1 = 0, f8 = 0, a1 = 0;
+            mer_cuda_set_qnorm_fold(8);
+            mer_qwen2_cuda_set_graph(m, 1);
+            for (int r = 0; r < 3; r++) {
+                double v = run_decode(m, 1, 32, 128);
+                if (v > f1) f1 = v;
+            }
+            for (int r = 0; r < 3; r++) {
+                double v = run_decode(m, 8, 32, 128);
+                if (v > f8) f8 = v;
+            }
+            mer_cuda_set_qnorm_fold(0);
+            mer_qwen2_cuda_set_graph(m, 1);
+            for (int r = 0; r < 3; r++) {
+                double v = run_decode(m, 1, 32, 128);
+                if (v > a1) a1 = v;
+            }
+            R("%s_decode_b1_normfold", f1, "tok/s");
+            R("%s_decode_b8_normfold", f8, "tok/s");
+            R("%s_decode_b1_again", a1, "tok/s");
+        }
         /* MER_BENCH_DECODE_ONLY=1: only batch 1 and 8 above (for a second run under MER_CUDA_PDL=0) */
         if (getenv("MER_BENCH_DECODE_ONLY") && atoi(getenv("MER_BENCH_DECODE_ONLY"))) {
             mer_qwen2_cuda_free(m);

@@ -42,6 +42,7 @@ template <typename T>
 __global__ void __launch_bounds__(NORM_NT) rmsnorm_kernel(T *__restrict__ y, const float *__restrict__ x,
                                                           const float *__restrict__ w, int n, float eps) {
     __shared__ float sh[32];
+    /* the sum of squares' roundings are explicit: mer_cuda_qgemv_norm (cuda_quant.cu) repeats them */
     mer__pdl_launch();
     mer__pdl_wait();
     const float *xr = x + (size_t)blockIdx.x * n;
@@ -50,7 +51,7 @@ __global__ void __launch_bounds__(NORM_NT) rmsnorm_kernel(T *__restrict__ y, con
     if ((n & 3) == 0) {
         for (int i = threadIdx.x * 4; i < n; i += NORM_NT * 4) {
             float4 v = *(const float4 *)(xr + i);
-            s += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+            s += __fmaf_rn(v.w, v.w, __fmaf_rn(v.z, v.z, __fmaf_rn(v.y, v.y, __fmul_rn(v.x, v.x))));
         }
     } else {
         for (int i = threadIdx.x; i < n; i += NORM_NT) s += xr[i] * xr[i];

@@ -225,6 +225,11 @@ mer_status mer_cuda_qmat_dequant(mer_cuda *c, uint16_t *y_dev, const mer_cuda_qm
 
 // --- the GEMV ----------------------------------------------------------------------------------------
 
+/* v.x^2 + v.y^2 + v.z^2 + v.w^2 with explicit roundings: rmsnorm_kernel (cuda_ops.cu) uses the same. */
+__device__ __forceinline__ float q_sumsq4(float4 v) {
+    return __fmaf_rn(v.w, v.w, __fmaf_rn(v.z, v.z, __fmaf_rn(v.y, v.y, __fmul_rn(v.x, v.x))));
+}
+
 /* 4 int8 (one word) as two bf16x2 (elements 0,1 and 2,3), exact. */
 __device__ __forceinline__ void q8_bf16(uint32_t w, uint32_t &p01, uint32_t &p23) {
     const uint32_t u = w ^ 0x80808080u; /* q + 128 */
@@ -254,11 +259,15 @@ struct qw {
     uint2 s[2];
 };
 
-template <int Q4, int MT, int U, int NW, int EPI, bool SPL>
+template <int Q4, int MT, int U, int NW, int EPI, bool SPL, bool NORM>
 __device__ __forceinline__ void
     qgemv_body(const uint8_t *__restrict__ qs, const uint16_t *__restrict__ sc, const uint16_t *__restrict__ x,
                void *__restrict__ yv, int K, int n_ch, int n_out, int n_tiles, int split, int up_off, int n_tok,
-               int ldx, int ldy, int ksplit) {
+               int ldx, int ldy, int ksplit, const float *__restrict__ xf, const float *__restrict__ nw, float eps) {
+    /* NORM: the activations are RMSNorm(xf) * nw made here (f32 rows xf of stride ldx, see
+     * mer_cuda_qgemv_norm), bit for bit as mer_cuda_rmsnorm's bf16 output: each block first reduces the
+     * rows' sums of squares in rmsnorm_kernel's order (256 virtual threads, butterfly warp sums, then the
+     * 8 warp sums), then converts 8 elements of its row per k-block in registers. */
     /* Q4: 0 q8_0, 1 q4_0, 2 q4_0 with the nibble offset folded into the tensor cores: the weights enter as
      * 128 + n and two extra mma of -136 times the activations per block (shared by the tiles) correct
      * the sum, which saves the bf16x2 subtraction of every weight pair. */
@@ -326,7 +335,31 @@ __device__ __forceinline__ void
     }
     mer__pdl_wait();
     const bool xon = g < n_tok;
-    const uint16_t *xr = x + (size_t)(xon ? g : 0) * ldx + 8 * q + (size_t)c0 * CH;
+    const uint16_t *xr = NORM ? nullptr : x + (size_t)(xon ? g : 0) * ldx + 8 * q + (size_t)c0 * CH;
+    const float *xfr = nullptr, *nwr = nullptr;
+    float rsg = 0.f;
+    if constexpr (NORM) {
+        __shared__ float nred[MER__GEMV_MAX_TOK][8];
+        __shared__ float nrs[MER__GEMV_MAX_TOK];
+        for (int u = threadIdx.x; u < n_tok * 256; u += NW * 32) { /* warp-uniform */
+            const int r = u >> 8, vt = u & 255;
+            const float *xr0 = xf + (size_t)r * ldx;
+            float s = 0.f;
+            for (int i = vt * 4; i < K; i += 1024) s += q_sumsq4(*(const float4 *)(xr0 + i));
+            s = mer__warp_sum(s);
+            if (lane == 0) nred[r][vt >> 5] = s;
+        }
+        __syncthreads();
+        for (int r = warp; r < n_tok; r += NW) {
+            float v = lane < 8 ? nred[r][lane] : 0.f;
+            v = mer__warp_sum(v);
+            if (lane == 0) nrs[r] = rsqrtf(v / (float)K + eps);
+        }
+        __syncthreads();
+        rsg = nrs[xon ? g : 0];
+        xfr = xf + (size_t)(xon ? g : 0) * ldx + 8 * q + (size_t)c0 * CH;
+        nwr = nw + 8 * q + (size_t)c0 * CH;
+    }
     const int Kl = K - c0 * CH;
 
     for (; ss < nss; ss += NW) {
@@ -354,7 +387,19 @@ __device__ __forceinline__ void
 #pragma unroll
             for (int b = 0; b < NB; b++) {
                 const int k0 = ch * CH + 32 * b;
-                const uint4 xb = (xon && k0 < Kl) ? __ldg((const uint4 *)(xr + k0)) : make_uint4(0, 0, 0, 0);
+                uint4 xb = make_uint4(0, 0, 0, 0);
+                if (NORM) {
+                    if (xon && k0 < Kl) { /* as rmsnorm_kernel: bf16(x * rs * w) */
+                        const float4 v0 = *(const float4 *)(xfr + k0), v1 = *(const float4 *)(xfr + k0 + 4);
+                        const float4 w0 = __ldg((const float4 *)(nwr + k0)), w1 = __ldg((const float4 *)(nwr + k0 + 4));
+                        xb.x = mer__pack_bf16(v0.x * rsg * w0.x, v0.y * rsg * w0.y);
+                        xb.y = mer__pack_bf16(v0.z * rsg * w0.z, v0.w * rsg * w0.w);
+                        xb.z = mer__pack_bf16(v1.x * rsg * w1.x, v1.y * rsg * w1.y);
+                        xb.w = mer__pack_bf16(v1.z * rsg * w1.z, v1.w * rsg * w1.w);
+                    }
+                } else if (xon && k0 < Kl) {
+                    xb = __ldg((const uint4 *)(xr + k0));
+                }
                 float tc[4] = {0.f, 0.f, 0.f, 0.f}; /* FOLD: -136 * (sum of the block's activations) */
                 if (FOLD) {
                     const uint32_t cm = 0xC308C308u; /* bf16x2 of -136 */
@@ -453,12 +498,13 @@ __device__ __forceinline__ void
     }
 }
 
-template <int Q4, int MT, int U, int NW, int EPI>
+template <int Q4, int MT, int U, int NW, int EPI, bool NORM>
 __global__ void __launch_bounds__(NW * 32)
     qgemv_kernel(const uint8_t *__restrict__ qs, const uint16_t *__restrict__ sc, const uint16_t *__restrict__ x,
                  void *__restrict__ yv, int K, int n_ch, int n_out, int n_tiles, int split, int up_off, int n_tok,
-                 int ldx, int ldy, int ksplit) {
-    qgemv_body<Q4, MT, U, NW, EPI, false>(qs, sc, x, yv, K, n_ch, n_out, n_tiles, split, up_off, n_tok, ldx, ldy, 1);
+                 int ldx, int ldy, int ksplit, const float *__restrict__ xf, const float *__restrict__ nw, float eps) {
+    qgemv_body<Q4, MT, U, NW, EPI, false, NORM>(qs, sc, x, yv, K, n_ch, n_out, n_tiles, split, up_off, n_tok, ldx, ldy,
+                                                1, xf, nw, eps);
 }
 
 /* Split-K blocks: as many per SM as 1024 threads allow (the split exists to fill the SMs evenly). */
@@ -467,8 +513,8 @@ __global__ void __launch_bounds__(NW * 32, 1024 / (NW * 32))
     qgemv_split_kernel(const uint8_t *__restrict__ qs, const uint16_t *__restrict__ sc, const uint16_t *__restrict__ x,
                        void *__restrict__ yv, int K, int n_ch, int n_out, int n_tiles, int split, int up_off,
                        int n_tok, int ldx, int ldy, int ksplit) {
-    qgemv_body<Q4, 1, U, NW, MER_CUDA_EPI_F32_ADD, true>(qs, sc, x, yv, K, n_ch, n_out, n_tiles, split, up_off, n_tok,
-                                                          ldx, ldy, ksplit);
+    qgemv_body<Q4, 1, U, NW, MER_CUDA_EPI_F32_ADD, true, false>(qs, sc, x, yv, K, n_ch, n_out, n_tiles, split, up_off,
+                                                                 n_tok, ldx, ldy, ksplit, nullptr, nullptr, 0.f);
 }
 
 #define QGEMV_SPLIT_AUTO 1 /* off by default: 2-6 way split-K measured slower for o and down on the H100 */
@@ -478,49 +524,62 @@ void mer_cuda_set_qgemv_unroll(int u) { g_qgemv_u = u == 1 || u == 2 ? u : 0; }
 void mer_cuda_set_qgemv_fold(int on) { g_qgemv_fold = on != 0; }
 void mer_cuda_set_qgemv_split(int k) { g_qgemv_split = k > 0 && k <= 16 ? k : 0; }
 
+/* nq: the RMSNorm fold's operands (NULL: none; F32 and SILU epilogues only, see mer_cuda_qgemv_norm). */
+typedef struct qnorm {
+    const float *x, *w;
+    float eps;
+} qnorm;
+
 template <int Q4, int MT, int U, int NW, int EPI>
 static cudaError_t launch_q(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w,
-                            int n_tok, int ks) {
+                            int n_tok, int ks, const qnorm *nq) {
     const int n_tiles = w->n_phys / 16;
     const int blocks = (EPI == MER_CUDA_EPI_SILU ? w->up_off / 16 : (n_tiles + MT - 1) / MT) * ks;
     if (EPI == MER_CUDA_EPI_F32_ADD && MT == 1 && ks > 1)
         return mer__launch(c, qgemv_split_kernel<Q4, U, NW>, dim3(blocks), dim3(NW * 32), 0, (const uint8_t *)w->qs,
                            (const uint16_t *)w->sc, x, y, w->n_in, w->n_ch, w->n_out, n_tiles, w->split, w->up_off,
                            n_tok, ldx, ldy, ks);
-    return mer__launch(c, qgemv_kernel<Q4, MT, U, NW, EPI>, dim3(blocks), dim3(NW * 32), 0, (const uint8_t *)w->qs,
-                       (const uint16_t *)w->sc, x, y, w->n_in, w->n_ch, w->n_out, n_tiles, w->split, w->up_off, n_tok,
-                       ldx, ldy, ks);
+    if constexpr (EPI == MER_CUDA_EPI_F32 || EPI == MER_CUDA_EPI_SILU) {
+        if (nq)
+            return mer__launch(c, qgemv_kernel<Q4, MT, U, NW, EPI, true>, dim3(blocks), dim3(NW * 32), 0,
+                               (const uint8_t *)w->qs, (const uint16_t *)w->sc, (const uint16_t *)nullptr, y, w->n_in,
+                               w->n_ch, w->n_out, n_tiles, w->split, w->up_off, n_tok, ldx, ldy, 1, nq->x, nq->w,
+                               nq->eps);
+    }
+    return mer__launch(c, qgemv_kernel<Q4, MT, U, NW, EPI, false>, dim3(blocks), dim3(NW * 32), 0,
+                       (const uint8_t *)w->qs, (const uint16_t *)w->sc, x, y, w->n_in, w->n_ch, w->n_out, n_tiles,
+                       w->split, w->up_off, n_tok, ldx, ldy, ks, (const float *)nullptr, (const float *)nullptr, 0.f);
 }
 
 template <int Q4, int MT, int U, int EPI>
 static cudaError_t launch_q_nw(mer_cuda *c, int nw, void *y, int ldy, const uint16_t *x, int ldx,
-                               const mer_cuda_qmat *w, int n_tok, int ks) {
-    if (nw >= 16) return launch_q<Q4, MT, U, 16, EPI>(c, y, ldy, x, ldx, w, n_tok, ks);
-    if (nw >= 8) return launch_q<Q4, MT, U, 8, EPI>(c, y, ldy, x, ldx, w, n_tok, ks);
-    return launch_q<Q4, MT, U, 4, EPI>(c, y, ldy, x, ldx, w, n_tok, ks);
+                               const mer_cuda_qmat *w, int n_tok, int ks, const qnorm *nq) {
+    if (nw >= 16) return launch_q<Q4, MT, U, 16, EPI>(c, y, ldy, x, ldx, w, n_tok, ks, nq);
+    if (nw >= 8) return launch_q<Q4, MT, U, 8, EPI>(c, y, ldy, x, ldx, w, n_tok, ks, nq);
+    return launch_q<Q4, MT, U, 4, EPI>(c, y, ldy, x, ldx, w, n_tok, ks, nq);
 }
 
 template <int Q4, int MT, int EPI>
 static cudaError_t launch_q_u(mer_cuda *c, int u, int nw, void *y, int ldy, const uint16_t *x, int ldx,
-                              const mer_cuda_qmat *w, int n_tok, int ks) {
-    if (u >= 2) return launch_q_nw<Q4, MT, 2, EPI>(c, nw, y, ldy, x, ldx, w, n_tok, ks);
-    return launch_q_nw<Q4, MT, 1, EPI>(c, nw, y, ldy, x, ldx, w, n_tok, ks);
+                              const mer_cuda_qmat *w, int n_tok, int ks, const qnorm *nq) {
+    if (u >= 2) return launch_q_nw<Q4, MT, 2, EPI>(c, nw, y, ldy, x, ldx, w, n_tok, ks, nq);
+    return launch_q_nw<Q4, MT, 1, EPI>(c, nw, y, ldy, x, ldx, w, n_tok, ks, nq);
 }
 
 template <int Q4>
 static cudaError_t launch_q_all(mer_cuda *c, int mt2, int u, int nw, void *y, int ldy, const uint16_t *x, int ldx,
-                                const mer_cuda_qmat *w, int n_tok, mer_cuda_epi epi, int ks) {
+                                const mer_cuda_qmat *w, int n_tok, mer_cuda_epi epi, int ks, const qnorm *nq) {
     switch (epi) {
     case MER_CUDA_EPI_F32:
-        return mt2 ? launch_q_u<Q4, 2, MER_CUDA_EPI_F32>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks)
-                   : launch_q_u<Q4, 1, MER_CUDA_EPI_F32>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks);
+        return mt2 ? launch_q_u<Q4, 2, MER_CUDA_EPI_F32>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks, nq)
+                   : launch_q_u<Q4, 1, MER_CUDA_EPI_F32>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks, nq);
     case MER_CUDA_EPI_F32_ADD:
-        return mt2 ? launch_q_u<Q4, 2, MER_CUDA_EPI_F32_ADD>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks)
-                   : launch_q_u<Q4, 1, MER_CUDA_EPI_F32_ADD>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks);
+        return mt2 ? launch_q_u<Q4, 2, MER_CUDA_EPI_F32_ADD>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks, nq)
+                   : launch_q_u<Q4, 1, MER_CUDA_EPI_F32_ADD>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks, nq);
     case MER_CUDA_EPI_BF16:
-        return launch_q_u<Q4, 1, MER_CUDA_EPI_BF16>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks);
+        return launch_q_u<Q4, 1, MER_CUDA_EPI_BF16>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks, nq);
     default:
-        return launch_q_u<Q4, 2, MER_CUDA_EPI_SILU>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks);
+        return launch_q_u<Q4, 2, MER_CUDA_EPI_SILU>(c, u, nw, y, ldy, x, ldx, w, n_tok, ks, nq);
     }
 }
 
@@ -539,9 +598,9 @@ static mer_status check_q(const void *y, int ldy, const uint16_t *x, int ldx, co
     return MER_OK;
 }
 
-mer_status mer_cuda_qgemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w, int n_tok,
-                          mer_cuda_epi epi, mer_err *err) {
-    mer_status st = check_q(y, ldy, x, ldx, w, n_tok, epi, err);
+static mer_status qgemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w, int n_tok,
+                        mer_cuda_epi epi, const qnorm *nq, mer_err *err) {
+    mer_status st = check_q(y, ldy, nq ? (const uint16_t *)nq->x : x, ldx, w, n_tok, epi, err);
     if (st) return st;
     if (n_tok > MER__GEMV_MAX_TOK)
         return mer__errf(err, MER_E_ARG, "cuda qgemv: %d rows (at most %d)", n_tok, MER__GEMV_MAX_TOK);
@@ -575,11 +634,39 @@ mer_status mer_cuda_qgemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int 
         const char *s = getenv("MER_CUDA_QGEMV_FOLD");
         mer_cuda_set_qgemv_fold(s ? atoi(s) : 0);
     }
-    const cudaError_t e = !q4              ? launch_q_all<0>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, ks)
-                          : g_qgemv_fold ? launch_q_all<2>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, ks)
-                                         : launch_q_all<1>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, ks);
+    /* the RMSNorm fold has no folded-offset q4_0 variant (fewer kernels): it uses the plain one */
+    const cudaError_t e = !q4                   ? launch_q_all<0>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, ks, nq)
+                          : g_qgemv_fold && !nq ? launch_q_all<2>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, ks, nq)
+                                                : launch_q_all<1>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, ks, nq);
     if (e != cudaSuccess) return mer__cu_fail(err, e, "qgemv_kernel launch", __FILE__, __LINE__);
     return MER_OK;
+}
+
+mer_status mer_cuda_qgemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w, int n_tok,
+                          mer_cuda_epi epi, mer_err *err) {
+    return qgemv(c, y, ldy, x, ldx, w, n_tok, epi, NULL, err);
+}
+
+mer_status mer_cuda_qgemv_norm(mer_cuda *c, void *y, int ldy, const float *x, int ldx, const float *norm_w, float eps,
+                               const mer_cuda_qmat *w, int n_tok, mer_cuda_epi epi, mer_err *err) {
+    if (epi != MER_CUDA_EPI_F32 && epi != MER_CUDA_EPI_SILU)
+        return mer__errf(err, MER_E_ARG, "cuda qgemv_norm: epilogue %d (f32 or silu)", (int)epi);
+    if (!norm_w || ((uintptr_t)norm_w & 15))
+        return mer__errf(err, MER_E_ARG, "cuda qgemv_norm: the norm weight must be 16-byte aligned");
+    const qnorm nq = {x, norm_w, eps};
+    return qgemv(c, y, ldy, NULL, ldx, w, n_tok, epi, &nq, err);
+}
+
+static int g_qnorm_fold = -1;
+
+void mer_cuda_set_qnorm_fold(int max_tok) { g_qnorm_fold = max_tok < 0 ? 0 : max_tok; }
+
+int mer_cuda_qnorm_fold(int n_tok) {
+    if (g_qnorm_fold < 0) {
+        const char *s = getenv("MER_CUDA_NORM_FOLD");
+        mer_cuda_set_qnorm_fold(s ? atoi(s) : 0);
+    }
+    return n_tok >= 1 && n_tok <= MER__GEMV_MAX_TOK && n_tok <= g_qnorm_fold;
 }
 
 mer_status mer_cuda_qmatmul(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w,
