@@ -423,7 +423,7 @@ static void bench_qgemv(mer_cuda *c) {
     TRY(mer_cuda_trim(c, &e));
 }
 
-/* mer_cuda_qgemv_norm against mer_cuda_rmsnorm + mer_cuda_qgemv at the 7B qkv and gate/up shapes, 1..8
+/* mer_cuda_qgemv_norm against mer_cuda_rmsnorm + mer_cuda_qgemv at the 7B qkv and gate/up shapes, 1..4
  * rows: the outputs must be identical (prints the count of differing values). */
 static void normfold_check(mer_cuda *c, mer_dtype dt) {
     const int E = 3584, F = 18944, nq = 4608;
@@ -443,7 +443,7 @@ static void normfold_check(mer_cuda *c, mer_dtype dt) {
     TRY(mer_cuda_qmat_fill_random(c, &qg, 6, 0.05f, &e));
     size_t bad = 0, tot = 0;
     float *h0 = malloc((size_t)8 * F * 4), *h1 = malloc((size_t)8 * F * 4);
-    for (int n = 1; n <= 8; n++)
+    for (int n = 1; n <= 4; n++) /* the fold's rows (4 at most at this width) */
         for (int k = 0; k < 2; k++) {
             const mer_cuda_qmat *q = k ? &qg : &qa;
             const mer_cuda_epi epi = k ? MER_CUDA_EPI_SILU : MER_CUDA_EPI_F32;
@@ -531,25 +531,38 @@ static void bench_quant(mer_cuda *c) {
          * then the plain step again (drift check), all in this process. */
         if (getenv("MER_BENCH_NORMFOLD") && atoi(getenv("MER_BENCH_NORMFOLD"))) {
             normfold_check(mer_qwen2_cuda_backend(m), dt);
-            double f1 = 0, f8 = 0, a1 = 0;
-            mer_cuda_set_qnorm_fold(8);
+            double f1 = 0, f4 = 0, a1 = 0, a4 = 0;
+            for (int r = 0; r < 3; r++) {
+                double v = run_decode(m, 4, 32, 128);
+                if (v > a4) a4 = v;
+            }
+            mer_cuda_set_qnorm_fold(8, 3);
             mer_qwen2_cuda_set_graph(m, 1);
             for (int r = 0; r < 3; r++) {
                 double v = run_decode(m, 1, 32, 128);
                 if (v > f1) f1 = v;
             }
             for (int r = 0; r < 3; r++) {
-                double v = run_decode(m, 8, 32, 128);
-                if (v > f8) f8 = v;
+                double v = run_decode(m, 4, 32, 128);
+                if (v > f4) f4 = v;
             }
-            mer_cuda_set_qnorm_fold(0);
+            double q1 = 0;
+            mer_cuda_set_qnorm_fold(8, 1); /* the qkv GEMV's only */
+            mer_qwen2_cuda_set_graph(m, 1);
+            for (int r = 0; r < 3; r++) {
+                double v = run_decode(m, 1, 32, 128);
+                if (v > q1) q1 = v;
+            }
+            R("%s_decode_b1_normfold_qkv", q1, "tok/s");
+            mer_cuda_set_qnorm_fold(0, 3);
             mer_qwen2_cuda_set_graph(m, 1);
             for (int r = 0; r < 3; r++) {
                 double v = run_decode(m, 1, 32, 128);
                 if (v > a1) a1 = v;
             }
             R("%s_decode_b1_normfold", f1, "tok/s");
-            R("%s_decode_b8_normfold", f8, "tok/s");
+            R("%s_decode_b4", a4, "tok/s");
+            R("%s_decode_b4_normfold", f4, "tok/s");
             R("%s_decode_b1_again", a1, "tok/s");
         }
         /* MER_BENCH_DECODE_ONLY=1: only batch 1 and 8 above (for a second run under MER_CUDA_PDL=0) */

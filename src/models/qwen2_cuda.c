@@ -699,13 +699,13 @@ static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int p
     const int32_t *ids = m->io, *pos = m->io + tm, *slots = m->io + 2 * tm;
     const float scale = 1.0f / sqrtf((float)d);
     /* MER_CUDA_NORM_FOLD (off by default): the layers' RMSNorms folded into the q8_0/q4_0 GEMVs */
-    const int nfold = m->quant && at == MER_DTYPE_BF16 && T <= QGEMV_MAX_TOK && mer_cuda_qnorm_fold(T);
+    const int nfold = m->quant && at == MER_DTYPE_BF16 && T <= QGEMV_MAX_TOK ? mer_cuda_qnorm_fold(T) : 0;
     mer_status st;
     if (!have_x && (st = mer_cuda_embed(c, m->x, m->embed, at, hp->n_vocab, E, ids, T, err))) return st;
     for (int l = 0; l < hp->n_layer; l++) {
         const qlayer *L = &m->layers[l];
         void *kc = (char *)m->kv + (size_t)l * 2 * m->kv_layer * m->es, *vc = (char *)kc + m->kv_layer * m->es;
-        if (nfold) { /* the RMSNorm inside the GEMV (same bits, one launch less) */
+        if (nfold & 1) { /* the RMSNorm inside the GEMV (same bits, one launch less) */
             if ((st = mer_cuda_qgemv_norm(c, m->qkv, nqkv, m->x, E, L->attn_norm, hp->rms_eps, &L->qqkv, T,
                                           MER_CUDA_EPI_F32, err)))
                 return st;
@@ -726,7 +726,7 @@ static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int p
         if (st) return st;
         if ((st = mm(m, m->x, E, m->att, H * d, L->wo, &L->qo, T, H * d, E, MER_CUDA_EPI_F32_ADD, err)))
             return st;
-        if (nfold) {
+        if (nfold & 2) {
             if ((st = mer_cuda_qgemv_norm(c, m->h, F, m->x, E, L->ffn_norm, hp->rms_eps, &L->qgu, T,
                                           MER_CUDA_EPI_SILU, err)))
                 return st;

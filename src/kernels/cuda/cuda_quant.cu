@@ -267,7 +267,8 @@ __device__ __forceinline__ void
     /* NORM: the activations are RMSNorm(xf) * nw made here (f32 rows xf of stride ldx, see
      * mer_cuda_qgemv_norm), bit for bit as mer_cuda_rmsnorm's bf16 output: each block first reduces the
      * rows' sums of squares in rmsnorm_kernel's order (256 virtual threads, butterfly warp sums, then the
-     * 8 warp sums), then converts 8 elements of its row per k-block in registers. */
+     * 8 warp sums), then writes the bf16 rows to dynamic shared memory (row stride K + 8 elements, against
+     * bank conflicts), from which the k-steps read them. */
     /* Q4: 0 q8_0, 1 q4_0, 2 q4_0 with the nibble offset folded into the tensor cores: the weights enter as
      * 128 + n and two extra mma of -136 times the activations per block (shared by the tiles) correct
      * the sum, which saves the bf16x2 subtraction of every weight pair. */
@@ -336,9 +337,11 @@ __device__ __forceinline__ void
     mer__pdl_wait();
     const bool xon = g < n_tok;
     const uint16_t *xr = NORM ? nullptr : x + (size_t)(xon ? g : 0) * ldx + 8 * q + (size_t)c0 * CH;
-    const float *xfr = nullptr, *nwr = nullptr;
-    float rsg = 0.f;
+    const uint16_t *xsr = nullptr;
     if constexpr (NORM) {
+        extern __shared__ uint4 q_xs_dyn[];
+        uint16_t *xs = (uint16_t *)q_xs_dyn;
+        const int kst = K + 8, k8 = K >> 3;
         __shared__ float nred[MER__GEMV_MAX_TOK][8];
         __shared__ float nrs[MER__GEMV_MAX_TOK];
         for (int u = threadIdx.x; u < n_tok * 256; u += NW * 32) { /* warp-uniform */
@@ -356,9 +359,21 @@ __device__ __forceinline__ void
             if (lane == 0) nrs[r] = rsqrtf(v / (float)K + eps);
         }
         __syncthreads();
-        rsg = nrs[xon ? g : 0];
-        xfr = xf + (size_t)(xon ? g : 0) * ldx + 8 * q + (size_t)c0 * CH;
-        nwr = nw + 8 * q + (size_t)c0 * CH;
+        for (int u = threadIdx.x; u < n_tok * k8; u += NW * 32) { /* as rmsnorm_kernel: bf16(x * rs * w) */
+            const int r = u / k8, cc = (u - r * k8) * 8;
+            const float rs = nrs[r];
+            const float *xp = xf + (size_t)r * ldx + cc;
+            const float4 v0 = *(const float4 *)xp, v1 = *(const float4 *)(xp + 4);
+            const float4 w0 = __ldg((const float4 *)(nw + cc)), w1 = __ldg((const float4 *)(nw + cc + 4));
+            uint4 o;
+            o.x = mer__pack_bf16(v0.x * rs * w0.x, v0.y * rs * w0.y);
+            o.y = mer__pack_bf16(v0.z * rs * w0.z, v0.w * rs * w0.w);
+            o.z = mer__pack_bf16(v1.x * rs * w1.x, v1.y * rs * w1.y);
+            o.w = mer__pack_bf16(v1.z * rs * w1.z, v1.w * rs * w1.w);
+            *(uint4 *)(xs + (size_t)r * kst + cc) = o;
+        }
+        __syncthreads();
+        xsr = xs + (size_t)(xon ? g : 0) * kst + 8 * q + (size_t)c0 * CH;
     }
     const int Kl = K - c0 * CH;
 
@@ -389,14 +404,7 @@ __device__ __forceinline__ void
                 const int k0 = ch * CH + 32 * b;
                 uint4 xb = make_uint4(0, 0, 0, 0);
                 if (NORM) {
-                    if (xon && k0 < Kl) { /* as rmsnorm_kernel: bf16(x * rs * w) */
-                        const float4 v0 = *(const float4 *)(xfr + k0), v1 = *(const float4 *)(xfr + k0 + 4);
-                        const float4 w0 = __ldg((const float4 *)(nwr + k0)), w1 = __ldg((const float4 *)(nwr + k0 + 4));
-                        xb.x = mer__pack_bf16(v0.x * rsg * w0.x, v0.y * rsg * w0.y);
-                        xb.y = mer__pack_bf16(v0.z * rsg * w0.z, v0.w * rsg * w0.w);
-                        xb.z = mer__pack_bf16(v1.x * rsg * w1.x, v1.y * rsg * w1.y);
-                        xb.w = mer__pack_bf16(v1.z * rsg * w1.z, v1.w * rsg * w1.w);
-                    }
+                    if (xon && k0 < Kl) xb = *(const uint4 *)(xsr + k0);
                 } else if (xon && k0 < Kl) {
                     xb = __ldg((const uint4 *)(xr + k0));
                 }
@@ -541,7 +549,8 @@ static cudaError_t launch_q(mer_cuda *c, void *y, int ldy, const uint16_t *x, in
                            n_tok, ldx, ldy, ks);
     if constexpr (EPI == MER_CUDA_EPI_F32 || EPI == MER_CUDA_EPI_SILU) {
         if (nq)
-            return mer__launch(c, qgemv_kernel<Q4, MT, U, NW, EPI, true>, dim3(blocks), dim3(NW * 32), 0,
+            return mer__launch(c, qgemv_kernel<Q4, MT, U, NW, EPI, true>, dim3(blocks), dim3(NW * 32),
+                               (size_t)n_tok * (w->n_in + 8) * 2,
                                (const uint8_t *)w->qs, (const uint16_t *)w->sc, (const uint16_t *)nullptr, y, w->n_in,
                                w->n_ch, w->n_out, n_tiles, w->split, w->up_off, n_tok, ldx, ldy, 1, nq->x, nq->w,
                                nq->eps);
@@ -598,6 +607,9 @@ static mer_status check_q(const void *y, int ldy, const uint16_t *x, int ldx, co
     return MER_OK;
 }
 
+#define QNORM_SMEM 49152   /* the bf16 rows of mer_cuda_qgemv_norm, in dynamic shared memory */
+#define QNORM_MAX_TOK 4    /* rows folded at most (4 x 3592 x 2 bytes at the 7B width) */
+
 static mer_status qgemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w, int n_tok,
                         mer_cuda_epi epi, const qnorm *nq, mer_err *err) {
     mer_status st = check_q(y, ldy, nq ? (const uint16_t *)nq->x : x, ldx, w, n_tok, epi, err);
@@ -653,20 +665,26 @@ mer_status mer_cuda_qgemv_norm(mer_cuda *c, void *y, int ldy, const float *x, in
         return mer__errf(err, MER_E_ARG, "cuda qgemv_norm: epilogue %d (f32 or silu)", (int)epi);
     if (!norm_w || ((uintptr_t)norm_w & 15))
         return mer__errf(err, MER_E_ARG, "cuda qgemv_norm: the norm weight must be 16-byte aligned");
+    if ((size_t)n_tok * (w->n_in + 8) * 2 > QNORM_SMEM)
+        return mer__errf(err, MER_E_ARG, "cuda qgemv_norm: %d rows of %d exceed %d bytes of shared memory", n_tok,
+                         w->n_in, QNORM_SMEM);
     const qnorm nq = {x, norm_w, eps};
     return qgemv(c, y, ldy, NULL, ldx, w, n_tok, epi, &nq, err);
 }
 
-static int g_qnorm_fold = -1;
+static int g_qnorm_fold = -1, g_qnorm_parts = 3;
 
-void mer_cuda_set_qnorm_fold(int max_tok) { g_qnorm_fold = max_tok < 0 ? 0 : max_tok; }
+void mer_cuda_set_qnorm_fold(int max_tok, int parts) {
+    g_qnorm_fold = max_tok < 0 ? 0 : max_tok;
+    g_qnorm_parts = parts & 3;
+}
 
 int mer_cuda_qnorm_fold(int n_tok) {
     if (g_qnorm_fold < 0) {
-        const char *s = getenv("MER_CUDA_NORM_FOLD");
-        mer_cuda_set_qnorm_fold(s ? atoi(s) : 0);
+        const char *s = getenv("MER_CUDA_NORM_FOLD"), *p = getenv("MER_CUDA_NORM_FOLD_PARTS");
+        mer_cuda_set_qnorm_fold(s ? atoi(s) : 0, p ? atoi(p) : 3);
     }
-    return n_tok >= 1 && n_tok <= MER__GEMV_MAX_TOK && n_tok <= g_qnorm_fold;
+    return n_tok >= 1 && n_tok <= QNORM_MAX_TOK && n_tok <= g_qnorm_fold ? g_qnorm_parts : 0;
 }
 
 mer_status mer_cuda_qmatmul(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w,

@@ -67,15 +67,17 @@ mer_status mer_cuda_qmat_dequant(mer_cuda *c, uint16_t *y_dev, const mer_cuda_qm
 mer_status mer_cuda_qgemv(mer_cuda *c, void *y_dev, int ldy, const uint16_t *x_dev, int ldx, const mer_cuda_qmat *w,
                           int n_tok, mer_cuda_epi epi, mer_err *err);
 /* The RMSNorm folded into the GEMV (decode): as mer_cuda_rmsnorm(xn <- x, norm_w, eps) (bf16 out) followed
- * by mer_cuda_qgemv(xn), bit for bit, without xn: x is f32 [n_tok <= 8][ldx] (16-byte aligned, ldx a
- * multiple of 8), each block reduces the rows' sums of squares itself (reading x after the PDL wait)
- * and makes the bf16 activations in registers. Epilogues MER_CUDA_EPI_F32 and MER_CUDA_EPI_SILU. */
+ * by mer_cuda_qgemv(xn), bit for bit, without xn: x is f32 [n_tok][ldx] (16-byte aligned, ldx a multiple
+ * of 8; n_tok * (n_in + 8) * 2 bytes at most 48 KiB), each block reduces the rows' sums of squares
+ * itself (reading x after the PDL wait) and stages the bf16 rows in shared memory. Epilogues
+ * MER_CUDA_EPI_F32 and MER_CUDA_EPI_SILU. */
 mer_status mer_cuda_qgemv_norm(mer_cuda *c, void *y_dev, int ldy, const float *x_dev, int ldx, const float *norm_w_dev,
                                float eps, const mer_cuda_qmat *w, int n_tok, mer_cuda_epi epi, mer_err *err);
-/* Whether the decode step folds its RMSNorms into the q8_0/q4_0 GEMVs at n_tok rows (process-wide;
- * MER_CUDA_NORM_FOLD=k at first use folds for n_tok <= k; 0, the default, never). */
+/* Which of the decode step's RMSNorms are folded into the q8_0/q4_0 GEMVs at n_tok rows: a mask, 1 the
+ * attention's (qkv), 2 the MLP's (gate/up), 0 none. Process-wide; MER_CUDA_NORM_FOLD=k at first use
+ * folds for n_tok <= min(k, 4) (0, the default: never), MER_CUDA_NORM_FOLD_PARTS the mask (default 3). */
 int mer_cuda_qnorm_fold(int n_tok);
-void mer_cuda_set_qnorm_fold(int max_tok);
+void mer_cuda_set_qnorm_fold(int max_tok, int parts);
 /* Any n_tok: the GEMV up to 8 rows, else the matrix is dequantised to bf16 into `scratch` (scratch_elems
  * elements, at least 16 rows of n_in) in pieces of rows and each piece multiplied by cuBLASLt (bf16
  * weights: the rounding of d * q to bf16 is the only difference from the GEMV). MER_CUDA_EPI_SILU only
