@@ -260,57 +260,8 @@ mer_status mer_cuda_qkv_rope(mer_cuda *c, const float *qkv, const float *bias, c
 
 #define ARGMAX_NT 1024
 
-__global__ void __launch_bounds__(ARGMAX_NT) argmax_kernel(int32_t *out, const float *__restrict__ x, int n) {
-    __shared__ float sv[32];
-    __shared__ int si[32];
-    mer__pdl_launch();
-    mer__pdl_wait();
-    const float *xr = x + (size_t)blockIdx.x * n;
-    float best = -INFINITY;
-    int bi = n;  // "none"
-    for (int i = threadIdx.x; i < n; i += ARGMAX_NT) {
-        float v = xr[i];
-        if (v > best || (bi == n && !(v <= best))) {  // first, larger, or a NaN (torch treats NaN as max)
-            best = v;
-            bi = i;
-        }
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        float v = __shfl_xor_sync(0xffffffffu, best, o);
-        int j = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (v > best || (v == best && j < bi)) {
-            best = v;
-            bi = j;
-        }
-    }
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) {
-        sv[warp] = best;
-        si[warp] = bi;
-    }
-    __syncthreads();
-    if (warp == 0) {
-        best = sv[lane];
-        bi = si[lane];
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            float v = __shfl_xor_sync(0xffffffffu, best, o);
-            int j = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (v > best || (v == best && j < bi)) {
-                best = v;
-                bi = j;
-            }
-        }
-        if (lane == 0) out[blockIdx.x] = bi < n ? bi : 0;
-    }
-}
-
-/* The same over AM_CL blocks of a thread-block cluster per row (a row of 152064 is too long for one SM's
- * bandwidth): each block reduces its slice, then block 0 reads the blocks' results from their shared
- * memory (distributed shared memory), so no workspace and one launch. Ties: the lowest index. */
-#define AM_CL 8
-
+/* Candidate i with value v for (best, bi): the first, a larger one, or a NaN (torch treats NaN as max);
+ * bi == n means "none yet". */
 __device__ __forceinline__ void am_take(float v, int i, float &best, int &bi, int n) {
     if (v > best || (bi == n && !(v <= best))) {
         best = v;
@@ -329,6 +280,41 @@ __device__ __forceinline__ void am_warp(float &best, int &bi) {
         }
     }
 }
+
+/* The block's (best, bi) from every thread's: a warp reduction, one slot per warp in sv/si, then warp 0
+ * reduces the slots. The result is valid in warp 0 only. Ties: the lowest index. */
+__device__ __forceinline__ void am_block(float &best, int &bi, float *sv, int *si) {
+    am_warp(best, bi);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) {
+        sv[warp] = best;
+        si[warp] = bi;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        best = sv[lane];
+        bi = si[lane];
+        am_warp(best, bi);
+    }
+}
+
+__global__ void __launch_bounds__(ARGMAX_NT) argmax_kernel(int32_t *out, const float *__restrict__ x, int n) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    mer__pdl_launch();
+    mer__pdl_wait();
+    const float *xr = x + (size_t)blockIdx.x * n;
+    float best = -INFINITY;
+    int bi = n;
+    for (int i = threadIdx.x; i < n; i += ARGMAX_NT) am_take(xr[i], i, best, bi, n);
+    am_block(best, bi, sv, si);
+    if (threadIdx.x == 0) out[blockIdx.x] = bi < n ? bi : 0;
+}
+
+/* The same over AM_CL blocks of a thread-block cluster per row (a row of 152064 is too long for one SM's
+ * bandwidth): each block reduces its slice, then block 0 reads the blocks' results from their shared
+ * memory (distributed shared memory), so no workspace and one launch. Ties: the lowest index. */
+#define AM_CL 8
 
 __global__ void __cluster_dims__(AM_CL, 1, 1) __launch_bounds__(ARGMAX_NT)
     argmax_cl_kernel(int32_t *out, const float *__restrict__ x, int n) {
@@ -354,19 +340,9 @@ __global__ void __cluster_dims__(AM_CL, 1, 1) __launch_bounds__(ARGMAX_NT)
     } else {
         for (int i = beg + threadIdx.x; i < end; i += ARGMAX_NT) am_take(xr[i], i, best, bi, n);
     }
-    am_warp(best, bi);
+    am_block(best, bi, sv, si);
+    __syncthreads();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) {
-        sv[warp] = best;
-        si[warp] = bi;
-    }
-    __syncthreads();
-    if (warp == 0) {
-        best = sv[lane];
-        bi = si[lane];
-        am_warp(best, bi);
-    }
-    __syncthreads();
     if (threadIdx.x == 0) {
         sv[0] = best;
         si[0] = bi;
