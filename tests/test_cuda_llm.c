@@ -94,6 +94,49 @@ static mer_qwen2_ctx *ctx(mer_qwen2 *m, int logits_all, int n_batch) {
 
 // --- parity with the CPU -------------------------------------------------------------------------------
 
+/* The parity protocol: prompt[7] into a and b, then 32 teacher-forced steps on a's greedy token. worst:
+ * the largest relative logits difference of b from a; n_diff / n_close: steps where b's greedy token
+ * differs from a's, beyond / within the margin tol (every one counts as beyond when strict); failed: the
+ * first thing that went wrong (a failed prefill, not one row of logits, positions out of step), else NULL. */
+typedef struct walk {
+    double worst;
+    int n_diff, n_close;
+    const char *failed;
+} walk;
+
+static walk teacher_forced(mer_qwen2_ctx *a, mer_qwen2_ctx *b, const int32_t *prompt, int V, double tol, int strict) {
+    walk w = {0, 0, 0, NULL};
+    mer_err err = {0};
+    if (mer_qwen2_prefill(a, prompt, 7, &err) || mer_qwen2_prefill(b, prompt, 7, &err)) {
+        w.failed = "the prompt's prefill failed";
+        return w;
+    }
+    for (int step = 0; step <= 32; step++) {
+        int ra = 0, rb = 0;
+        const float *la = mer_qwen2_logits(a, &ra), *lb = mer_qwen2_logits(b, &rb);
+        if (ra != 1 || rb != 1 || !la || !lb) {
+            w.failed = "a step did not give one row of logits";
+            break;
+        }
+        if (mer_qwen2_ctx_n_past(b) != mer_qwen2_ctx_n_past(a)) {
+            w.failed = "the two contexts' positions differ";
+            break;
+        }
+        w.worst = fmax(w.worst, rel(lb, la, V));
+        int32_t e = argmax(la, V), g = argmax(lb, V);
+        if (g != e) {
+            if (strict || margin(la, V, g) > tol) w.n_diff++;
+            else w.n_close++;
+        }
+        if (step == 32) break;
+        if (mer_qwen2_prefill(a, &e, 1, &err) || mer_qwen2_prefill(b, &e, 1, &err)) {
+            w.failed = "a teacher-forced step's prefill failed";
+            break;
+        }
+    }
+    return w;
+}
+
 /* strict: f32 on the device (every greedy token equal, generate's tokens identical). */
 static void parity(const char *what, mer_qwen2 *cpu, mer_qwen2 *gpu, double tol, int strict) {
     if (!cpu || !gpu) return;
@@ -107,30 +150,12 @@ static void parity(const char *what, mer_qwen2 *cpu, mer_qwen2 *gpu, double tol,
     if (!a || !b) goto out;
     int32_t prompt[7];
     for (int i = 0; i < 7; i++) prompt[i] = rnd(V);
-    CHECK(mer_qwen2_prefill(a, prompt, 7, &err) == MER_OK);
-    CHECK_MSG(mer_qwen2_prefill(b, prompt, 7, &err) == MER_OK, "%s", err.msg);
-    double worst = 0;
-    int n_diff = 0, n_close = 0;
-    for (int step = 0; step <= 32; step++) {
-        int ra = 0, rb = 0;
-        const float *la = mer_qwen2_logits(a, &ra), *lb = mer_qwen2_logits(b, &rb);
-        CHECK(ra == 1 && rb == 1 && la && lb);
-        if (!la || !lb) break;
-        CHECK_EQ_INT(mer_qwen2_ctx_n_past(b), mer_qwen2_ctx_n_past(a));
-        worst = fmax(worst, rel(lb, la, V));
-        int32_t e = argmax(la, V), g = argmax(lb, V);
-        if (g != e) {
-            if (strict || margin(la, V, g) > tol) n_diff++;
-            else n_close++;
-        }
-        if (step == 32) break;
-        CHECK(mer_qwen2_prefill(a, &e, 1, &err) == MER_OK);
-        CHECK_MSG(mer_qwen2_prefill(b, &e, 1, &err) == MER_OK, "%s", err.msg);
-    }
-    printf("  %-28s logits rel %.2e (tol %.0e), greedy differs at %d steps (+%d within the margin)\n", what, worst,
-           tol, n_diff, n_close);
-    CHECK_MSG(worst <= tol, "%s: logits rel %g > %g", what, worst, tol);
-    CHECK_MSG(n_diff == 0, "%s: %d teacher-forced greedy tokens differ", what, n_diff);
+    const walk w = teacher_forced(a, b, prompt, V, tol, strict);
+    CHECK_MSG(w.failed == NULL, "%s: %s", what, w.failed);
+    printf("  %-28s logits rel %.2e (tol %.0e), greedy differs at %d steps (+%d within the margin)\n", what, w.worst,
+           tol, w.n_diff, w.n_close);
+    CHECK_MSG(w.worst <= tol, "%s: logits rel %g > %g", what, w.worst, tol);
+    CHECK_MSG(w.n_diff == 0, "%s: %d teacher-forced greedy tokens differ", what, w.n_diff);
 
     /* generate: 32 greedy tokens */
     mer_generate_params gp = mer_generate_default_params();
@@ -193,31 +218,23 @@ out:
 
 /* How far bf16 weights alone move this fixture: the CPU with the checkpoint's weights rounded to bf16
  * against the CPU in f32, the worst relative logits difference over the prompt and 32 teacher-forced
- * greedy steps (the protocol of parity, the same random prompt when rng is rewound). The tiny fixtures
- * draw weights with std 0.2 and amplify a 2^-9 relative perturbation to 1e-2..1e-1, so a fixed bf16
- * tolerance says little; the device, which rounds activations to bf16 at three points a layer besides
+ * greedy steps (teacher_forced, as parity runs it; the same random prompt when rng is rewound). The
+ * tiny fixtures draw weights with std 0.2 and amplify a 2^-9 relative perturbation to 1e-2..1e-1, so a
+ * fixed bf16 tolerance says little; the device, which rounds activations to bf16 at three points a layer besides
  * the weights, is held to 3x this. */
 static double bf16_drift(mer_qwen2 *f32, mer_qwen2 *b16) {
     if (!f32 || !b16) return 0;
     mer_qwen2_info info;
     mer_qwen2_get_info(f32, &info);
     const int V = info.n_vocab;
-    mer_err err = {0};
     mer_qwen2_ctx *a = ctx(f32, 0, 0), *b = ctx(b16, 0, 0);
-    double worst = 0;
     int32_t prompt[7];
     for (int i = 0; i < 7; i++) prompt[i] = rnd(V);
-    if (a && b && !mer_qwen2_prefill(a, prompt, 7, &err) && !mer_qwen2_prefill(b, prompt, 7, &err))
-        for (int step = 0; step <= 32; step++) {
-            const float *la = mer_qwen2_logits(a, NULL), *lb = mer_qwen2_logits(b, NULL);
-            if (!la || !lb) break;
-            worst = fmax(worst, rel(lb, la, V));
-            int32_t e = argmax(la, V);
-            if (step == 32 || mer_qwen2_prefill(a, &e, 1, &err) || mer_qwen2_prefill(b, &e, 1, &err)) break;
-        }
+    const walk w = a && b ? teacher_forced(a, b, prompt, V, 0, 0) : (walk){0, 0, 0, "no context"};
+    CHECK_MSG(w.failed == NULL, "bf16 drift on the CPU: %s", w.failed);
     mer_qwen2_ctx_free(a);
     mer_qwen2_ctx_free(b);
-    return worst;
+    return w.worst;
 }
 
 // --- batched generation on the device against one at a time on the device ------------------------------
