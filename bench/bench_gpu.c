@@ -381,7 +381,27 @@ static void bench_qgemv(mer_cuda *c) {
                                        "split3", "split4", "split6", "split2_nw16", "split4_nw16"};
             /* MER_BENCH_QUICK=1: batch 1 only, without the warp / tile / unroll / fold variants */
             const int quick = getenv("MER_BENCH_QUICK") && atoi(getenv("MER_BENCH_QUICK"));
-            for (int bt = 1; bt <= (quick ? 1 : 8); bt *= 8) {
+            /* MER_BENCH_GRID=1: instead, batch 1 with PDL (as the decode runs), every warps x unroll pair
+             * and the default pick, tiles as the default picks them */
+            const int grid = getenv("MER_BENCH_GRID") && atoi(getenv("MER_BENCH_GRID"));
+            for (int gv = 0; grid && gv < 7; gv++) {
+                mer_cuda_set_pdl(c, 1);
+                mer_cuda_set_gemv_warps(c, gv < 6 ? 4 << (gv / 2) : 0);
+                mer_cuda_set_qgemv_unroll(gv < 6 ? 1 + gv % 2 : 0);
+                qmm_arg a = {c, y, x, w, 1, sh[s].epi, 4 * n_w, n_w};
+                double t[7], ms;
+                TRY(mer_cuda_time(c, do_qmm, &a, &ms, &e));
+                for (int i = 0; i < 7; i++) TRY(mer_cuda_time(c, do_qmm, &a, &t[i], &e));
+                ms = median(t, 7) / a.reps;
+                char key[96];
+                if (gv < 6)
+                    snprintf(key, sizeof key, "qgrid_%s_%s_nw%d_u%d", mer_dtype_name(dt), sh[s].name, 4 << (gv / 2),
+                             1 + gv % 2);
+                else
+                    snprintf(key, sizeof key, "qgrid_%s_%s_auto", mer_dtype_name(dt), sh[s].name);
+                result(key, wb / (ms * 1e-3) / 1e9, "GB/s");
+            }
+            for (int bt = 1; bt <= (quick ? 1 : 8) && !grid; bt *= 8) {
                 for (int var = 0; var < 17; var++) {
                     if (sh[s].epi == MER_CUDA_EPI_SILU && (var == 4 || var == 5)) continue;
                     if (var == 8 && dt != MER_DTYPE_Q4_0) continue;
@@ -488,6 +508,10 @@ static void bench_quant(mer_cuda *c) {
     for (int qt = 0; qt < 2; qt++) {
         const mer_dtype dt = qt ? MER_DTYPE_Q4_0 : MER_DTYPE_Q8_0;
         const char *nm = mer_dtype_name(dt);
+        /* MER_BENCH_QTYPES=q4_0 (or q8_0): that dtype only; MER_BENCH_B1_ONLY=1: batch-1 decode only */
+        const char *only = getenv("MER_BENCH_QTYPES");
+        if (only && !strstr(only, nm)) continue;
+        const int b1_only = getenv("MER_BENCH_B1_ONLY") && atoi(getenv("MER_BENCH_B1_ONLY"));
         char key[96];
         mer_qwen2_cuda_hp hp = hp_7b();
         mer_qwen2_cuda_params p = mer_qwen2_cuda_default_params();
@@ -500,7 +524,7 @@ static void bench_quant(mer_cuda *c) {
         const double step_gb = mer_qwen2_cuda_step_bytes(m) / 1e9;
 #define R(fmt, v, unit) (snprintf(key, sizeof key, fmt, nm), result(key, v, unit))
         R("%s_decode_step_bytes", step_gb, "GB");
-        {
+        if (!b1_only) {
             int32_t ids[512];
             for (int i = 0; i < 512; i++) ids[i] = (int32_t)((i * 7919 + 5) % hp.n_vocab);
             double t[10];
@@ -522,6 +546,10 @@ static void bench_quant(mer_cuda *c) {
         R("%s_decode_b1_eff_bw", b1 * step_gb, "GB/s");
         R("%s_decode_b1_of_copy_ceiling", b1 * step_gb / copy_bw, "fraction");
         R("%s_decode_b1_ceiling", copy_bw / step_gb, "tok/s");
+        if (b1_only) {
+            mer_qwen2_cuda_free(m);
+            continue;
+        }
         for (int r = 0; r < 3; r++) {
             double v = run_decode(m, 8, 32, 128);
             if (v > b8) b8 = v;

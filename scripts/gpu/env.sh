@@ -10,12 +10,13 @@ export PATH="/usr/local/cuda/bin:$PATH"
 export PYTHONUNBUFFERED=1
 
 # mer_gpu_make BUILD_DIR TARGET... : make with CUDA=1 MEDIA=0 (targets relative to the repository root,
-# e.g. "$B/mer" "$B/tests/test_cuda" "$B/bench/bench_gpu").
+# e.g. "$B/mer" "$B/tests/test_cuda" "$B/bench/bench_gpu"); $MER_GPU_DEFS (e.g. -DMER_BENCH_ABLATE) goes
+# to both the C and the CUDA compiler.
 mer_gpu_make() {
     local b=$1
     shift
-    make -j"$(nproc)" CUDA=1 MEDIA=0 DEPS=0 BUILD="$b" EXTRA_CFLAGS="-I$MER_GPU_DEPS/include -Wno-error" \
-        EXTRA_LDLIBS="-L$MER_GPU_LIBDIR" BENCH_LDLIBS= "$@"
+    make -j"$(nproc)" CUDA=1 MEDIA=0 DEPS=0 BUILD="$b" EXTRA_CFLAGS="-I$MER_GPU_DEPS/include -Wno-error ${MER_GPU_DEFS:-}" \
+        EXTRA_NVFLAGS="${MER_GPU_DEFS:-}" EXTRA_LDLIBS="-L$MER_GPU_LIBDIR" BENCH_LDLIBS= "$@"
 }
 
 # mer_gpu_card: the card's name, for every figure's label.

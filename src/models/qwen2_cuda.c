@@ -688,6 +688,20 @@ static int mm_gemv(const mer_qwen2_cuda *m, int T) {
 }
 
 /* have_x: the input embeddings are already in m->x (prefill_embd), else they are gathered from ids. */
+#ifdef MER_BENCH_ABLATE
+/* Timing ablation (builds with -DMER_BENCH_ABLATE only; the outputs are then meaningless): MER_ABLATE is a
+ * bit mask of the decode step's kernels left out - 1 attention, 2 the RMSNorms, 4 q/k/v, 8 o, 16 gate/up,
+ * 32 down, 64 lm_head, 128 argmax - so that a decode benchmark shows each one's marginal cost. */
+static int ablate(int prefill, int bit) {
+    static int mask = -1;
+    if (mask < 0) mask = getenv("MER_ABLATE") ? atoi(getenv("MER_ABLATE")) : 0;
+    return !prefill && (mask & bit);
+}
+#define ABL(bit) ablate(prefill, bit)
+#else
+#define ABL(bit) 0
+#endif
+
 static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int pos0, int lrow0, int n_l,
                           float *logits_dev, int do_argmax, int have_x, mer_err *err) {
     const mer_qwen2_cuda_hp *hp = &m->hp;
@@ -710,8 +724,9 @@ static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int p
                                           MER_CUDA_EPI_F32, err)))
                 return st;
         } else {
-            if ((st = mer_cuda_rmsnorm(c, m->xn, at, m->x, L->attn_norm, T, E, hp->rms_eps, err))) return st;
-            if ((st = mm(m, m->qkv, nqkv, m->xn, E, L->wqkv, &L->qqkv, T, E, nqkv, MER_CUDA_EPI_F32, err))) return st;
+            if (!ABL(2) && (st = mer_cuda_rmsnorm(c, m->xn, at, m->x, L->attn_norm, T, E, hp->rms_eps, err))) return st;
+            if (!ABL(4) && (st = mm(m, m->qkv, nqkv, m->xn, E, L->wqkv, &L->qqkv, T, E, nqkv, MER_CUDA_EPI_F32, err)))
+                return st;
         }
         if (prefill) {
             if ((st = mer_cuda_qkv_rope(c, m->qkv, L->bqkv, m->inv_freq, m->q, kc, vc, at, pos, slots, T, H, KV, d,
@@ -719,35 +734,36 @@ static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int p
                 return st;
             st = mer_cuda_attn_prefill(c, m->att, m->q, kc, vc, at, slot, pos0, T, H, KV, d, m->p.n_ctx, scale, pos,
                                        slots, err);
-        } else { /* bias + RoPE + cache store fused into the attention */
+        } else if (!ABL(1)) { /* bias + RoPE + cache store fused into the attention */
             st = mer_cuda_attn_decode_rope(c, m->att, m->qkv, L->bqkv, m->inv_freq, kc, vc, at, pos, slots, T, H, KV, d,
                                            m->p.n_ctx, m->p.n_split, scale, m->attn_ws, err);
         }
         if (st) return st;
-        if ((st = mm(m, m->x, E, m->att, H * d, L->wo, &L->qo, T, H * d, E, MER_CUDA_EPI_F32_ADD, err)))
+        if (!ABL(8) && (st = mm(m, m->x, E, m->att, H * d, L->wo, &L->qo, T, H * d, E, MER_CUDA_EPI_F32_ADD, err)))
             return st;
         if (nfold & 2) {
             if ((st = mer_cuda_qgemv_norm(c, m->h, F, m->x, E, L->ffn_norm, hp->rms_eps, &L->qgu, T,
                                           MER_CUDA_EPI_SILU, err)))
                 return st;
-        } else if ((st = mer_cuda_rmsnorm(c, m->xn, at, m->x, L->ffn_norm, T, E, hp->rms_eps, err))) {
+        } else if (!ABL(2) && (st = mer_cuda_rmsnorm(c, m->xn, at, m->x, L->ffn_norm, T, E, hp->rms_eps, err))) {
             return st;
         } else if (mm_gemv(m, T)) {
-            if ((st = mm(m, m->h, F, m->xn, E, L->wgu, &L->qgu, T, E, 2 * F, MER_CUDA_EPI_SILU, err))) return st;
+            if (!ABL(16) && (st = mm(m, m->h, F, m->xn, E, L->wgu, &L->qgu, T, E, 2 * F, MER_CUDA_EPI_SILU, err))) return st;
         } else { /* no scratch allocation (graph capture): gate/up into m->gu, then silu * up */
             if ((st = mm(m, m->gu, 2 * F, m->xn, E, L->wgu, &L->qgu, T, E, 2 * F,
                                       at == MER_DTYPE_F32 ? MER_CUDA_EPI_F32 : MER_CUDA_EPI_BF16, err)))
                 return st;
             if ((st = mer_cuda_silu_mul(c, m->h, m->gu, at, T, F, err))) return st;
         }
-        if ((st = mm(m, m->x, E, m->h, F, L->wdown, &L->qdown, T, F, E, MER_CUDA_EPI_F32_ADD, err))) return st;
+        if (!ABL(32) && (st = mm(m, m->x, E, m->h, F, L->wdown, &L->qdown, T, F, E, MER_CUDA_EPI_F32_ADD, err)))
+            return st;
     }
     if ((st = mer_cuda_rmsnorm(c, m->xn, at, m->x + (size_t)lrow0 * E, m->out_norm, n_l, E, hp->rms_eps, err)))
         return st;
-    if ((st = mm(m, logits_dev, hp->n_vocab, m->xn, E, m->lm_head, &m->qlm, n_l, E, hp->n_vocab, MER_CUDA_EPI_F32,
-                 err)))
+    if (!ABL(64) && (st = mm(m, logits_dev, hp->n_vocab, m->xn, E, m->lm_head, &m->qlm, n_l, E, hp->n_vocab,
+                             MER_CUDA_EPI_F32, err)))
         return st;
-    if (do_argmax && (st = mer_cuda_argmax(c, m->out_ids, logits_dev, n_l, hp->n_vocab, err))) return st;
+    if (do_argmax && !ABL(128) && (st = mer_cuda_argmax(c, m->out_ids, logits_dev, n_l, hp->n_vocab, err))) return st;
     return MER_OK;
 }
 

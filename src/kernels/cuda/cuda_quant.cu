@@ -506,8 +506,31 @@ __device__ __forceinline__ void
     }
 }
 
+/* Blocks per SM the register allocation must allow (__launch_bounds__) for one-tile blocks: without a
+ * bound ptxas gave the 16-warp kernels of the 7B matrices 78-126 registers, one block per SM, so that
+ * q/k/v (288 blocks), o and down (224) ran in two waves on the H100's 132 SMs. 16 warps: 2 blocks (64
+ * registers), 8: 3 (80), 4: 6 (80), except where that would spill (ptxas -v, CUDA 13.0: q4_0 with two
+ * chunks at 16 warps, or folded). Two-tile blocks (gate/up, lm_head: many waves anyway) stay unbounded:
+ * bounded to 80 registers they ran 3-12% slower. MER_QGEMV_MINB16/8/4 override at build time. */
+#ifndef MER_QGEMV_MINB16
+#define MER_QGEMV_MINB16 2
+#endif
+#ifndef MER_QGEMV_MINB8
+#define MER_QGEMV_MINB8 3
+#endif
+#ifndef MER_QGEMV_MINB4
+#define MER_QGEMV_MINB4 6
+#endif
+template <int Q4, int MT, int U, int NW>
+constexpr int qgemv_minb() {
+    return MT >= 2 || (Q4 == 2 && U >= 2) ? 1
+           : NW >= 16                     ? (Q4 && U >= 2 ? 1 : MER_QGEMV_MINB16)
+           : NW >= 8                      ? MER_QGEMV_MINB8
+                                          : MER_QGEMV_MINB4;
+}
+
 template <int Q4, int MT, int U, int NW, int EPI, bool NORM>
-__global__ void __launch_bounds__(NW * 32)
+__global__ void __launch_bounds__(NW * 32, qgemv_minb<Q4, MT, U, NW>())
     qgemv_kernel(const uint8_t *__restrict__ qs, const uint16_t *__restrict__ sc, const uint16_t *__restrict__ x,
                  void *__restrict__ yv, int K, int n_ch, int n_out, int n_tiles, int split, int up_off, int n_tok,
                  int ldx, int ldy, int ksplit, const float *__restrict__ xf, const float *__restrict__ nw, float eps) {
@@ -630,18 +653,15 @@ static mer_status qgemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ld
     int ks = 1; /* split-K: only the one-tile residual-adding GEMVs (o, down) */
     if (epi == MER_CUDA_EPI_F32_ADD && !mt2) ks = g_qgemv_split > 0 ? g_qgemv_split : QGEMV_SPLIT_AUTO;
     const int blocks = (silu ? w->up_off / 16 : (n_tiles + (mt2 ? 1 : 0)) / (mt2 ? 2 : 1)) * ks;
-    /* Defaults measured on the H100 at the Qwen2.5-7B shapes (bench_gpu qgemv): 16 warps when there are
-     * fewer than 2 blocks per SM, or fewer than 3 and rows of >= 48 chunks (q8_0 qkv: 1544 -> 1641 GB/s;
-     * q4_0's 28-chunk rows lose), else 8; 4 for q4_0 with two tiles (lm_head +9%); two chunks per step
-     * with one tile when a warp gets >= 7 chunks or runs 8 warps (qkv, down +2-4%), else one. */
+    /* Defaults measured at the Qwen2.5-7B shapes (bench_gpu qgemv with MER_BENCH_GRID=1, every warps x
+     * unroll pair, PDL on): one tile a block, all blocks resident in one wave - 16 warps (2 blocks per SM)
+     * up to 2 blocks per SM, else 8 (3 per SM) - and one chunk a step (o, down: 16 warps; q/k/v: 8); two
+     * tiles a block (gate/up, lm_head), 4 warps. */
     const int q4 = w->dt == MER_DTYPE_Q4_0;
     int nw = c->gemv_nw;
-    if (nw == 0)
-        nw = q4 && mt2                                                   ? 4
-             : blocks < 2 * c->n_sm || (blocks < 3 * c->n_sm && w->n_ch >= 48) ? 16
-                                                                          : 8;
+    if (nw == 0) nw = mt2 ? 4 : blocks <= 2 * c->n_sm ? 16 : 8;
     int u = g_qgemv_u;
-    if (u == 0) u = !mt2 && (nw <= 8 || (w->n_ch + ks - 1) / ks >= 7 * nw) ? 2 : 1;
+    if (u == 0) u = 1;
     if (g_qgemv_fold < 0) {
         const char *s = getenv("MER_CUDA_QGEMV_FOLD");
         mer_cuda_set_qgemv_fold(s ? atoi(s) : 0);
