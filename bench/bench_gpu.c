@@ -274,6 +274,7 @@ static void bench_model(void) {
     mer_qwen2_cuda_params p = mer_qwen2_cuda_default_params();
     p.n_ctx = 1024;
     p.n_seq = 8;
+    if (getenv("MER_BENCH_NSPLIT")) p.n_split = atoi(getenv("MER_BENCH_NSPLIT")); /* decode attention splits */
     p.n_batch = 512;
     mer_qwen2_cuda *m = NULL;
     double t0 = now_ms();
@@ -517,6 +518,7 @@ static void bench_quant(mer_cuda *c) {
         mer_qwen2_cuda_params p = mer_qwen2_cuda_default_params();
         p.n_ctx = 1024;
         p.n_seq = 8;
+        if (getenv("MER_BENCH_NSPLIT")) p.n_split = atoi(getenv("MER_BENCH_NSPLIT"));
         p.n_batch = 512;
         p.wtype = dt;
         mer_qwen2_cuda *m = NULL;

@@ -197,6 +197,53 @@ static void test_qmat(mer_cuda *c, mer_dtype dt, int N, int K, int split) {
     free(blocks); free(row); free(w); free(xh); free(xr); free(ref); free(yh); free(rr); free(got);
 }
 
+/* mer_cuda_qgemv_norm (the RMSNorm folded into the GEMV, the decode default for the qkv projection) must
+ * give the bits of mer_cuda_rmsnorm followed by mer_cuda_qgemv, for 1..4 rows, f32 and silu epilogues, rows
+ * and K off the tiles and chunks. */
+static void test_qgemv_norm(mer_cuda *c, mer_dtype dt, int N, int K, int silu) {
+    const size_t rb = mer_dtype_row_bytes(dt, (size_t)K);
+    uint8_t *blocks = malloc(rb * (size_t)N);
+    float *row = malloc((size_t)K * sizeof(float)), *xh = malloc((size_t)4 * K * 4), *wh = malloc((size_t)K * 4);
+    for (int r = 0; r < N; r++) {
+        for (int j = 0; j < K; j++) row[j] = (float)(0.05 * urand());
+        CHECK(mer_quantize_row(dt, row, blocks + (size_t)r * rb, (size_t)K) == 0);
+    }
+    for (int i = 0; i < 4 * K; i++) xh[i] = (float)(3.0 * urand() + (i % 7 == 0 ? 20.0 : 0.0));
+    for (int j = 0; j < K; j++) wh[j] = (float)(1.0 + 0.5 * urand());
+    mer_cuda_qmat q;
+    DO(mer_cuda_qmat_init(c, &q, dt, N, K, silu ? N / 2 : 0, &e));
+    void *bd = dev_upload(c, blocks, rb * (size_t)N);
+    DO(mer_cuda_qmat_set_rows(c, &q, 0, N, bd, &e));
+    float *xd = dev_upload(c, xh, (size_t)4 * K * 4), *wd = dev_upload(c, wh, (size_t)K * 4);
+    const int ny = silu ? N / 2 : N;
+    const size_t yb = (size_t)4 * ny * 4;
+    void *xn = NULL, *y0 = NULL, *y1 = NULL;
+    DO(mer_cuda_alloc(c, (size_t)4 * K * 2, &xn, &e));
+    DO(mer_cuda_alloc(c, yb, &y0, &e));
+    DO(mer_cuda_alloc(c, yb, &y1, &e));
+    uint8_t *h0 = malloc(yb), *h1 = malloc(yb);
+    const mer_cuda_epi epi = silu ? MER_CUDA_EPI_SILU : MER_CUDA_EPI_F32;
+    for (int n = 1; n <= 4; n++) {
+        DO(mer_cuda_memset(c, y0, 0, yb, &e));
+        DO(mer_cuda_memset(c, y1, 0xff, yb, &e));
+        DO(mer_cuda_rmsnorm(c, xn, MER_DTYPE_BF16, xd, wd, n, K, 1e-6f, &e));
+        DO(mer_cuda_qgemv(c, y0, ny, xn, K, &q, n, epi, &e));
+        DO(mer_cuda_qgemv_norm(c, y1, ny, xd, K, wd, 1e-6f, &q, n, epi, &e));
+        DO(mer_cuda_download(c, h0, y0, (size_t)n * ny * (silu ? 2 : 4), &e));
+        DO(mer_cuda_download(c, h1, y1, (size_t)n * ny * (silu ? 2 : 4), &e));
+        CHECK_MSG(!memcmp(h0, h1, (size_t)n * ny * (silu ? 2 : 4)),
+                  "qgemv_norm %s N %d K %d %s, %d rows: differs from rmsnorm + qgemv", mer_dtype_name(dt), N, K,
+                  silu ? "silu" : "f32", n);
+    }
+    mer_err e2 = {0}; /* a bad epilogue and an unaligned norm weight are refused */
+    CHECK_EQ_INT(mer_cuda_qgemv_norm(c, y1, ny, xd, K, wd, 1e-6f, &q, 1, MER_CUDA_EPI_F32_ADD, &e2), MER_E_ARG);
+    CHECK_EQ_INT(mer_cuda_qgemv_norm(c, y1, ny, xd, K, wd + 1, 1e-6f, &q, 1, epi, &e2), MER_E_ARG);
+    mer_cuda_qmat_release(c, &q);
+    mer_cuda_release(c, bd); mer_cuda_release(c, xd); mer_cuda_release(c, wd);
+    mer_cuda_release(c, xn); mer_cuda_release(c, y0); mer_cuda_release(c, y1);
+    free(blocks); free(row); free(xh); free(wh); free(h0); free(h1);
+}
+
 static void test_random_fill(mer_cuda *c, mer_dtype dt) {
     mer_cuda_qmat q;
     const int N = 40, K = 96;
@@ -271,6 +318,10 @@ static void test_kernels(void) {
             test_qmat(c, dt, 96, 3584, 48);
             mer_cuda_set_qgemv_fold(0);
         }
+        test_qgemv_norm(c, dt, 48, 256, 0);
+        test_qgemv_norm(c, dt, 37, 96, 0);
+        test_qgemv_norm(c, dt, 80, 160, 1);
+        test_qgemv_norm(c, dt, 300, 3584, 0);
         test_random_fill(c, dt);
     }
     { /* bad arguments */

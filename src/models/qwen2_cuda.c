@@ -712,7 +712,7 @@ static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int p
     const int tm = m->t_max;
     const int32_t *ids = m->io, *pos = m->io + tm, *slots = m->io + 2 * tm;
     const float scale = 1.0f / sqrtf((float)d);
-    /* MER_CUDA_NORM_FOLD (off by default): the layers' RMSNorms folded into the q8_0/q4_0 GEMVs */
+    /* MER_CUDA_NORM_FOLD: RMSNorms folded into the q8_0/q4_0 GEMVs (the qkv one at one row by default) */
     const int nfold = m->quant && at == MER_DTYPE_BF16 && T <= QGEMV_MAX_TOK ? mer_cuda_qnorm_fold(T) : 0;
     mer_status st;
     if (!have_x && (st = mer_cuda_embed(c, m->x, m->embed, at, hp->n_vocab, E, ids, T, err))) return st;

@@ -692,7 +692,7 @@ mer_status mer_cuda_qgemv_norm(mer_cuda *c, void *y, int ldy, const float *x, in
     return qgemv(c, y, ldy, NULL, ldx, w, n_tok, epi, &nq, err);
 }
 
-static int g_qnorm_fold = -1, g_qnorm_parts = 3;
+static int g_qnorm_fold = -1, g_qnorm_parts = 1;
 
 void mer_cuda_set_qnorm_fold(int max_tok, int parts) {
     g_qnorm_fold = max_tok < 0 ? 0 : max_tok;
@@ -702,7 +702,7 @@ void mer_cuda_set_qnorm_fold(int max_tok, int parts) {
 int mer_cuda_qnorm_fold(int n_tok) {
     if (g_qnorm_fold < 0) {
         const char *s = getenv("MER_CUDA_NORM_FOLD"), *p = getenv("MER_CUDA_NORM_FOLD_PARTS");
-        mer_cuda_set_qnorm_fold(s ? atoi(s) : 0, p ? atoi(p) : 3);
+        mer_cuda_set_qnorm_fold(s ? atoi(s) : 1, p ? atoi(p) : 1);
     }
     return n_tok >= 1 && n_tok <= QNORM_MAX_TOK && n_tok <= g_qnorm_fold ? g_qnorm_parts : 0;
 }

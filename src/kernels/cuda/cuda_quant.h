@@ -75,11 +75,12 @@ mer_status mer_cuda_qgemv_norm(mer_cuda *c, void *y_dev, int ldy, const float *x
                                float eps, const mer_cuda_qmat *w, int n_tok, mer_cuda_epi epi, mer_err *err);
 /* Which of the decode step's RMSNorms are folded into the q8_0/q4_0 GEMVs at n_tok rows: a mask, 1 the
  * attention's (qkv), 2 the MLP's (gate/up), 0 none. Process-wide; MER_CUDA_NORM_FOLD=k at first use
- * folds for n_tok <= min(k, 4) (0, the default: never), MER_CUDA_NORM_FOLD_PARTS the mask (default 3).
- * Off by default: measured slower on the H100 (bench_gpu quant, MER_BENCH_NORMFOLD=1): batch-1 decode
- * q8_0 287.7 -> 274.8 tok/s, q4_0 412.9 -> 395.9 with both folds (each of gate/up's ~1200 blocks pays
- * the row reduction before its first mma, more than the ~2.3 us launch it saves); qkv only 285.0 and
- * 417.4; batch 4 q8_0 1096 -> 979, q4_0 1476 -> 1075. Same bits as the unfolded step. */
+ * folds for n_tok <= min(k, 4) (default 1), MER_CUDA_NORM_FOLD_PARTS the mask (default 1: qkv only).
+ * Same bits as the unfolded step. Measured on the H100 (bench_gpu quant, batch-1 decode): with the
+ * GEMVs' launch bounds (session 4), the qkv fold gains (q8_0 289.8 -> 292.6 tok/s, q4_0 437.7 -> 447.1);
+ * folding gate/up too loses that again (289.5 / 437.8: each of its ~1200 blocks pays the row reduction
+ * before its first mma). Before the bounds both folds lost (q8_0 287.7 -> 274.8, qkv only 285.0); at 4
+ * rows they lost too (q8_0 1096 -> 979 tok/s), hence one row by default. */
 int mer_cuda_qnorm_fold(int n_tok);
 void mer_cuda_set_qnorm_fold(int max_tok, int parts);
 /* Any n_tok: the GEMV up to 8 rows, else the matrix is dequantised to bf16 into `scratch` (scratch_elems
