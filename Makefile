@@ -64,7 +64,7 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) $(EXTRA_NVFLAGS) -DMER_CUDA=1 -c $< -o $@
+	$(NVCC) $(NVFLAGS) $(EXTRA_NVFLAGS) -DMER_CUDA=1 -MMD -MP -c $< -o $@
 
 $(BUILD)/libmer.a: $(OBJS)
 	@rm -f $@

@@ -14,6 +14,8 @@ t0=$(date +%s)
 VS="a b"; [ -n "${MER_AB_C:-}" ] && VS="a b c"
 for v in $VS; do
     flags=${MER_AB_A:-}; [ $v = b ] && flags=${MER_AB_B:-}; [ $v = c ] && flags=${MER_AB_C:-}
+    # a build left by an earlier call with other switches starts afresh (make does not track flags)
+    [ "$(cat build-ab-$v/.flags 2>/dev/null)" = "$flags" ] || { rm -rf build-ab-$v; mkdir -p build-ab-$v; echo "$flags" >build-ab-$v/.flags; }
     targets="build-ab-$v/libmer.a build-ab-$v/bench/bench_gpu"
     for t in ${MER_AB_TESTS:-}; do targets="$targets build-ab-$v/tests/$t"; done
     # shellcheck disable=SC2086
