@@ -253,6 +253,30 @@ __device__ __forceinline__ void q4_bf16(uint32_t nb, uint32_t &p01, uint32_t &p2
     p23 = bf16x2_sub(__byte_perm(nb, 0x43434343u, 0x4342), 0x43084308u);
 }
 
+/* A thread's block scales of a chunk (8 or 4 bytes), read once: with the L2 fetching the 256-byte segment
+ * around them, as the weights (MER_QSC_HINT=0 at build time: a plain __ldg). */
+#ifndef MER_QSC_HINT
+#define MER_QSC_HINT 1
+#endif
+__device__ __forceinline__ uint2 q_ld_sc2(const uint16_t *p) {
+#if MER_QSC_HINT
+    uint2 v;
+    asm("ld.global.nc.L1::no_allocate.L2::256B.v2.u32 {%0,%1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+    return v;
+#else
+    return __ldg((const uint2 *)p);
+#endif
+}
+__device__ __forceinline__ uint32_t q_ld_sc1(const uint16_t *p) {
+#if MER_QSC_HINT
+    uint32_t v;
+    asm("ld.global.nc.L1::no_allocate.L2::256B.u32 %0, [%1];" : "=r"(v) : "l"(p));
+    return v;
+#else
+    return __ldg((const uint32_t *)p);
+#endif
+}
+
 /* A chunk of one 16-row tile for a thread: 16 bytes of rows g and g + 8, and their NB scales. */
 struct qw {
     uint4 w[2];
@@ -329,9 +353,9 @@ __device__ __forceinline__ void
             for (int hf = 0; hf < 2; hf++) {
                 wa[u][m].w[hf] = on ? mer__ld_stream(rp[m][hf] + (size_t)ch * 64) : make_uint4(0, 0, 0, 0);
                 if (NB == 4)
-                    wa[u][m].s[hf] = on ? __ldg((const uint2 *)(sp[m][hf] + (size_t)ch * 16 * NB)) : make_uint2(0, 0);
+                    wa[u][m].s[hf] = on ? q_ld_sc2(sp[m][hf] + (size_t)ch * 16 * NB) : make_uint2(0, 0);
                 else
-                    wa[u][m].s[hf].x = on ? __ldg((const uint32_t *)(sp[m][hf] + (size_t)ch * 16 * NB)) : 0u;
+                    wa[u][m].s[hf].x = on ? q_ld_sc1(sp[m][hf] + (size_t)ch * 16 * NB) : 0u;
             }
     }
     mer__pdl_wait();
@@ -391,9 +415,9 @@ __device__ __forceinline__ void
                     wb[u][m].w[hf] = on ? mer__ld_stream(rp[m][hf] + (size_t)ch * 64) : make_uint4(0, 0, 0, 0);
                     if (NB == 4)
                         wb[u][m].s[hf] =
-                            on ? __ldg((const uint2 *)(sp[m][hf] + (size_t)ch * 16 * NB)) : make_uint2(0, 0);
+                            on ? q_ld_sc2(sp[m][hf] + (size_t)ch * 16 * NB) : make_uint2(0, 0);
                     else
-                        wb[u][m].s[hf].x = on ? __ldg((const uint32_t *)(sp[m][hf] + (size_t)ch * 16 * NB)) : 0u;
+                        wb[u][m].s[hf].x = on ? q_ld_sc1(sp[m][hf] + (size_t)ch * 16 * NB) : 0u;
                 }
         }
 #pragma unroll
