@@ -4,7 +4,6 @@
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_internal.cuh"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,29 +13,6 @@
 static const char *base_name(const char *path) {
     const char *s = strrchr(path, '/');
     return s ? s + 1 : path;
-}
-
-/* The kernels given a carveout so far (a kernel pointer each; a miss costs one cudaFuncSetAttribute). */
-static pthread_mutex_t g_co_mu = PTHREAD_MUTEX_INITIALIZER;
-static const void *g_co_done[512];
-static int g_co_n = 0, g_co_pct = -2;
-
-void mer__carveout(const void *kernel) {
-    if (g_co_pct == -1) return;
-    pthread_mutex_lock(&g_co_mu);
-    if (g_co_pct == -2) {
-        const char *s = getenv("MER_CUDA_CARVEOUT");
-        g_co_pct = s && *s ? atoi(s) : -1;
-        if (g_co_pct > 100) g_co_pct = 100;
-    }
-    int found = g_co_pct < 0;
-    for (int i = 0; i < g_co_n && !found; i++) found = g_co_done[i] == kernel;
-    if (!found && g_co_n < 512) {
-        (void)cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, g_co_pct);
-        (void)cudaGetLastError();
-        g_co_done[g_co_n++] = kernel;
-    }
-    pthread_mutex_unlock(&g_co_mu);
 }
 
 mer_status mer__cu_fail(mer_err *err, cudaError_t e, const char *what, const char *file, int line) {

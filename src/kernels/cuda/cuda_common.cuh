@@ -83,17 +83,12 @@ mer_status mer__cublas_fail(mer_err *err, cublasStatus_t s, const char *what, co
 
 // --- launching ---------------------------------------------------------------------------------------
 
-/* Sets the kernel's preferred shared-memory carveout once (MER_CUDA_CARVEOUT=percent at first use; unset:
- * left to the driver). Defined in cuda_backend.cu. */
-void mer__carveout(const void *kernel);
-
 /* Launches kernel<<<grid, block, smem, c->stream>>>(args...) with programmatic stream serialisation when
  * c->use_pdl: the kernel may start while the previous one drains, and must execute
  * mer__pdl_wait() before it reads anything the previous kernels wrote. Returns the launch error. */
 template <typename... KArgs, typename... Args>
 static inline cudaError_t mer__launch(const mer_cuda *c, void (*kernel)(KArgs...), dim3 grid, dim3 block,
                                       size_t smem, Args... args) {
-    mer__carveout((const void *)kernel);
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
