@@ -244,6 +244,67 @@ static void test_qgemv_norm(mer_cuda *c, mer_dtype dt, int N, int K, int silu) {
     free(blocks); free(row); free(xh); free(wh); free(h0); free(h1);
 }
 
+/* mer_cuda_qgemv_add_norm (the o projection that also makes the MLP's RMSNorm) against mer_cuda_qgemv
+ * (F32_ADD) followed by mer_cuda_rmsnorm, bit for bit in y and xn, 1..8 rows, twice each (the arrival
+ * counter must be left at zero), and with the fused form off. */
+static void test_qgemv_add_norm(mer_cuda *c, mer_dtype dt, int N, int K) {
+    const size_t rb = mer_dtype_row_bytes(dt, (size_t)K);
+    uint8_t *blocks = malloc(rb * (size_t)N);
+    float *row = malloc((size_t)K * sizeof(float)), *yh = malloc((size_t)8 * N * 4), *wh = malloc((size_t)N * 4);
+    uint16_t *xh = malloc((size_t)8 * K * 2);
+    for (int r = 0; r < N; r++) {
+        for (int j = 0; j < K; j++) row[j] = (float)(0.05 * urand());
+        CHECK(mer_quantize_row(dt, row, blocks + (size_t)r * rb, (size_t)K) == 0);
+    }
+    for (int i = 0; i < 8 * K; i++) xh[i] = mer_fp32_to_bf16((float)urand());
+    for (int i = 0; i < 8 * N; i++) yh[i] = (float)(2.0 * urand() + (i % 11 == 0 ? 15.0 : 0.0));
+    for (int j = 0; j < N; j++) wh[j] = (float)(1.0 + 0.5 * urand());
+    mer_cuda_qmat q;
+    DO(mer_cuda_qmat_init(c, &q, dt, N, K, 0, &e));
+    void *bd = dev_upload(c, blocks, rb * (size_t)N);
+    DO(mer_cuda_qmat_set_rows(c, &q, 0, N, bd, &e));
+    uint16_t *xd = dev_upload(c, xh, (size_t)8 * K * 2);
+    float *wd = dev_upload(c, wh, (size_t)N * 4), *y0 = NULL, *y1 = NULL;
+    int *cnt = NULL;
+    void *n0 = NULL, *n1 = NULL;
+    const size_t yb = (size_t)8 * N * 4, nb = (size_t)8 * N * 2;
+    DO(mer_cuda_alloc(c, yb, (void **)&y0, &e));
+    DO(mer_cuda_alloc(c, yb, (void **)&y1, &e));
+    DO(mer_cuda_alloc(c, nb, &n0, &e));
+    DO(mer_cuda_alloc(c, nb, &n1, &e));
+    DO(mer_cuda_alloc(c, 16, (void **)&cnt, &e));
+    DO(mer_cuda_memset(c, cnt, 0, 16, &e));
+    uint8_t *a = malloc(yb), *b = malloc(yb);
+    for (int off = 0; off < 2; off++) {
+        mer_cuda_set_qgemv_add_norm(!off);
+        for (int n = 1; n <= 8; n++)
+            for (int rep = 0; rep < 2; rep++) {
+                DO(mer_cuda_upload(c, y0, yh, yb, &e));
+                DO(mer_cuda_upload(c, y1, yh, yb, &e));
+                DO(mer_cuda_memset(c, n1, 0xff, nb, &e));
+                DO(mer_cuda_qgemv(c, y0, N, xd, K, &q, n, MER_CUDA_EPI_F32_ADD, &e));
+                DO(mer_cuda_rmsnorm(c, n0, MER_DTYPE_BF16, y0, wd, n, N, 1e-6f, &e));
+                DO(mer_cuda_qgemv_add_norm(c, y1, N, xd, K, &q, n, wd, 1e-6f, n1, cnt, &e));
+                DO(mer_cuda_download(c, a, y0, (size_t)n * N * 4, &e));
+                DO(mer_cuda_download(c, b, y1, (size_t)n * N * 4, &e));
+                CHECK_MSG(!memcmp(a, b, (size_t)n * N * 4), "qgemv_add_norm %s N %d K %d, %d rows%s: y differs",
+                          mer_dtype_name(dt), N, K, n, off ? " (fused form off)" : "");
+                DO(mer_cuda_download(c, a, n0, (size_t)n * N * 2, &e));
+                DO(mer_cuda_download(c, b, n1, (size_t)n * N * 2, &e));
+                CHECK_MSG(!memcmp(a, b, (size_t)n * N * 2), "qgemv_add_norm %s N %d K %d, %d rows%s: xn differs",
+                          mer_dtype_name(dt), N, K, n, off ? " (fused form off)" : "");
+            }
+    }
+    mer_cuda_set_qgemv_add_norm(getenv("MER_CUDA_ADDNORM") ? atoi(getenv("MER_CUDA_ADDNORM")) : 1);
+    int left = -1;
+    DO(mer_cuda_download(c, &left, cnt, sizeof left, &e));
+    CHECK_EQ_INT(left, 0);
+    mer_cuda_qmat_release(c, &q);
+    mer_cuda_release(c, bd); mer_cuda_release(c, xd); mer_cuda_release(c, wd); mer_cuda_release(c, y0);
+    mer_cuda_release(c, y1); mer_cuda_release(c, n0); mer_cuda_release(c, n1); mer_cuda_release(c, cnt);
+    free(blocks); free(row); free(yh); free(wh); free(xh); free(a); free(b);
+}
+
 static void test_random_fill(mer_cuda *c, mer_dtype dt) {
     mer_cuda_qmat q;
     const int N = 40, K = 96;
@@ -322,6 +383,10 @@ static void test_kernels(void) {
         test_qgemv_norm(c, dt, 37, 96, 0);
         test_qgemv_norm(c, dt, 80, 160, 1);
         test_qgemv_norm(c, dt, 300, 3584, 0);
+        test_qgemv_add_norm(c, dt, 48, 256);
+        test_qgemv_add_norm(c, dt, 3584, 3584); /* the 7B o projection: 224 blocks */
+        test_qgemv_add_norm(c, dt, 40, 96);
+        test_qgemv_add_norm(c, dt, 37, 96); /* rows not a multiple of 8: the two launches */
         test_random_fill(c, dt);
     }
     { /* bad arguments */

@@ -112,6 +112,7 @@ struct mer_qwen2_cuda {
     int32_t *io;       /* device [3][t_max]: ids, pos, slot */
     int32_t *out_ids;  /* device [t_max] */
     void *attn_ws;
+    int *norm_cnt; /* arrival counter of the o projection that also makes the MLP's RMSNorm (zero between calls) */
     int32_t *io_h, *out_h; /* pinned mirrors */
     int *n_past;       /* [n_seq] */
     mer_cuda_graph *graphs[MAX_GRAPHS + 1];
@@ -211,6 +212,8 @@ static mer_status alloc_model(const mer_qwen2_cuda_hp *hp, const mer_qwen2_cuda_
     if ((st = dalloc(m, (void **)&m->out_ids, T * sizeof(int32_t), err))) goto fail;
     if ((st = dalloc(m, &m->attn_ws, mer_cuda_attn_decode_ws(p->n_seq, H, d, p->n_split), err))) goto fail;
     if ((st = mer_cuda_memset(m->c, m->attn_ws, 0, mer_cuda_attn_decode_ws(p->n_seq, H, d, p->n_split), err))) goto fail;
+    if ((st = dalloc(m, (void **)&m->norm_cnt, 16, err))) goto fail;
+    if ((st = mer_cuda_memset(m->c, m->norm_cnt, 0, 16, err))) goto fail;
     if ((st = mer_cuda_host_alloc(3 * T * sizeof(int32_t), (void **)&m->io_h, err))) goto fail;
     if ((st = mer_cuda_host_alloc(T * sizeof(int32_t), (void **)&m->out_h, err))) goto fail;
     /* Unwritten cache positions are never read, but the prefill kernel stages whole tiles: keep them
@@ -739,9 +742,20 @@ static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int p
                                            m->p.n_ctx, m->p.n_split, scale, m->attn_ws, err);
         }
         if (st) return st;
-        if (!ABL(8) && (st = mm(m, m->x, E, m->att, H * d, L->wo, &L->qo, T, H * d, E, MER_CUDA_EPI_F32_ADD, err)))
+        /* quantised, <= 8 rows: the o projection also makes the MLP's RMSNorm (its last block; same bits) */
+        const int addnorm = m->quant && at == MER_DTYPE_BF16 && T <= QGEMV_MAX_TOK && !(nfold & 2);
+        if (addnorm) {
+            if (!ABL(8) && (st = mer_cuda_qgemv_add_norm(c, m->x, E, m->att, H * d, &L->qo, T, L->ffn_norm, hp->rms_eps,
+                                                         m->xn, m->norm_cnt, err)))
+                return st;
+        } else if (!ABL(8) &&
+                   (st = mm(m, m->x, E, m->att, H * d, L->wo, &L->qo, T, H * d, E, MER_CUDA_EPI_F32_ADD, err))) {
             return st;
-        if (nfold & 2) {
+        }
+        if (addnorm) {
+            if (!ABL(16) && (st = mm(m, m->h, F, m->xn, E, L->wgu, &L->qgu, T, E, 2 * F, MER_CUDA_EPI_SILU, err)))
+                return st;
+        } else if (nfold & 2) {
             if ((st = mer_cuda_qgemv_norm(c, m->h, F, m->x, E, L->ffn_norm, hp->rms_eps, &L->qgu, T,
                                           MER_CUDA_EPI_SILU, err)))
                 return st;

@@ -277,17 +277,63 @@ __device__ __forceinline__ uint32_t q_ld_sc1(const uint16_t *p) {
 #endif
 }
 
+/* bf16 rows out[r][0..n) (row stride ldo, 16-byte aligned) = RMSNorm(x[r]) * w for r < n_tok (x f32, row
+ * stride ldx, n a multiple of 8), by all NW warps of the block, bit for bit as rmsnorm_kernel (cuda_ops.cu):
+ * the sums of squares in its order (256 virtual threads, butterfly warp sums, then the 8 warp sums), then
+ * bf16(x * rs * w). x is read through L2 (it may have been written by other blocks of this grid). Ends
+ * with a barrier. */
+template <int NW>
+__device__ __forceinline__ void q_norm_rows(const float *x, int ldx, const float *__restrict__ w, float eps, int n,
+                                            int n_tok, uint16_t *out, int ldo) {
+    __shared__ float nred[MER__GEMV_MAX_TOK][8];
+    __shared__ float nrs[MER__GEMV_MAX_TOK];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n8 = n >> 3;
+    for (int u = threadIdx.x; u < n_tok * 256; u += NW * 32) { /* warp-uniform */
+        const int r = u >> 8, vt = u & 255;
+        const float *xr0 = x + (size_t)r * ldx;
+        float s = 0.f;
+        for (int i = vt * 4; i < n; i += 1024) s += q_sumsq4(__ldcg((const float4 *)(xr0 + i)));
+        s = mer__warp_sum(s);
+        if (lane == 0) nred[r][vt >> 5] = s;
+    }
+    __syncthreads();
+    for (int r = warp; r < n_tok; r += NW) {
+        float v = lane < 8 ? nred[r][lane] : 0.f;
+        v = mer__warp_sum(v);
+        if (lane == 0) nrs[r] = rsqrtf(v / (float)n + eps);
+    }
+    __syncthreads();
+    for (int u = threadIdx.x; u < n_tok * n8; u += NW * 32) { /* as rmsnorm_kernel: bf16(x * rs * w) */
+        const int r = u / n8, cc = (u - r * n8) * 8;
+        const float rs = nrs[r];
+        const float *xp = x + (size_t)r * ldx + cc;
+        const float4 v0 = __ldcg((const float4 *)xp), v1 = __ldcg((const float4 *)(xp + 4));
+        const float4 w0 = __ldg((const float4 *)(w + cc)), w1 = __ldg((const float4 *)(w + cc + 4));
+        uint4 o;
+        o.x = mer__pack_bf16(v0.x * rs * w0.x, v0.y * rs * w0.y);
+        o.y = mer__pack_bf16(v0.z * rs * w0.z, v0.w * rs * w0.w);
+        o.z = mer__pack_bf16(v1.x * rs * w1.x, v1.y * rs * w1.y);
+        o.w = mer__pack_bf16(v1.z * rs * w1.z, v1.w * rs * w1.w);
+        *(uint4 *)(out + (size_t)r * ldo + cc) = o;
+    }
+    __syncthreads();
+}
+
 /* A chunk of one 16-row tile for a thread: 16 bytes of rows g and g + 8, and their NB scales. */
 struct qw {
     uint4 w[2];
     uint2 s[2];
 };
 
-template <int Q4, int MT, int U, int NW, int EPI, bool SPL, bool NORM>
+template <int Q4, int MT, int U, int NW, int EPI, bool SPL, bool NORM, bool ANORM = false>
 __device__ __forceinline__ void
     qgemv_body(const uint8_t *__restrict__ qs, const uint16_t *__restrict__ sc, const uint16_t *__restrict__ x,
                void *__restrict__ yv, int K, int n_ch, int n_out, int n_tiles, int split, int up_off, int n_tok,
-               int ldx, int ldy, int ksplit, const float *__restrict__ xf, const float *__restrict__ nw, float eps) {
+               int ldx, int ldy, int ksplit, const float *__restrict__ xf, const float *__restrict__ nw, float eps,
+               uint16_t *__restrict__ xn_out, int *cnt) {
+    /* ANORM (F32_ADD, one tile): after y += x W^T, the last block to finish (an arrival counter, reset by it)
+     * writes xn_out = bf16 RMSNorm(y) * nw over the n_tok rows of n_out, as mer_cuda_rmsnorm would (see
+     * mer_cuda_qgemv_add_norm), so that the next RMSNorm needs no launch of its own. */
     /* NORM: the activations are RMSNorm(xf) * nw made here (f32 rows xf of stride ldx, see
      * mer_cuda_qgemv_norm), bit for bit as mer_cuda_rmsnorm's bf16 output: each block first reduces the
      * rows' sums of squares in rmsnorm_kernel's order (256 virtual threads, butterfly warp sums, then the
@@ -365,38 +411,8 @@ __device__ __forceinline__ void
     if constexpr (NORM) {
         extern __shared__ uint4 q_xs_dyn[];
         uint16_t *xs = (uint16_t *)q_xs_dyn;
-        const int kst = K + 8, k8 = K >> 3;
-        __shared__ float nred[MER__GEMV_MAX_TOK][8];
-        __shared__ float nrs[MER__GEMV_MAX_TOK];
-        for (int u = threadIdx.x; u < n_tok * 256; u += NW * 32) { /* warp-uniform */
-            const int r = u >> 8, vt = u & 255;
-            const float *xr0 = xf + (size_t)r * ldx;
-            float s = 0.f;
-            for (int i = vt * 4; i < K; i += 1024) s += q_sumsq4(*(const float4 *)(xr0 + i));
-            s = mer__warp_sum(s);
-            if (lane == 0) nred[r][vt >> 5] = s;
-        }
-        __syncthreads();
-        for (int r = warp; r < n_tok; r += NW) {
-            float v = lane < 8 ? nred[r][lane] : 0.f;
-            v = mer__warp_sum(v);
-            if (lane == 0) nrs[r] = rsqrtf(v / (float)K + eps);
-        }
-        __syncthreads();
-        for (int u = threadIdx.x; u < n_tok * k8; u += NW * 32) { /* as rmsnorm_kernel: bf16(x * rs * w) */
-            const int r = u / k8, cc = (u - r * k8) * 8;
-            const float rs = nrs[r];
-            const float *xp = xf + (size_t)r * ldx + cc;
-            const float4 v0 = *(const float4 *)xp, v1 = *(const float4 *)(xp + 4);
-            const float4 w0 = __ldg((const float4 *)(nw + cc)), w1 = __ldg((const float4 *)(nw + cc + 4));
-            uint4 o;
-            o.x = mer__pack_bf16(v0.x * rs * w0.x, v0.y * rs * w0.y);
-            o.y = mer__pack_bf16(v0.z * rs * w0.z, v0.w * rs * w0.w);
-            o.z = mer__pack_bf16(v1.x * rs * w1.x, v1.y * rs * w1.y);
-            o.w = mer__pack_bf16(v1.z * rs * w1.z, v1.w * rs * w1.w);
-            *(uint4 *)(xs + (size_t)r * kst + cc) = o;
-        }
-        __syncthreads();
+        const int kst = K + 8;
+        q_norm_rows<NW>(xf, ldx, nw, eps, K, n_tok, xs, kst);
         xsr = xs + (size_t)(xon ? g : 0) * kst + 8 * q + (size_t)c0 * CH;
     }
     const int Kl = K - c0 * CH;
@@ -488,7 +504,10 @@ __device__ __forceinline__ void
 #pragma unroll
         for (int i = 0; i < 4; i++) red[warp][m][i][lane] = acc[m][i];
     __syncthreads();
-    if (warp != 0) return;
+    if constexpr (!ANORM) {
+        if (warp != 0) return;
+    }
+    if (!ANORM || warp == 0) {
     float v[MT][4];
 #pragma unroll
     for (int m = 0; m < MT; m++)
@@ -528,6 +547,18 @@ __device__ __forceinline__ void
             }
         }
     }
+    }
+    if constexpr (ANORM) {
+        __shared__ int q_last;
+        __threadfence(); /* this block's y, visible before it is counted */
+        __syncthreads();
+        if (threadIdx.x == 0) q_last = atomicAdd(cnt, 1) == (int)gridDim.x - 1;
+        __syncthreads();
+        if (!q_last) return;
+        __threadfence();
+        q_norm_rows<NW>((const float *)yv, ldy, nw, eps, n_out, n_tok, xn_out, n_out);
+        if (threadIdx.x == 0) *cnt = 0;
+    }
 }
 
 /* Blocks per SM the register allocation must allow (__launch_bounds__) for one-tile blocks: without a
@@ -553,13 +584,14 @@ constexpr int qgemv_minb() {
                                           : MER_QGEMV_MINB4;
 }
 
-template <int Q4, int MT, int U, int NW, int EPI, bool NORM>
+template <int Q4, int MT, int U, int NW, int EPI, bool NORM, bool ANORM = false>
 __global__ void __launch_bounds__(NW * 32, qgemv_minb<Q4, MT, U, NW>())
     qgemv_kernel(const uint8_t *__restrict__ qs, const uint16_t *__restrict__ sc, const uint16_t *__restrict__ x,
                  void *__restrict__ yv, int K, int n_ch, int n_out, int n_tiles, int split, int up_off, int n_tok,
-                 int ldx, int ldy, int ksplit, const float *__restrict__ xf, const float *__restrict__ nw, float eps) {
-    qgemv_body<Q4, MT, U, NW, EPI, false, NORM>(qs, sc, x, yv, K, n_ch, n_out, n_tiles, split, up_off, n_tok, ldx, ldy,
-                                                1, xf, nw, eps);
+                 int ldx, int ldy, int ksplit, const float *__restrict__ xf, const float *__restrict__ nw, float eps,
+                 uint16_t *__restrict__ xn_out, int *cnt) {
+    qgemv_body<Q4, MT, U, NW, EPI, false, NORM, ANORM>(qs, sc, x, yv, K, n_ch, n_out, n_tiles, split, up_off, n_tok, ldx,
+                                                       ldy, 1, xf, nw, eps, xn_out, cnt);
 }
 
 /* Split-K blocks: as many per SM as 1024 threads allow (the split exists to fill the SMs evenly). */
@@ -569,7 +601,8 @@ __global__ void __launch_bounds__(NW * 32, 1024 / (NW * 32))
                        void *__restrict__ yv, int K, int n_ch, int n_out, int n_tiles, int split, int up_off,
                        int n_tok, int ldx, int ldy, int ksplit) {
     qgemv_body<Q4, 1, U, NW, MER_CUDA_EPI_F32_ADD, true, false>(qs, sc, x, yv, K, n_ch, n_out, n_tiles, split, up_off,
-                                                                 n_tok, ldx, ldy, ksplit, nullptr, nullptr, 0.f);
+                                                                 n_tok, ldx, ldy, ksplit, nullptr, nullptr, 0.f, nullptr,
+                                                                 nullptr);
 }
 
 #define QGEMV_SPLIT_AUTO 1 /* off by default: 2-6 way split-K measured slower for o and down on the H100 */
@@ -600,11 +633,12 @@ static cudaError_t launch_q(mer_cuda *c, void *y, int ldy, const uint16_t *x, in
                                (size_t)n_tok * (w->n_in + 8) * 2,
                                (const uint8_t *)w->qs, (const uint16_t *)w->sc, (const uint16_t *)nullptr, y, w->n_in,
                                w->n_ch, w->n_out, n_tiles, w->split, w->up_off, n_tok, ldx, ldy, 1, nq->x, nq->w,
-                               nq->eps);
+                               nq->eps, (uint16_t *)nullptr, (int *)nullptr);
     }
     return mer__launch(c, qgemv_kernel<Q4, MT, U, NW, EPI, false>, dim3(blocks), dim3(NW * 32), 0,
                        (const uint8_t *)w->qs, (const uint16_t *)w->sc, x, y, w->n_in, w->n_ch, w->n_out, n_tiles,
-                       w->split, w->up_off, n_tok, ldx, ldy, ks, (const float *)nullptr, (const float *)nullptr, 0.f);
+                       w->split, w->up_off, n_tok, ldx, ldy, ks, (const float *)nullptr, (const float *)nullptr, 0.f,
+                       (uint16_t *)nullptr, (int *)nullptr);
 }
 
 template <int Q4, int MT, int U, int EPI>
@@ -639,6 +673,22 @@ static cudaError_t launch_q_all(mer_cuda *c, int mt2, int u, int nw, void *y, in
     }
 }
 
+/* The process-wide GEMV knobs from the environment, at first use. */
+static void q_knobs(void) {
+    if (g_qgemv_u < 0) {
+        const char *s = getenv("MER_CUDA_QGEMV_U");
+        mer_cuda_set_qgemv_unroll(s ? atoi(s) : 0);
+    }
+    if (g_qgemv_split < 0) {
+        const char *s = getenv("MER_CUDA_QGEMV_SPLIT");
+        mer_cuda_set_qgemv_split(s ? atoi(s) : 0);
+    }
+    if (g_qgemv_fold < 0) {
+        const char *s = getenv("MER_CUDA_QGEMV_FOLD");
+        mer_cuda_set_qgemv_fold(s ? atoi(s) : 0);
+    }
+}
+
 static mer_status check_q(const void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w, int n_tok,
                           mer_cuda_epi epi, mer_err *err) {
     if (!q_is(w->dt) || !w->qs || !w->sc)
@@ -663,17 +713,10 @@ static mer_status qgemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ld
     if (st) return st;
     if (n_tok > MER__GEMV_MAX_TOK)
         return mer__errf(err, MER_E_ARG, "cuda qgemv: %d rows (at most %d)", n_tok, MER__GEMV_MAX_TOK);
-    if (g_qgemv_u < 0) {
-        const char *s = getenv("MER_CUDA_QGEMV_U");
-        mer_cuda_set_qgemv_unroll(s ? atoi(s) : 0);
-    }
+    q_knobs();
     const int silu = epi == MER_CUDA_EPI_SILU;
     const int n_tiles = w->n_phys / 16;
     const int mt2 = silu || c->gemv_tile == 2 || (c->gemv_tile == 0 && n_tiles >= 16 * c->n_sm);
-    if (g_qgemv_split < 0) {
-        const char *s = getenv("MER_CUDA_QGEMV_SPLIT");
-        mer_cuda_set_qgemv_split(s ? atoi(s) : 0);
-    }
     int ks = 1; /* split-K: only the one-tile residual-adding GEMVs (o, down) */
     if (epi == MER_CUDA_EPI_F32_ADD && !mt2) ks = g_qgemv_split > 0 ? g_qgemv_split : QGEMV_SPLIT_AUTO;
     const int blocks = (silu ? w->up_off / 16 : (n_tiles + (mt2 ? 1 : 0)) / (mt2 ? 2 : 1)) * ks;
@@ -686,10 +729,6 @@ static mer_status qgemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ld
     if (nw == 0) nw = mt2 ? 4 : blocks <= 2 * c->n_sm ? 16 : 8;
     int u = g_qgemv_u;
     if (u == 0) u = 1;
-    if (g_qgemv_fold < 0) {
-        const char *s = getenv("MER_CUDA_QGEMV_FOLD");
-        mer_cuda_set_qgemv_fold(s ? atoi(s) : 0);
-    }
     /* the RMSNorm fold has no folded-offset q4_0 variant (fewer kernels): it uses the plain one */
     const cudaError_t e = !q4                   ? launch_q_all<0>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, ks, nq)
                           : g_qgemv_fold && !nq ? launch_q_all<2>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, ks, nq)
@@ -701,6 +740,40 @@ static mer_status qgemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ld
 mer_status mer_cuda_qgemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w, int n_tok,
                           mer_cuda_epi epi, mer_err *err) {
     return qgemv(c, y, ldy, x, ldx, w, n_tok, epi, NULL, err);
+}
+
+static int g_qaddnorm = -1;
+void mer_cuda_set_qgemv_add_norm(int on) { g_qaddnorm = on != 0; }
+
+mer_status mer_cuda_qgemv_add_norm(mer_cuda *c, float *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w,
+                                   int n_tok, const float *norm_w, float eps, uint16_t *xn, int *cnt, mer_err *err) {
+    mer_status st = check_q(y, ldy, x, ldx, w, n_tok, MER_CUDA_EPI_F32_ADD, err);
+    if (st) return st;
+    if (g_qaddnorm < 0) {
+        const char *s = getenv("MER_CUDA_ADDNORM");
+        mer_cuda_set_qgemv_add_norm(s ? atoi(s) : 1);
+    }
+    q_knobs();
+    /* the fused form only where the GEMV's own pick is one tile, 16 warps, one chunk a step, no split-K */
+    const int n_tiles = w->n_phys / 16;
+    const int mt2 = c->gemv_tile == 2 || (c->gemv_tile == 0 && n_tiles >= 16 * c->n_sm);
+    const int ks = g_qgemv_split > 0 ? g_qgemv_split : QGEMV_SPLIT_AUTO;
+    const int nw = c->gemv_nw ? c->gemv_nw : n_tiles <= 2 * c->n_sm ? 16 : 8;
+    const int u = g_qgemv_u ? g_qgemv_u : 1;
+    const int q4 = w->dt == MER_DTYPE_Q4_0;
+    if (!g_qaddnorm || mt2 || ks != 1 || nw != 16 || u != 1 || (q4 && g_qgemv_fold) || n_tok > MER__GEMV_MAX_TOK ||
+        w->n_out % 8 || ldy != w->n_out || !cnt || !norm_w || (((uintptr_t)xn | (uintptr_t)norm_w) & 15)) {
+        if ((st = qgemv(c, y, ldy, x, ldx, w, n_tok, MER_CUDA_EPI_F32_ADD, NULL, err))) return st;
+        return mer_cuda_rmsnorm(c, xn, MER_DTYPE_BF16, y, norm_w, n_tok, w->n_out, eps, err);
+    }
+#define QAN(Q)                                                                                                      \
+    mer__launch(c, qgemv_kernel<Q, 1, 1, 16, MER_CUDA_EPI_F32_ADD, false, true>, dim3(n_tiles), dim3(16 * 32), 0,    \
+                (const uint8_t *)w->qs, (const uint16_t *)w->sc, x, (void *)y, w->n_in, w->n_ch, w->n_out, n_tiles,  \
+                w->split, w->up_off, n_tok, ldx, ldy, 1, (const float *)nullptr, norm_w, eps, xn, cnt)
+    const cudaError_t e = q4 ? QAN(1) : QAN(0);
+#undef QAN
+    if (e != cudaSuccess) return mer__cu_fail(err, e, "qgemv_kernel (add + norm) launch", __FILE__, __LINE__);
+    return MER_OK;
 }
 
 mer_status mer_cuda_qgemv_norm(mer_cuda *c, void *y, int ldy, const float *x, int ldx, const float *norm_w, float eps,

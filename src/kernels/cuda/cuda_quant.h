@@ -73,6 +73,16 @@ mer_status mer_cuda_qgemv(mer_cuda *c, void *y_dev, int ldy, const uint16_t *x_d
  * MER_CUDA_EPI_F32 and MER_CUDA_EPI_SILU. */
 mer_status mer_cuda_qgemv_norm(mer_cuda *c, void *y_dev, int ldy, const float *x_dev, int ldx, const float *norm_w_dev,
                                float eps, const mer_cuda_qmat *w, int n_tok, mer_cuda_epi epi, mer_err *err);
+/* y += x @ W^T (as mer_cuda_qgemv with MER_CUDA_EPI_F32_ADD; y f32 [n_tok][n_out], ldy == n_out), then
+ * xn = mer_cuda_rmsnorm(bf16 out, y, norm_w, eps) over the n_tok rows, bit for bit, in one launch where the
+ * GEMV's pick allows (one-tile blocks of 16 warps; the last block to finish normalises): the decode step's
+ * o projection and the MLP's RMSNorm. cnt: a device int, zero, that the call leaves zero (one per stream
+ * of calls). Elsewhere, or with MER_CUDA_ADDNORM=0 at first use (process-wide; mer_cuda_set_qgemv_add_norm),
+ * the two launches. xn and norm_w 16-byte aligned for the fused form. */
+mer_status mer_cuda_qgemv_add_norm(mer_cuda *c, float *y_dev, int ldy, const uint16_t *x_dev, int ldx,
+                                   const mer_cuda_qmat *w, int n_tok, const float *norm_w_dev, float eps,
+                                   uint16_t *xn_dev, int *cnt_dev, mer_err *err);
+void mer_cuda_set_qgemv_add_norm(int on);
 /* Which of the decode step's RMSNorms are folded into the q8_0/q4_0 GEMVs at n_tok rows: a mask, 1 the
  * attention's (qkv), 2 the MLP's (gate/up), 0 none. Process-wide; MER_CUDA_NORM_FOLD=k at first use
  * folds for n_tok <= min(k, 4) (default 1), MER_CUDA_NORM_FOLD_PARTS the mask (default 1: qkv only).
