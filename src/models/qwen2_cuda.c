@@ -742,7 +742,8 @@ static mer_status forward(mer_qwen2_cuda *m, int T, int prefill, int slot, int p
                                            m->p.n_ctx, m->p.n_split, scale, m->attn_ws, err);
         }
         if (st) return st;
-        /* quantised, <= 8 rows: the o projection also makes the MLP's RMSNorm (its last block; same bits) */
+        /* quantised, <= 8 rows: the o projection and the MLP's RMSNorm through mer_cuda_qgemv_add_norm (two
+         * launches unless MER_CUDA_ADDNORM=1; same bits either way) */
         const int addnorm = m->quant && at == MER_DTYPE_BF16 && T <= QGEMV_MAX_TOK && !(nfold & 2);
         if (addnorm) {
             if (!ABL(8) && (st = mer_cuda_qgemv_add_norm(c, m->x, E, m->att, H * d, &L->qo, T, L->ffn_norm, hp->rms_eps,

@@ -74,11 +74,14 @@ mer_status mer_cuda_qgemv(mer_cuda *c, void *y_dev, int ldy, const uint16_t *x_d
 mer_status mer_cuda_qgemv_norm(mer_cuda *c, void *y_dev, int ldy, const float *x_dev, int ldx, const float *norm_w_dev,
                                float eps, const mer_cuda_qmat *w, int n_tok, mer_cuda_epi epi, mer_err *err);
 /* y += x @ W^T (as mer_cuda_qgemv with MER_CUDA_EPI_F32_ADD; y f32 [n_tok][n_out], ldy == n_out), then
- * xn = mer_cuda_rmsnorm(bf16 out, y, norm_w, eps) over the n_tok rows, bit for bit, in one launch where the
- * GEMV's pick allows (one-tile blocks of 16 warps; the last block to finish normalises): the decode step's
- * o projection and the MLP's RMSNorm. cnt: a device int, zero, that the call leaves zero (one per stream
- * of calls). Elsewhere, or with MER_CUDA_ADDNORM=0 at first use (process-wide; mer_cuda_set_qgemv_add_norm),
- * the two launches. xn and norm_w 16-byte aligned for the fused form. */
+ * xn = mer_cuda_rmsnorm(bf16 out, y, norm_w, eps) over the n_tok rows, bit for bit: the decode step's o
+ * projection and the MLP's RMSNorm. With MER_CUDA_ADDNORM=1 at first use (process-wide;
+ * mer_cuda_set_qgemv_add_norm) in one launch where the GEMV's pick allows (one-tile blocks of 16 warps; the
+ * last block to finish normalises; xn and norm_w 16-byte aligned), else, and by default, the two launches.
+ * Off by default: measured slower on the H100 (q8_0 batch-1 decode 301.1 -> 298.5 tok/s, q4_0 461.6 ->
+ * 454.8, batch 8 2156 -> 2069 and 3126 -> 2934): every block's fence and arrival, and the last block's
+ * serial normalisation, cost more than the launch they save. cnt: a device int, zero, that the call leaves
+ * zero (one per stream of calls). */
 mer_status mer_cuda_qgemv_add_norm(mer_cuda *c, float *y_dev, int ldy, const uint16_t *x_dev, int ldx,
                                    const mer_cuda_qmat *w, int n_tok, const float *norm_w_dev, float eps,
                                    uint16_t *xn_dev, int *cnt_dev, mer_err *err);
