@@ -27,9 +27,6 @@
 #include <stdlib.h>
 
 #define LOG2E 1.4426950408889634f
-#ifndef MER_ATTN_KV_HINT
-#define MER_ATTN_KV_HINT 0
-#endif
 
 // --- decode: split-K -------------------------------------------------------------------------------
 
@@ -83,16 +80,7 @@ __device__ __forceinline__ void stage_tile(T *Ks, T *Vs, const T *kb, const T *v
             if (c < total) {
                 const int isv = c >= DT * vchunks, cc = isv ? c - DT * vchunks : c;
                 const int r = cc / vchunks, cx = cc - r * vchunks;
-                if (r < nk) {
-                    const uint4 *src = (const uint4 *)((isv ? vb : kb) + (size_t)(k0 + r) * d) + cx;
-#if MER_ATTN_KV_HINT /* with the L2 fetch hint (coherent: the new row may have been stored by this block) */
-                    asm volatile("ld.global.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
-                                 : "=r"(buf[u].x), "=r"(buf[u].y), "=r"(buf[u].z), "=r"(buf[u].w)
-                                 : "l"(src) : "memory");
-#else
-                    buf[u] = *src;
-#endif
-                }
+                if (r < nk) buf[u] = *((const uint4 *)((isv ? vb : kb) + (size_t)(k0 + r) * d) + cx);
             }
         }
 #pragma unroll
