@@ -689,6 +689,28 @@ static void q_knobs(void) {
     }
 }
 
+/* The launch shape of the GEMV of w at an epilogue (the knobs read first): two tiles a block (gate/up
+ * always) or one, split-K blocks per tile, warps a block, chunks a warp's step. Defaults measured at the
+ * Qwen2.5-7B shapes (bench_gpu qgemv with MER_BENCH_GRID=1, every warps x unroll pair, PDL on): one tile a
+ * block, all blocks resident in one wave - 16 warps (2 blocks per SM) up to 2 blocks per SM, else 8 (3 per
+ * SM) - and one chunk a step (o, down: 16 warps; q/k/v: 8); two tiles a block (gate/up, lm_head), 4 warps. */
+typedef struct qpick {
+    int mt2, ks, nw, u;
+} qpick;
+static qpick q_pick(const mer_cuda *c, const mer_cuda_qmat *w, mer_cuda_epi epi) {
+    q_knobs();
+    qpick p;
+    const int silu = epi == MER_CUDA_EPI_SILU;
+    const int n_tiles = w->n_phys / 16;
+    p.mt2 = silu || c->gemv_tile == 2 || (c->gemv_tile == 0 && n_tiles >= 16 * c->n_sm);
+    p.ks = 1; /* split-K: only the one-tile residual-adding GEMVs (o, down) */
+    if (epi == MER_CUDA_EPI_F32_ADD && !p.mt2) p.ks = g_qgemv_split > 0 ? g_qgemv_split : QGEMV_SPLIT_AUTO;
+    const int blocks = (silu ? w->up_off / 16 : (n_tiles + (p.mt2 ? 1 : 0)) / (p.mt2 ? 2 : 1)) * p.ks;
+    p.nw = c->gemv_nw ? c->gemv_nw : p.mt2 ? 4 : blocks <= 2 * c->n_sm ? 16 : 8;
+    p.u = g_qgemv_u ? g_qgemv_u : 1;
+    return p;
+}
+
 static mer_status check_q(const void *y, int ldy, const uint16_t *x, int ldx, const mer_cuda_qmat *w, int n_tok,
                           mer_cuda_epi epi, mer_err *err) {
     if (!q_is(w->dt) || !w->qs || !w->sc)
@@ -713,26 +735,13 @@ static mer_status qgemv(mer_cuda *c, void *y, int ldy, const uint16_t *x, int ld
     if (st) return st;
     if (n_tok > MER__GEMV_MAX_TOK)
         return mer__errf(err, MER_E_ARG, "cuda qgemv: %d rows (at most %d)", n_tok, MER__GEMV_MAX_TOK);
-    q_knobs();
-    const int silu = epi == MER_CUDA_EPI_SILU;
-    const int n_tiles = w->n_phys / 16;
-    const int mt2 = silu || c->gemv_tile == 2 || (c->gemv_tile == 0 && n_tiles >= 16 * c->n_sm);
-    int ks = 1; /* split-K: only the one-tile residual-adding GEMVs (o, down) */
-    if (epi == MER_CUDA_EPI_F32_ADD && !mt2) ks = g_qgemv_split > 0 ? g_qgemv_split : QGEMV_SPLIT_AUTO;
-    const int blocks = (silu ? w->up_off / 16 : (n_tiles + (mt2 ? 1 : 0)) / (mt2 ? 2 : 1)) * ks;
-    /* Defaults measured at the Qwen2.5-7B shapes (bench_gpu qgemv with MER_BENCH_GRID=1, every warps x
-     * unroll pair, PDL on): one tile a block, all blocks resident in one wave - 16 warps (2 blocks per SM)
-     * up to 2 blocks per SM, else 8 (3 per SM) - and one chunk a step (o, down: 16 warps; q/k/v: 8); two
-     * tiles a block (gate/up, lm_head), 4 warps. */
+    const qpick p = q_pick(c, w, epi);
     const int q4 = w->dt == MER_DTYPE_Q4_0;
-    int nw = c->gemv_nw;
-    if (nw == 0) nw = mt2 ? 4 : blocks <= 2 * c->n_sm ? 16 : 8;
-    int u = g_qgemv_u;
-    if (u == 0) u = 1;
     /* the RMSNorm fold has no folded-offset q4_0 variant (fewer kernels): it uses the plain one */
-    const cudaError_t e = !q4                   ? launch_q_all<0>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, ks, nq)
-                          : g_qgemv_fold && !nq ? launch_q_all<2>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, ks, nq)
-                                                : launch_q_all<1>(c, mt2, u, nw, y, ldy, x, ldx, w, n_tok, epi, ks, nq);
+    const cudaError_t e =
+        !q4                   ? launch_q_all<0>(c, p.mt2, p.u, p.nw, y, ldy, x, ldx, w, n_tok, epi, p.ks, nq)
+        : g_qgemv_fold && !nq ? launch_q_all<2>(c, p.mt2, p.u, p.nw, y, ldy, x, ldx, w, n_tok, epi, p.ks, nq)
+                              : launch_q_all<1>(c, p.mt2, p.u, p.nw, y, ldy, x, ldx, w, n_tok, epi, p.ks, nq);
     if (e != cudaSuccess) return mer__cu_fail(err, e, "qgemv_kernel launch", __FILE__, __LINE__);
     return MER_OK;
 }
@@ -753,16 +762,13 @@ mer_status mer_cuda_qgemv_add_norm(mer_cuda *c, float *y, int ldy, const uint16_
         const char *s = getenv("MER_CUDA_ADDNORM"); /* off by default: measured slower (cuda_quant.h) */
         mer_cuda_set_qgemv_add_norm(s ? atoi(s) : 0);
     }
-    q_knobs();
     /* the fused form only where the GEMV's own pick is one tile, 16 warps, one chunk a step, no split-K */
+    const qpick p = q_pick(c, w, MER_CUDA_EPI_F32_ADD);
     const int n_tiles = w->n_phys / 16;
-    const int mt2 = c->gemv_tile == 2 || (c->gemv_tile == 0 && n_tiles >= 16 * c->n_sm);
-    const int ks = g_qgemv_split > 0 ? g_qgemv_split : QGEMV_SPLIT_AUTO;
-    const int nw = c->gemv_nw ? c->gemv_nw : n_tiles <= 2 * c->n_sm ? 16 : 8;
-    const int u = g_qgemv_u ? g_qgemv_u : 1;
     const int q4 = w->dt == MER_DTYPE_Q4_0;
-    if (!g_qaddnorm || mt2 || ks != 1 || nw != 16 || u != 1 || (q4 && g_qgemv_fold) || n_tok > MER__GEMV_MAX_TOK ||
-        w->n_out % 8 || ldy != w->n_out || !cnt || !norm_w || (((uintptr_t)xn | (uintptr_t)norm_w) & 15)) {
+    if (!g_qaddnorm || p.mt2 || p.ks != 1 || p.nw != 16 || p.u != 1 || (q4 && g_qgemv_fold) ||
+        n_tok > MER__GEMV_MAX_TOK || w->n_out % 8 || ldy != w->n_out || !cnt || !norm_w ||
+        (((uintptr_t)xn | (uintptr_t)norm_w) & 15)) {
         if ((st = qgemv(c, y, ldy, x, ldx, w, n_tok, MER_CUDA_EPI_F32_ADD, NULL, err))) return st;
         return mer_cuda_rmsnorm(c, xn, MER_DTYPE_BF16, y, norm_w, n_tok, w->n_out, eps, err);
     }
