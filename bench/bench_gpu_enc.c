@@ -30,6 +30,7 @@
 
 #define BENCH_NAME "bench_gpu_enc"
 #include "bench_gpu_common.h"
+#include "../tests/max_rel_err.h"
 
 #if MER_CUDA
 
@@ -241,16 +242,6 @@ static float *load_npy(const char *path, int64_t *d0, int64_t *d1) {
     return p;
 }
 
-static double rel(const float *a, const float *r, size_t n) {
-    double m = 0, s = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - r[i]);
-        if (d > m || d != d) m = d;
-        if (fabs(r[i]) > s) s = fabs(r[i]);
-    }
-    return s > 0 ? m / s : m;
-}
-
 static void parity(mer_cuda *c, const char *dir) {
     char p[4096];
     int64_t n, k, rn, rk;
@@ -270,7 +261,7 @@ static void parity(mer_cuda *c, const char *dir) {
         for (int i = 0; i < n && i < 64; i++) o[i] = (mer_clip_out){.image_embeds = emb + (size_t)i * P};
         TRY(mer_clip_cuda_encode(g, px, (int)n, o, &e));
         printf("RESULT parity_clip_l_%s %.3e rel (image_embeds of %d images vs HF f32, max-abs-err / max-abs-ref)\n",
-               f32 ? "f32" : "bf16", rel(emb, ref, (size_t)n * P), (int)n);
+               f32 ? "f32" : "bf16", max_rel_err(emb, ref, (size_t)n * P), (int)n);
         mer_clip_cuda_free(g);
     }
     mer_clip_free(m);
@@ -290,7 +281,7 @@ static void parity(mer_cuda *c, const char *dir) {
         TRY(mer_hubert_cuda_from_model(h, c, (int)n, (long)k, f32 ? MER_DTYPE_F32 : MER_DTYPE_BF16, &g, &e));
         TRY(mer_hubert_cuda_pool(g, x, (int)n, (long)k, -1, 1, f, &e));
         printf("RESULT parity_hubert_l_%s %.3e rel (mean of hidden_states[-4:] of %d clips of %lld samples vs HF f32)\n",
-               f32 ? "f32" : "bf16", rel(f, ref, (size_t)n * D), (int)n, (long long)k);
+               f32 ? "f32" : "bf16", max_rel_err(f, ref, (size_t)n * D), (int)n, (long long)k);
         mer_hubert_cuda_free(g);
     }
     mer_hubert_free(h);

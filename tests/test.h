@@ -23,17 +23,7 @@ static int t_pass, t_fail;
 #endif
 /* Directory of committed fixtures, relative to the repository root where tests run. */
 #define FIXTURES "tests/fixtures"
-/* max |a - ref| / max |ref| over n values (NaN in a counts as infinitely far): the encoders' and
- * fusion tests' measure, as the reference scripts print it. */
-static inline double max_rel_err(const float *a, const float *ref, size_t n) {
-    double m = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (d > m || d != d) m = d;
-        if (fabs(ref[i]) > r) r = fabs(ref[i]);
-    }
-    return r > 0 ? m / r : m;
-}
+#include "max_rel_err.h"
 static void run(void);
 int main(int argc, char **argv) {
     (void)argc;
