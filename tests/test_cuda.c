@@ -19,6 +19,7 @@
 #include "models/qwen2_cuda.h"
 
 #if MER_CUDA
+#include "cuda_open.h"
 
 // --- helpers -----------------------------------------------------------------------------------------
 
@@ -588,14 +589,8 @@ static void test_errors(void) {
 }
 
 static void run(void) {
-    if (mer_cuda_device_count() == 0) {
-        printf("SKIP test_cuda: no CUDA device\n");
-        return;
-    }
-    mer_cuda *c = NULL;
-    DO(mer_cuda_init(0, &c, &e));
+    mer_cuda *c = test_cuda_open("test_cuda");
     if (!c) return;
-    printf("  device: %s\n", mer_cuda_name(c));
     for (int pdl = 0; pdl <= 1; pdl++) {
         mer_cuda_set_pdl(c, pdl);
         test_matmul(c);

@@ -24,6 +24,7 @@
 #include "models/random_models.h"
 
 #if MER_CUDA
+#include "cuda_open.h"
 
 static mer_err e;
 #define DO(call) CHECK_MSG((call) == MER_OK, "%s: %s", #call, e.msg)
@@ -552,14 +553,8 @@ done:
 }
 
 static void run(void) {
-    if (mer_cuda_device_count() == 0) {
-        printf("SKIP test_cuda_enc: no CUDA device\n");
-        return;
-    }
-    mer_cuda *c = NULL;
-    DO(mer_cuda_init(0, &c, &e));
+    mer_cuda *c = test_cuda_open("test_cuda_enc");
     if (!c) return;
-    printf("  device: %s\n", mer_cuda_name(c));
     for (int k = 0; k < 2; k++) {
         const mer_dtype t = k ? MER_DTYPE_F32 : MER_DTYPE_BF16;
         test_layernorm(c, t, 1000);

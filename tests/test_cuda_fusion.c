@@ -28,6 +28,7 @@
 #define AG FIXTURES "/models/affectgpt_tiny"
 
 #if MER_CUDA
+#include "cuda_open.h"
 
 static mer_err e;
 #define DO(call) CHECK_MSG((call) == MER_OK, "%s: %s", #call, e.msg)
@@ -246,14 +247,8 @@ static void check_args(mer_cuda *c) {
 }
 
 static void run(void) {
-    if (mer_cuda_device_count() == 0) {
-        printf("SKIP test_cuda_fusion: no CUDA device\n");
-        return;
-    }
-    mer_cuda *c = NULL;
-    DO(mer_cuda_init(0, &c, &e));
+    mer_cuda *c = test_cuda_open("test_cuda_fusion");
     if (!c) return;
-    printf("device: %s\n", mer_cuda_name(c));
     check_fixture(c);
     check_random(c, "real widths 8/8", 768, 1024, 3584, 8, 8, 11);
     check_random(c, "real widths 5/3", 768, 1024, 3584, 5, 3, 12);

@@ -43,6 +43,7 @@
 #define TMP MER_TEST_TMP "/cuda_quant"
 
 #if MER_CUDA
+#include "cuda_open.h"
 
 static mer_err e;
 #define DO(call) CHECK_MSG((call) == MER_OK, "%s -> %s", #call, e.msg)
@@ -328,11 +329,7 @@ static void test_random_fill(mer_cuda *c, mer_dtype dt) {
     free(yh);
 }
 
-static void test_kernels(void) {
-    mer_cuda *c = NULL;
-    DO(mer_cuda_init(0, &c, &e));
-    if (!c) return;
-    printf("  device: %s\n", mer_cuda_name(c));
+static void test_kernels(mer_cuda *c) {
     for (int k = 0; k < 2; k++) {
         const mer_dtype dt = k ? MER_DTYPE_Q4_0 : MER_DTYPE_Q8_0;
         test_qmat(c, dt, 37, 96, 0);     /* rows off the tiles, K off the chunks */
@@ -736,11 +733,9 @@ static void test_models(void) {
 }
 
 static void run(void) {
-    if (mer_cuda_device_count() == 0) {
-        printf("SKIP test_cuda_quant: no CUDA device\n");
-        return;
-    }
-    test_kernels();
+    mer_cuda *c = test_cuda_open("test_cuda_quant");
+    if (!c) return;
+    test_kernels(c); /* frees c */
     test_models();
 }
 
