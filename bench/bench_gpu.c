@@ -353,6 +353,15 @@ static mer_status do_qmm(void *ud, mer_err *err) {
     return MER_OK;
 }
 
+/* GB/s of one GEMV of a's matrices (wb bytes each): a warm-up, then the median of 7 timed runs of a->reps. */
+static double qmm_gbs(qmm_arg *a, size_t wb) {
+    double t[7], ms;
+    TRY(mer_cuda_time(a->c, do_qmm, a, &ms, &e));
+    for (int i = 0; i < 7; i++) TRY(mer_cuda_time(a->c, do_qmm, a, &t[i], &e));
+    ms = median(t, 7) / a->reps;
+    return wb / (ms * 1e-3) / 1e9;
+}
+
 static void bench_qgemv(mer_cuda *c) {
     static const struct { const char *name; int n, k, epi; } sh[] = {
         {"qkv", 4608, 3584, MER_CUDA_EPI_F32},       {"o", 3584, 3584, MER_CUDA_EPI_F32_ADD},
@@ -390,17 +399,13 @@ static void bench_qgemv(mer_cuda *c) {
                 mer_cuda_set_gemv_warps(c, gv < 6 ? 4 << (gv / 2) : 0);
                 mer_cuda_set_qgemv_unroll(gv < 6 ? 1 + gv % 2 : 0);
                 qmm_arg a = {c, y, x, w, 1, sh[s].epi, 4 * n_w, n_w};
-                double t[7], ms;
-                TRY(mer_cuda_time(c, do_qmm, &a, &ms, &e));
-                for (int i = 0; i < 7; i++) TRY(mer_cuda_time(c, do_qmm, &a, &t[i], &e));
-                ms = median(t, 7) / a.reps;
                 char key[96];
                 if (gv < 6)
                     snprintf(key, sizeof key, "qgrid_%s_%s_nw%d_u%d", mer_dtype_name(dt), sh[s].name, 4 << (gv / 2),
                              1 + gv % 2);
                 else
                     snprintf(key, sizeof key, "qgrid_%s_%s_auto", mer_dtype_name(dt), sh[s].name);
-                result(key, wb / (ms * 1e-3) / 1e9, "GB/s");
+                result(key, qmm_gbs(&a, wb), "GB/s");
             }
             for (int bt = 1; bt <= (quick ? 1 : 8) && !grid; bt *= 8) {
                 for (int var = 0; var < 17; var++) {
@@ -421,13 +426,9 @@ static void bench_qgemv(mer_cuda *c) {
                     mer_cuda_set_gemv_warps(c, var == 1 ? 4 : var == 2 ? 8 : var == 3 || var >= 15 ? 16 : 0);
                     mer_cuda_set_qgemv_unroll(var == 6 ? 1 : var == 7 ? 2 : 0);
                     qmm_arg a = {c, y, x, w, bt, sh[s].epi, 4 * n_w, n_w};
-                    double t[7], ms;
-                    TRY(mer_cuda_time(c, do_qmm, &a, &ms, &e));
-                    for (int i = 0; i < 7; i++) TRY(mer_cuda_time(c, do_qmm, &a, &t[i], &e));
-                    ms = median(t, 7) / a.reps;
                     char key[96];
                     snprintf(key, sizeof key, "qgemv_%s_%s_b%d_%s", mer_dtype_name(dt), sh[s].name, bt, vn[var]);
-                    result(key, wb / (ms * 1e-3) / 1e9, "GB/s");
+                    result(key, qmm_gbs(&a, wb), "GB/s");
                 }
             }
             mer_cuda_set_gemv_tile(c, 0);
